@@ -1,0 +1,85 @@
+"""Atomic file writing and JSON helpers shared by every module that writes to disk."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def check_output_path(path, *, overwrite: bool, what: str = "output") -> Path:
+    """Return ``path`` as a Path, refusing an existing one unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"The {what} path {str(path)!r} already exists; pass overwrite=True "
+            "(CLI: --overwrite) to replace it."
+        )
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path, *, suffix: str | None = None):
+    """Yield a temporary path next to ``path`` and rename it onto ``path`` on success.
+
+    Nothing already at ``path`` is touched if the body raises.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = suffix if suffix is not None else "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def to_json(obj: Any, **kwargs) -> str:
+    """Serialise ``obj`` with numpy scalars/arrays and paths converted."""
+    return json.dumps(obj, default=_json_default, **kwargs)
+
+
+def write_json(path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(to_json(obj, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_json(path) -> dict:
+    """Read a JSON file with a clear error naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Expected a JSON file at {str(path)!r}; it does not exist.") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{str(path)!r} is not valid JSON: {err}") from None
+
+
+def save_npy(path, array: np.ndarray) -> Path:
+    """Save one array with ``np.save`` atomically (loadable with ``mmap_mode``)."""
+    path = Path(path)
+    with atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, np.ascontiguousarray(array), allow_pickle=False)
+    return path

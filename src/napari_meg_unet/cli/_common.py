@@ -1,0 +1,76 @@
+"""Shared CLI plumbing: common options, progress bars and output."""
+
+from __future__ import annotations
+
+import sys
+
+from .._io import to_json
+from ..progress import Progress, run
+
+
+def add_common(parser, *, output: bool = False) -> None:
+    """Add ``--json`` (and ``--out``/``--overwrite`` when ``output``) to ``parser``."""
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="do not show progress bars (stderr)"
+    )
+    if output:
+        parser.add_argument("--out", "-o", required=True, help="output path")
+        parser.add_argument(
+            "--overwrite", action="store_true", help="replace an existing output path"
+        )
+
+
+class ProgressBar:
+    """Callback drawing one tqdm bar per progress stage on stderr."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self._bar = None
+        self._stage = None
+
+    def __call__(self, event) -> None:
+        if not self.enabled or not isinstance(event, Progress):
+            return
+        from tqdm.auto import tqdm
+
+        if event.stage != self._stage:
+            self.close()
+            self._stage = event.stage
+            self._bar = tqdm(total=event.total, desc=event.stage, file=sys.stderr, leave=False)
+        self._bar.total = event.total
+        self._bar.n = event.done
+        if event.message:
+            self._bar.set_postfix_str(event.message, refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def drive(gen, args):
+    """Run a progress generator with a progress bar unless ``--no-progress``."""
+    bar = ProgressBar(enabled=not getattr(args, "no_progress", False))
+    try:
+        return run(gen, bar)
+    finally:
+        bar.close()
+
+
+def emit(result, *, as_json: bool) -> None:
+    """Print a handler's result as JSON or as ``key: value`` lines / a preformatted table."""
+    if result is None:
+        return
+    if as_json:
+        print(to_json(result, indent=2, sort_keys=True))
+        return
+    if isinstance(result, dict) and "table" in result:
+        print(result["table"])
+        return
+    if isinstance(result, dict):
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    else:
+        print(result)

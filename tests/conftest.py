@@ -1,0 +1,47 @@
+"""Shared fixtures: the template head model (built once per session) and the shared data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("NAPARI_MEG_UNET_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of ../shared/data; skips the test when it is absent."""
+    path = shared_data_dir()
+    if not (path / "sample" / "MEG" / "sample_audvis_trunc_raw_sss.fif").is_file():
+        pytest.skip(f"shared sample data not found at {path} (set NAPARI_MEG_UNET_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """A per-session head-model cache so tests never touch the user's cache."""
+    path = tmp_path_factory.mktemp("hm-cache")
+    os.environ["NAPARI_MEG_UNET_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def template_hm(cache_dir):
+    """The default template head model: fsaverage5 ico3, MEG, ad-hoc covariance."""
+    from napari_meg_unet.headmodel import make_template_headmodel
+
+    return make_template_headmodel(spacing="ico3", modality="meg", cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="session")
+def template_hm_megeeg(cache_dir):
+    """Template head model with MEG+EEG (sphere model, average-reference projector)."""
+    from napari_meg_unet.headmodel import make_template_headmodel
+
+    return make_template_headmodel(spacing="ico3", modality="meg+eeg", cache_dir=cache_dir)

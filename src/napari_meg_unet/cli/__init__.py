@@ -48,11 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.command_line = "napari-meg-unet " + " ".join(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    import mne
+
     from ._common import emit
+
+    mne.set_log_level("WARNING")
 
     try:
         result = args.func(args)

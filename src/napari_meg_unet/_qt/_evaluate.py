@@ -1,0 +1,185 @@
+"""Evaluate dock widget: DLE/SD/OA/AUC with CIs, DLE densities, per-vertex DLE maps, export."""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, SpinBox
+from qtpy.QtWidgets import QFileDialog, QTableWidget, QTableWidgetItem
+
+from ..evaluation import TABLE_METRICS, _format_aggregate
+from ..layers import META_KEY, STACK_ORDER
+from ._common import DockWidget, PlotCanvas, is_sensor_layer, layer_combo, show_on_cortex
+from ._inputs import PROTOCOLS, EvaluateInputs, InverseInputs
+from ._tasks import iter_evaluate, write_evaluation
+
+
+def _is_simulation_layer(layer) -> bool:
+    return is_sensor_layer(layer) and layer.metadata.get("simulation") is not None
+
+
+class EvaluateWidget(DockWidget):
+    """Score every estimator of a simulation: the linear methods and the predictions.
+
+    Linear methods are those with a stack layer on the chosen simulation
+    (scored with their λ²/loose/depth by :func:`..evaluation.iter_evaluate_linear`;
+    the Inverse widget defaults when there is none), networks are the
+    ``prediction (...)`` layers of that simulation. Aggregates are per event
+    with bootstrap 95% CIs. The per-vertex mean DLE of the chosen estimator
+    is drawn on a ``mean DLE (<estimator>)`` surface.
+    """
+
+    title = "Evaluate"
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        d = EvaluateInputs()
+        self.data_layer = layer_combo(napari_viewer, _is_simulation_layer, label="simulation")
+        self.protocol_boxes = {p: CheckBox(label=f"protocol {p}", value=p in d.protocols)
+                               for p in PROTOCOLS}  # fmt: skip
+        self.n_boot = SpinBox(label="bootstrap resamples", min=100, max=100_000, value=d.n_boot)
+        self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=d.seed)
+        self.form = Container(
+            widgets=[self.data_layer, *self.protocol_boxes.values(), self.n_boot, self.seed]
+        )
+        self.add(self.form)
+        self.evaluate_button = self.button("Evaluate", self.evaluate)
+        self.table = QTableWidget(0, 2 + len(TABLE_METRICS))
+        self.table.setHorizontalHeaderLabels(
+            ["estimator", "protocol", *TABLE_METRICS.values()]
+        )
+        self.table.setMinimumHeight(140)
+        self.add(self.table)
+        self.plot = PlotCanvas(height=2.4)
+        self.add(self.plot)
+        self.map_of = ComboBox(label="DLE map of", choices=[])
+        self.add(self.map_of)
+        self.export_button = self.button("Export CSV/JSON…", self._export_dialog)
+        self.finish(self.form)
+        self.evaluation = None
+        self._context = None
+        self.map_of.changed.connect(self._show_map)
+
+    def inputs(self) -> EvaluateInputs:
+        return EvaluateInputs(
+            protocols=tuple(p for p, box in self.protocol_boxes.items() if box.value),
+            n_boot=self.n_boot.value, seed=self.seed.value,
+        )  # fmt: skip
+
+    def _estimators(self, sim):
+        """Linear methods (with their parameters) and predictions made on ``sim``."""
+        methods, params, networks = [], None, {}
+        for layer in self.viewer.layers:
+            lay = layer.metadata.get(META_KEY)
+            if lay is None or lay["role"] != "stack" or layer.metadata.get("simulation") is not sim:
+                continue
+            if lay["name"] in STACK_ORDER[1:]:
+                these = {k: layer.metadata[k] for k in ("lambda2", "loose", "depth")}
+                if params is not None and these != params:
+                    raise ValueError(
+                        "the inverse layers of this simulation were computed with different "
+                        "parameters; recompute them together (Inverse widget)."
+                    )
+                params = these
+                methods.append(lay["name"])
+            elif lay["name"].startswith("prediction"):
+                networks[lay["name"]] = np.asarray(layer.data)[:, 0]
+        if not methods and not networks:
+            d = InverseInputs()
+            methods = list(d.methods)
+        if params is None:
+            d = InverseInputs()
+            params = dict(lambda2=d.lambda2_value(), **d.operator_kwargs())
+        order = [m for m in STACK_ORDER if m in methods]
+        return order, params, networks
+
+    def evaluate(self):
+        try:
+            inputs = self.inputs()
+            inputs.validate()
+            if not self.data_layer.value:
+                raise ValueError("no simulation: simulate or open a sample first.")
+            layer = self.viewer.layers[self.data_layer.value]
+            sim, hm = layer.metadata["simulation"], layer.metadata["headmodel"]
+            methods, params, networks = self._estimators(sim)
+            gen = iter_evaluate(hm, sim, methods=methods, inverse_params=params,
+                                networks=networks, inputs=inputs)  # fmt: skip
+        except Exception as err:
+            self.fail(err)
+            return None
+        self._context = (hm, sim)
+        return self.run(gen, on_return=self._done)
+
+    def _done(self, evaluation):
+        self.evaluation = evaluation
+        keys = list(evaluation.summary)
+        self.table.setRowCount(len(keys))
+        for i, (estimator, protocol) in enumerate(keys):
+            cells = [estimator, protocol] + [
+                _format_aggregate(evaluation.summary[(estimator, protocol)].get(metric))
+                for metric in TABLE_METRICS
+            ]
+            for j, text in enumerate(cells):
+                self.table.setItem(i, j, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+        self._draw_density()
+        names = [f"{est} ({prot})" for est, prot in keys]
+        self.map_of.choices = names
+        if names:
+            self.map_of.value = names[0]
+            self._show_map()
+        floor = evaluation.grid_floor
+        self.status.setText(
+            f"{len(keys)} estimator/protocol rows; grid floor {_format_aggregate(floor)} mm"
+            if floor else f"{len(keys)} estimator/protocol rows"
+        )
+
+    def _draw_density(self):
+        from scipy.stats import gaussian_kde
+
+        fig = self.plot.figure
+        fig.clear()
+        ax = fig.add_subplot()
+        for (estimator, protocol), scores in self.evaluation.scores.items():
+            dle = np.asarray(scores["dle_mm"], float)
+            events = np.asarray(scores["event"])
+            ok = np.isfinite(dle)
+            if not ok.any():
+                continue
+            ids, inverse = np.unique(events[ok], return_inverse=True)
+            per_event = np.bincount(inverse, weights=dle[ok]) / np.bincount(inverse)
+            label = f"{estimator} ({protocol})"
+            if len(per_event) > 1 and np.ptp(per_event) > 0:
+                grid = np.linspace(0, per_event.max() * 1.1, 200)
+                ax.plot(grid, gaussian_kde(per_event)(grid), label=label)
+            else:
+                ax.axvline(per_event[0], label=label)
+        ax.set_xlabel("per-event DLE (mm)")
+        ax.set_ylabel("density")
+        ax.legend(fontsize=7)
+        self.plot.draw(force=True)
+
+    def _show_map(self, *_):
+        if self.evaluation is None or not self.map_of.value or self._context is None:
+            return
+        hm, sim = self._context
+        key = next(
+            k for k in self.evaluation.per_vertex_dle if f"{k[0]} ({k[1]})" == self.map_of.value
+        )
+        self.guarded(
+            show_on_cortex, self.viewer, hm, hemi=sim.meta["params"]["hemi"], source="map",
+            per_row=self.evaluation.per_vertex_dle[key], name=f"mean DLE ({key[0]})",
+            extra={"simulation": sim, "estimator": key[0], "protocol": key[1]},
+        )  # fmt: skip
+
+    def export(self, path, *, overwrite: bool = False):
+        """Write the evaluation to ``path`` (``.csv`` rows or ``.json`` summary)."""
+        if self.evaluation is None:
+            raise ValueError("nothing to export: run Evaluate first.")
+        return write_evaluation(self.evaluation, path, overwrite=overwrite)
+
+    def _export_dialog(self):
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export evaluation", "evaluation.csv", "CSV (*.csv);;JSON (*.json)"
+        )
+        if path:  # the dialog has asked before replacing a file
+            self.guarded(self.export, path, overwrite=True)

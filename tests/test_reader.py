@@ -1,0 +1,187 @@
+"""The napari reader: BIDS MEG datasets in, layer data tuples out, never an exception."""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+
+import mne
+import numpy as np
+import pytest
+
+from napari_meg_unet import _reader, bids
+from napari_meg_unet.layers import META_KEY
+
+mne_bids = pytest.importorskip("mne_bids")
+
+DATE = datetime.datetime(2021, 6, 1, 9, tzinfo=datetime.timezone.utc)
+RUN1 = "sub-01_task-sim_run-01"
+RUN2 = "sub-01_task-sim_run-02"
+
+
+@pytest.fixture(scope="module")
+def sim(template_hm):
+    from napari_meg_unet.simulate import simulate
+
+    return simulate(
+        template_hm, design="multi", n_events=3, n_dipoles=1, hemi="rh", snr=3.0, seed=2,
+        verbose="error",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bids_root(tmp_path_factory, sim):
+    """sub-01 with two runs of a template simulation and an empty-room recording."""
+    root = tmp_path_factory.mktemp("bids-reader") / "ds"
+    raw = bids.simulation_to_raw(sim, description="stim", meas_date=DATE)
+    for run in ("01", "02"):
+        bp = mne_bids.BIDSPath(subject="01", task="sim", run=run, root=root, datatype="meg")
+        mne_bids.write_raw_bids(raw, bp, allow_preload=True, format="FIF", verbose=False)
+    er = mne.io.RawArray(np.zeros((len(sim.info["ch_names"]), 100)), sim.info.copy(), verbose=False)
+    er.set_meas_date(DATE)
+    bp = mne_bids.BIDSPath(
+        subject="emptyroom", session="20210601", task="noise", root=root, datatype="meg"
+    )
+    mne_bids.write_raw_bids(er, bp, allow_preload=True, format="FIF", verbose=False)
+    return root
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    """Messages the reader shows as napari notifications."""
+    seen = []
+    monkeypatch.setattr(
+        _reader, "_notify", lambda message, severity="warning": seen.append((severity, message))
+    )
+    return seen
+
+
+def _by_name(tuples):
+    return {kw["name"]: (data, kw, kind) for data, kw, kind in tuples}
+
+
+def test_get_reader_rejects_non_bids(tmp_path, bids_root):
+    assert _reader.get_reader(str(tmp_path)) is None
+    assert _reader.get_reader(str(tmp_path / "missing")) is None
+    (tmp_path / "x.fif").write_bytes(b"not a fif")
+    assert _reader.get_reader(str(tmp_path / "x.fif")) is None
+    assert _reader.get_reader([str(bids_root), str(bids_root)]) is None
+    sidecar = bids_root / "sub-01" / "meg" / f"{RUN1}_meg.json"
+    assert _reader.get_reader(str(sidecar)) is None
+
+
+def test_get_reader_bids_without_meg(tmp_path):
+    root = tmp_path / "eeg_only"
+    (root / "sub-01" / "anat").mkdir(parents=True)
+    (root / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.8.0"}')
+    assert _reader.get_reader(str(root)) is None
+
+
+def test_get_reader_never_raises(monkeypatch, bids_root):
+    def boom(path, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(bids, "find_recordings", boom)
+    assert _reader.get_reader(str(bids_root)) is None
+
+
+def test_read_dataset_layers(bids_root, sim, notes):
+    reader = _reader.get_reader(str(bids_root))
+    assert callable(reader)
+    out = _by_name(reader(str(bids_root)))
+    assert set(out) == {
+        f"MEG {RUN1}", f"events {RUN1}", f"MEG {RUN2}", f"events {RUN2}", "cortex sub-01",
+    }  # fmt: skip
+    data, kw, kind = out[f"MEG {RUN1}"]
+    n_events, n_ch, n_times = sim.data.shape
+    assert kind == "image" and data.shape == (n_ch, n_events * n_times)
+    assert kw["scale"][-1] == pytest.approx(1 / sim.sfreq)
+    meta = kw["metadata"]
+    assert meta["bids_path"].basename == f"{RUN1}_meg.fif"
+    assert meta["info"]["ch_names"] == sim.info["ch_names"]
+    assert meta["raw"].preload and meta["recording"].raw is meta["raw"]
+    assert meta["emptyroom"].subject == "emptyroom"
+    assert meta["ch_types"][:102] == ["mag"] * 102 and meta["units"][0] == "fT"
+    # the image is the recording in display units: row 0 is the first magnetometer
+    first_mag = meta["picks"][0]
+    np.testing.assert_allclose(
+        data[0], meta["raw"].get_data()[first_mag] * 1e15, rtol=1e-5, atol=1e-6
+    )
+    lines, ekw, ekind = out[f"events {RUN1}"]
+    assert ekind == "shapes" and len(lines) == n_events
+    np.testing.assert_allclose([line[0, 1] for line in lines], np.arange(n_events) * n_times)
+    assert list(ekw["features"]["event"]) == ["stim"] * n_events
+    # the two runs do not overlap
+    y1 = kw["translate"][-2]
+    y2 = out[f"MEG {RUN2}"][1]["translate"][-2]
+    assert abs(y1 - y2) >= n_ch * kw["scale"][-2]
+    (verts, faces, values), ckw, ckind = out["cortex sub-01"]
+    assert ckind == "surface" and verts.shape == (2 * 10242, 3)
+    assert ckw["metadata"]["surface_source"] == "template:fsaverage5"
+    assert all(META_KEY in t[1]["metadata"] for t in out.values())
+    assert notes == []
+
+
+def test_read_single_run_file(bids_root, notes):
+    fif = bids_root / "sub-01" / "meg" / f"{RUN2}_meg.fif"
+    reader = _reader.get_reader(str(fif))
+    names = [kw["name"] for _, kw, _ in reader(str(fif))]
+    assert names == [f"MEG {RUN2}", f"events {RUN2}", "cortex sub-01"]
+
+
+def test_truncated_fif_warns(bids_root, tmp_path, notes):
+    root = tmp_path / "ds"
+    shutil.copytree(bids_root, root)
+    fif = root / "sub-01" / "meg" / f"{RUN1}_meg.fif"
+    fif.write_bytes(fif.read_bytes()[:5000])
+    # only the broken run: nothing to show, one warning naming it
+    reader = _reader.get_reader(str(fif))
+    assert reader(str(fif)) == [(None,)]
+    assert len(notes) == 1 and notes[0][0] == "warning" and RUN1 in notes[0][1]
+    # the whole dataset: the good run still opens
+    notes.clear()
+    out = _by_name(_reader.get_reader(str(root))(str(root)))
+    assert f"MEG {RUN2}" in out and f"MEG {RUN1}" not in out
+    assert len(notes) == 1 and RUN1 in notes[0][1]
+
+
+def test_too_many_recordings(bids_root, monkeypatch, notes):
+    monkeypatch.setattr(_reader, "MAX_RECORDINGS", 1)
+    out = _reader.get_reader(str(bids_root))(str(bids_root))
+    assert [kw["name"] for _, kw, _ in out if kw["name"].startswith("MEG")] == [f"MEG {RUN1}"]
+    assert len(notes) == 1 and RUN2 in notes[0][1]
+
+
+@pytest.mark.sample
+def test_read_real_recording(shared_data, tmp_path, notes):
+    raw = mne.io.read_raw_fif(
+        shared_data / "sample" / "MEG" / "sample_audvis_trunc_raw_sss.fif", verbose=False
+    )
+    raw.set_annotations(
+        mne.Annotations(raw.first_time + np.array([0.25, 0.75]), [0, 0], ["aud", "vis"],
+                        orig_time=raw.info["meas_date"])  # fmt: skip
+    )
+    root = tmp_path / "ds"
+    mne_bids.write_raw_bids(
+        raw, mne_bids.BIDSPath(subject="sample", task="audvis", root=root, datatype="meg"),
+        verbose=False,
+    )  # fmt: skip
+    out = _by_name(_reader.get_reader(str(root / "sub-sample"))(str(root / "sub-sample")))
+    data, kw, _ = out["MEG sub-sample_task-audvis"]
+    # 102 mag + 204 grad + 60 EEG data channels, grouped by type
+    assert data.shape == (366, 301)
+    assert kw["metadata"]["type_rows"] == {"mag": (0, 102), "grad": (102, 306), "eeg": (306, 366)}
+    lines, ekw, _ = out["events sub-sample_task-audvis"]
+    assert list(ekw["features"]["event"]) == ["aud", "vis"]
+    np.testing.assert_allclose(ekw["features"]["time"], [0.25, 0.75], atol=2 / raw.info["sfreq"])
+    assert notes == []
+
+
+@pytest.mark.gui
+def test_viewer_open(make_napari_viewer, bids_root):
+    viewer = make_napari_viewer()
+    viewer.open(str(bids_root / "sub-01"), plugin="napari-meg-unet")
+    names = [layer.name for layer in viewer.layers]
+    assert f"MEG {RUN1}" in names and "cortex sub-01" in names
+    assert viewer.layers[f"events {RUN1}"].nshapes == 3
+    assert viewer.layers[f"MEG {RUN1}"].metadata["bids_path"].run == "01"

@@ -10,6 +10,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    # MNE logs at INFO by default and one of its INFO messages (depth prior
+    # limits) has a broken %-format that pytest's log capture turns into an
+    # error; tests only need warnings.
+    import mne
+
+    mne.set_log_level("WARNING")
+
+
 def shared_data_dir() -> Path:
     return Path(os.environ.get("NAPARI_MEG_UNET_DATA", REPO.parent / "shared" / "data"))
 

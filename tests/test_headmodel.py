@@ -214,6 +214,8 @@ def test_template_bad_arguments(cache_dir):
         make_template_headmodel(modality="fmri", cache_dir=cache_dir)
     with pytest.raises(TypeError, match="noise_cov"):
         make_template_headmodel(noise_cov=3, cache_dir=cache_dir)
+    with pytest.raises(FileNotFoundError, match="nothere-cov.fif"):
+        make_template_headmodel(noise_cov=cache_dir / "nothere-cov.fif", cache_dir=cache_dir)
 
 
 # ----------------------------------------------------------------------------- fingerprint

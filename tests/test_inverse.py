@@ -204,9 +204,7 @@ def _mne_reference(inv, info, data, *, method, nave, pick_ori, method_params=Non
     return np.stack(out)
 
 
-def _check_parity(
-    inv, info, data, *, methods, naves, pick_oris, force_equal=(False,), max_iter=20
-):
+def _check_parity(inv, info, data, *, methods, naves, pick_oris, force_equal=(False,), max_iter=20):
     """Our batched kernels vs MNE for every method x nave x pick_ori combination."""
     n_checked = 0
     for method in methods:
@@ -246,9 +244,7 @@ ORIENTATIONS = {
 @pytest.mark.parametrize("orientation", ["fixed", "loose", "free"])
 def test_parity_sphere_fixture(modality, orientation, request):
     """T1-T4: all methods, nave 1 and 7, on the §5.1 fixture."""
-    info, fwd, cov = request.getfixturevalue(
-        "sphere_meg" if modality == "meg" else "sphere_megeeg"
-    )
+    info, fwd, cov = request.getfixturevalue("sphere_meg" if modality == "meg" else "sphere_megeeg")
     kwargs, pick_oris = ORIENTATIONS[orientation]
     inv = make_inverse(fwd, info=info, noise_cov=cov, **kwargs)
     assert inv["source_ori"] == (

@@ -71,9 +71,7 @@ def test_cli_evoked_file(template_hm, tmp_path, capsys):
     ref = compute_kernel(inv, method="dSPM", lambda2=0.25, nave=4, verbose=False)
     assert kernel.fingerprint == hm.fingerprint and kernel.nave == 4
     assert_allclose(kernel.K, ref.K, rtol=1e-10, atol=1e-12 * np.abs(ref.K).max())
-    assert_allclose(
-        apply_kernel(kernel, data), apply_kernel(ref, data), rtol=1e-9, atol=1e-3
-    )
+    assert_allclose(apply_kernel(kernel, data), apply_kernel(ref, data), rtol=1e-9, atol=1e-3)
     back = read_inverse_operator(out / "operator-inv.fif", verbose=False)
     assert back["nsource"] == hm.n_sources
     spec = svd_spectrum(inv, lambda2=0.25)

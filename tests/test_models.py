@@ -206,6 +206,25 @@ def test_hierarchy_from_template_headmodel(template_hm):
     assert (both.centers[1] < 642).sum() == 162
 
 
+@pytest.mark.sample
+def test_subdivision_of_a_real_subject_mesh(shared_data):
+    """sample's oct-5 white-surface subset: the coarse level is MNE's oct-4 choice."""
+    import mne
+
+    src = mne.read_source_spaces(
+        shared_data / "sample" / "subjects" / "sample" / "bem" / "small-src.fif.gz", verbose=False
+    )
+    for s in src:
+        full = MeshHierarchy.from_triangles(s["tris"], s["rr"], levels=2, method="subdivision")
+        assert full.n_vertices == (1026, 258)
+        np.testing.assert_array_equal(full.centers[1], s["vertno"])
+        lut = np.full(s["np"], -1)
+        lut[s["vertno"]] = np.arange(s["nuse"])
+        used = MeshHierarchy.from_triangles(lut[s["use_tris"]], s["rr"][s["vertno"]], levels=3)
+        assert used.n_vertices == (258, 66, 18)
+        assert used.methods == ("subdivision", "subdivision")
+
+
 # ------------------------------------------------------------------------------ thesis
 def test_same_padding_is_tensorflow_asymmetric():
     """4x4 "same": output (i, j) sees input rows/cols i-1 .. i+2 (1 before, 2 after)."""

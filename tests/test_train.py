@@ -18,7 +18,7 @@ from napari_meg_unet.checkpoint import (
     save_checkpoint,
 )
 from napari_meg_unet.dataset import IncompatibleDataError, write_dataset
-from napari_meg_unet.models import build_model, l1_penalty
+from napari_meg_unet.models import build_model, l1_penalty, loss_fn
 from napari_meg_unet.train import (
     BatchDone,
     CheckpointWritten,
@@ -161,7 +161,8 @@ def test_resume_equals_uninterrupted(reference, sets, tmp_path):
               deterministic=True, device="cpu")  # fmt: skip
     first = train(epochs=1, model="thesis", root_features=4, levels=2, **kw)
     assert first["epochs_done"] == 1
-    events, summary = collect(fit(epochs=2, resume=True, **kw))
+    # The run's seed is used on resume whatever seed is passed.
+    events, summary = collect(fit(epochs=2, resume=True, **{**kw, "seed": 5}))
     assert [e.epoch for e in events if isinstance(e, EpochStarted)] == [2]
     assert_same_weights(params(tmp_path / "last.pt"), params(reference["out"] / "last.pt"))
     assert [h["train_loss"] for h in summary["history"]] == [
@@ -377,6 +378,20 @@ def test_predict_probabilities(reference, sets):
     with torch.inference_mode():
         logits = model(torch.from_numpy(np.asarray(sets["val"].inputs)))
     np.testing.assert_allclose(probs, torch.softmax(logits, 1)[:, 1].numpy(), atol=1e-6)
+    # The validation numbers stored with best.pt are those of its weights on the whole set:
+    # the class-weighted pixel mean loss, and the DLE of the window-mean probability peak.
+    ckpt = load_checkpoint(best)
+    record = ckpt["history"][-1]
+    targets = torch.from_numpy(np.asarray(sets["val"].targets)).long()
+    full = loss_fn(logits, targets, class_weights=ckpt["class_weights"])
+    assert record["val_loss"] == pytest.approx(float(full), rel=1e-5)
+    dle = []
+    for i in range(len(probs)):
+        active = np.asarray(sets["val"].targets[i]).any(axis=0)
+        peak = probs[i][:, active].mean(axis=1).argmax()
+        true = sets["val"].true_positions[i, 0]
+        dle.append(1000 * np.linalg.norm(sets["val"].positions[peak] - true))
+    assert record["dle_mm"] == pytest.approx(np.mean(dle), rel=1e-6)
     # Arrays work as well (one example without the batch axis too).
     one = predict(best, np.asarray(sets["val"].inputs[2]), device="cpu")
     np.testing.assert_allclose(one[0], probs[2], atol=1e-6)

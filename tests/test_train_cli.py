@@ -83,8 +83,15 @@ def test_train_cli_refusals(sets, tmp_path, capsys, monkeypatch):
 
 
 def test_parse_overrides():
-    assert parse_overrides(["dropout=0", "optimizer=adamw", "class-weighting=none",
-                            "grad_clip_norm=null", "lr_decay=0.9"]) == {  # fmt: skip
+    assert parse_overrides(
+        [
+            "dropout=0",
+            "optimizer=adamw",
+            "class-weighting=none",
+            "grad_clip_norm=null",
+            "lr_decay=0.9",
+        ]
+    ) == {  # fmt: skip
         "dropout": 0,
         "optimizer": "adamw",
         "class_weighting": None,

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 import torch
@@ -65,6 +66,8 @@ def test_sigkill_mid_epoch_loses_at_most_that_epoch(sets, tmp_path):
         env=_env(),
     )
     lines = []
+    watchdog = threading.Timer(180, child.kill)  # never hang the test suite
+    watchdog.start()
     try:
         for line in child.stdout:
             lines.append(line.strip())
@@ -73,6 +76,7 @@ def test_sigkill_mid_epoch_loses_at_most_that_epoch(sets, tmp_path):
                 break
         child.wait(timeout=120)
     finally:
+        watchdog.cancel()
         if child.poll() is None:
             child.kill()
             child.wait()

@@ -42,6 +42,10 @@ def test_mesh_unet_trains_and_predicts_without_the_head_model(template_hm, split
         train(model="mesh", mesh=MeshHierarchy.from_headmodel(hm, "lh"),
               train=splits["train"], val=splits["val"], out_dir=tmp_path / "lh", epochs=1,
               batch_size=4, device="cpu")  # fmt: skip
+    coarser = MeshHierarchy.from_headmodel(hm, "rh", levels=2)
+    with pytest.raises(IncompatibleDataError, match="is not the run's"):
+        train(mesh=coarser, train=splits["train"], val=splits["val"], out_dir=tmp_path,
+              epochs=2, resume=True, device="cpu")  # fmt: skip
     stc = to_source_estimate(probs[0], hm, "rh", tmin=0.0, sfreq=splits["test"].meta["sfreq"])
     np.testing.assert_allclose(stc.rh_data, probs[0], rtol=1e-6)
     assert not stc.lh_data.any()

@@ -72,7 +72,9 @@ def read_json(path) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"Expected a JSON file at {str(path)!r}; it does not exist.") from None
+        raise FileNotFoundError(
+            f"Expected a JSON file at {str(path)!r}; it does not exist."
+        ) from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{str(path)!r} is not valid JSON: {err}") from None
 

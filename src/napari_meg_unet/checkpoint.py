@@ -20,12 +20,14 @@ cannot run code. Its fields:
     so that :func:`check_checkpoint_compatible` can refuse other data.
 ``training``, ``seed``, ``versions``
     Hyper-parameters, seed, package versions.
-``epoch``, ``batch``, ``history``, ``best``, ``bad_epochs``, ``finished``
-    Progress: ``epoch`` is the epoch in progress (== number of completed
-    epochs when ``batch`` is 0), ``batch`` the number of batches of that epoch
-    already done (non-zero only after a cooperative stop mid-epoch).
+``epoch``, ``batch``, ``sampler_epoch``, ``history``, ``best``, ``bad_epochs``
+    Progress: ``epoch`` is the number of completed epochs, ``batch`` the
+    number of batches of the next epoch already done (non-zero only after a
+    cooperative stop mid-epoch), ``sampler_epoch`` the epoch index seeding
+    the sample order of that next epoch.
 ``optimizer``, ``scheduler``, ``rng``, ``class_weights``, ``partial``
-    Everything needed to resume bit-for-bit.
+    Everything needed to resume bit-for-bit (``rng`` holds one entry per
+    rank: Python, NumPy, torch and, when initialised, CUDA generator states).
 """
 
 from __future__ import annotations

@@ -132,11 +132,7 @@ def _same(a, b) -> bool:
 
 
 def _describe(key, a, b, names) -> str:
-    if (
-        isinstance(a, list | tuple)
-        and isinstance(b, list | tuple)
-        and max(len(a), len(b)) > 8
-    ):
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple) and max(len(a), len(b)) > 8:
         only_a = [x for x in a if x not in set(b)]
         only_b = [x for x in b if x not in set(a)]
         parts = [f"{len(a)} in {names[0]} vs {len(b)} in {names[1]}"]
@@ -190,8 +186,7 @@ def check_compatible(
             problems.append(_describe(key, a, b, names))
     if problems:
         raise IncompatibleDataError(
-            f"Incompatible data: {names[0]} and {names[1]} differ in "
-            + "; ".join(problems)
+            f"Incompatible data: {names[0]} and {names[1]} differ in " + "; ".join(problems)
         )
 
 
@@ -716,9 +711,7 @@ def iter_build_dataset(
     check_hemi(hemi)
     methods = list(_check_methods(methods))
     if normalisation not in NORMALISATIONS:
-        raise ValueError(
-            f"normalisation must be one of {NORMALISATIONS}, got {normalisation!r}."
-        )
+        raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {normalisation!r}.")
     chunk = _check_positive_int(chunk, "chunk")
     nave = _check_positive_int(nave, "nave")
     event_offset = _check_positive_int(event_offset, "event_offset", minimum=0)
@@ -748,7 +741,7 @@ def iter_build_dataset(
             )
     if len(events) == 0:
         raise ValueError("The simulation has no events; an example set needs at least one.")
-    out = Path(out)
+    out = check_output_path(out, overwrite=overwrite, what="dataset output")
     rows = hm.rows(hemi)
     n, n_rows, n_times = len(events), len(rows), sim.data.shape[2]
     true_positions = _true_positions(sim, events, rows, hemi)

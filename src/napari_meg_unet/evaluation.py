@@ -185,6 +185,8 @@ def summarise(scores: dict, *, n_rows: int, n_boot=2000, seed=0) -> tuple[dict, 
         key: metrics.aggregate(
             scores[key], scores["event"], n_boot=n_boot, seed=seed, nan_policy="omit"
         )
+        if np.isfinite(scores[key]).any()
+        else None
         for key in TABLE_METRICS
     }
     single = scores["n_sources"] == 1
@@ -283,7 +285,9 @@ def iter_evaluate_linear(
             done += stop - start
             yield Progress("evaluate", done, total, message=method)
         for protocol in protocols:
-            scores = {k: np.concatenate([p[k] for p in parts[protocol]]) for k in parts[protocol][0]}
+            scores = {
+                k: np.concatenate([p[k] for p in parts[protocol]]) for k in parts[protocol][0]
+            }
             result.scores[(method, protocol)] = scores
             summary, per_vertex = summarise(scores, n_rows=len(rows), n_boot=n_boot, seed=seed)
             result.summary[(method, protocol)] = summary

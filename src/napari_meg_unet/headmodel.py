@@ -3,6 +3,16 @@
 A :class:`HeadModel` bundles everything the simulation, inverse and learning
 code needs about one subject/sensor configuration.
 
+Builders
+--------
+- :func:`make_template_headmodel`: the fsaverage5 template, offline from
+  installed packages, cached on disk (:func:`cache_root`).
+- :func:`make_headmodel`: from real inputs (Info/FIF/BIDS, trans, BEM, source
+  space, noise covariance).
+- :func:`make_dense_sources`: off-grid dense sources sharing a head model's
+  sensors and conductor, for simulations that avoid the "inverse crime".
+- :meth:`HeadModel.save` / :func:`load_headmodel`: a directory of FIF/npz/JSON.
+
 Vertex order of image rows
 --------------------------
 Sources are ordered as in :class:`mne.SourceEstimate`: left-hemisphere used
@@ -927,6 +937,8 @@ def iter_make_template_headmodel(
             "noise_cov must be 'adhoc', an mne.Covariance or a path, got "
             f"{type(noise_cov).__name__}."
         )
+    if isinstance(noise_cov, str | os.PathLike) and noise_cov != "adhoc":
+        _check_file(noise_cov, "noise_cov")
     stage = "template head model"
     params = _template_params(spacing, modality, noise_cov)
     path = (

@@ -138,9 +138,7 @@ def _check_eeg_reference(inv) -> None:
     """Refuse EEG without an average-reference projector, as apply_inverse does."""
     info = inv["info"]
     used = set(_inverse_ch_names(inv))
-    has_eeg = any(
-        ch["kind"] == FIFF.FIFFV_EEG_CH and ch["ch_name"] in used for ch in info["chs"]
-    )
+    has_eeg = any(ch["kind"] == FIFF.FIFFV_EEG_CH and ch["ch_name"] in used for ch in info["chs"])
     if not has_eeg:
         return
     for proj in inv["projs"]:
@@ -291,9 +289,7 @@ def make_inverse(
         raise ValueError(f"noise_cov must be an mne.Covariance, got {type(noise_cov).__name__}.")
     if isinstance(loose, int | float | np.number) and not 0 <= float(loose) <= 1:
         raise ValueError(f"loose must be between 0 and 1, got {loose!r}.")
-    if isinstance(depth, int | float | np.number) and (
-        not np.isfinite(depth) or float(depth) < 0
-    ):
+    if isinstance(depth, int | float | np.number) and (not np.isfinite(depth) or float(depth) < 0):
         raise ValueError(f"depth must be None or a non-negative number, got {depth!r}.")
     return make_inverse_operator(
         info, fwd, noise_cov, loose=loose, depth=depth, fixed=fixed, rank=rank, verbose=verbose
@@ -599,9 +595,7 @@ def _like(xp, array, ref):
     return xp.as_tensor(array, dtype=ref.dtype, device=ref.device)
 
 
-def apply_kernel(
-    kernel, data, *, pick_ori=None, ch_names=None, backend="numpy", device=None
-):
+def apply_kernel(kernel, data, *, pick_ori=None, ch_names=None, backend="numpy", device=None):
     """Apply an imaging kernel to a batch of sensor data.
 
     Parameters
@@ -801,7 +795,11 @@ def residual(
         Residual on the operator's channels (in their order).
     """
     names, _, fit = _data_operators(
-        inv, lambda2=lambda2, nave=nave, method=method, method_params=method_params,
+        inv,
+        lambda2=lambda2,
+        nave=nave,
+        method=method,
+        method_params=method_params,
         verbose=verbose,
     )
     if ch_names is not None:
@@ -838,7 +836,11 @@ def explained_variance(
         One value per sample (a float for 2-D data).
     """
     names, white, fit = _data_operators(
-        inv, lambda2=lambda2, nave=nave, method=method, method_params=method_params,
+        inv,
+        lambda2=lambda2,
+        nave=nave,
+        method=method,
+        method_params=method_params,
         verbose=verbose,
     )
     if ch_names is not None:
@@ -1089,15 +1091,15 @@ def make_input_stack(
     n_sources = kernels[0].n_sources
     if any(k.n_sources != n_sources for k in kernels):
         raise ValueError(
-            "All kernels must have the same sources, got "
-            f"{[k.n_sources for k in kernels]} sources."
+            f"All kernels must have the same sources, got {[k.n_sources for k in kernels]} sources."
         )
     rows = np.asarray(rows)
     if rows.ndim != 1 or rows.dtype.kind not in "iu" or len(rows) == 0:
         raise ValueError(f"rows must be a non-empty 1-D integer array, got {rows!r}.")
     if rows.min() < 0 or rows.max() >= n_sources:
-        raise ValueError(f"rows must index the {n_sources} sources, got range "
-                         f"[{rows.min()}, {rows.max()}].")
+        raise ValueError(
+            f"rows must index the {n_sources} sources, got range [{rows.min()}, {rows.max()}]."
+        )
     data = np.asarray(data) if not _is_tensor(data) else data
     if data.ndim == 2:
         data = data[np.newaxis]

@@ -339,7 +339,6 @@ def _mesh_for(model_name, mesh, meta):
     return mesh
 
 
-
 def _class_weights(spec, targets: np.ndarray):
     """Loss class weights from the recipe's ``class_weighting``.
 
@@ -460,10 +459,11 @@ def _hyperparameters(model, preset, *, epochs, lr, batch_size, overrides) -> tup
 
 def _make_optimizer(params, hp) -> torch.optim.Optimizer:
     if hp["optimizer"] == "sgd":
+        momentum = hp.get("momentum")
         return torch.optim.SGD(
             params,
             lr=hp["lr"],
-            momentum=float(hp.get("momentum", 0.9)),
+            momentum=0.0 if momentum is None else float(momentum),
             weight_decay=hp["weight_decay"],
         )
     return torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
@@ -571,7 +571,9 @@ def _validate(ctx: _Step, examples: ExampleSet, dataset, *, batch_size: int) -> 
     model.eval()
     indices = np.arange(ctx.dist.rank, len(examples), ctx.dist.world)
     positions = np.asarray(examples.positions)
-    local = {"index": [], "loss": [], "dle": []}
+    # The loss is accumulated as numerator and denominator of the (weighted) pixel mean,
+    # so it is the loss of the whole set, whatever the batching or sharding.
+    local = {"index": [], "loss_num": [], "loss_den": [], "dle": []}
     try:
         with torch.inference_mode():
             for start in range(0, len(indices), batch_size):
@@ -589,7 +591,12 @@ def _validate(ctx: _Step, examples: ExampleSet, dataset, *, batch_size: int) -> 
                     loss = models.loss_fn(
                         logits[j : j + 1], y[j : j + 1], class_weights=ctx.class_weights
                     )
-                    local["loss"].append(float(loss))
+                    if ctx.class_weights is None:
+                        weight = float(y[j].numel())
+                    else:
+                        weight = float(ctx.class_weights[y[j]].sum())
+                    local["loss_num"].append(float(loss) * weight)
+                    local["loss_den"].append(weight)
                 probs = _class1(models.probabilities(logits)).cpu().numpy()
                 targets = y.cpu().numpy().astype(bool)
                 true_pos = np.asarray(examples.true_positions[np.sort(batch_idx)])
@@ -601,13 +608,14 @@ def _validate(ctx: _Step, examples: ExampleSet, dataset, *, batch_size: int) -> 
         model.train()
     parts = ctx.dist.gather(local)
     index = np.concatenate([np.asarray(p["index"], int) for p in parts])
-    losses = np.concatenate([np.asarray(p["loss"], float) for p in parts])
+    loss_num = np.concatenate([np.asarray(p["loss_num"], float) for p in parts])
+    loss_den = np.concatenate([np.asarray(p["loss_den"], float) for p in parts])
     dle = np.concatenate([np.asarray(p["dle"], float) for p in parts])
     order = np.argsort(index)
-    index, losses, dle = index[order], losses[order], dle[order]
+    index, dle = index[order], dle[order]
     events = np.asarray(examples.events)[index]
     metrics = {
-        "loss": float(losses.mean()),
+        "loss": float(loss_num[order].sum() / loss_den[order].sum()),
         "n_examples": int(len(index)),
         "n_events": int(len(np.unique(events))),
     }
@@ -788,7 +796,8 @@ def fit(
     amp : ``"auto"`` | ``"bf16"`` | ``"off"``
         Mixed precision: ``"auto"`` uses bf16 autocast on CUDA only.
     seed : int
-        Seed of the weights, the sample order and dropout.
+        Seed of the weights, the sample order and dropout (a resumed run keeps
+        its own).
     deterministic : bool
         Use deterministic algorithms only (``torch.use_deterministic_algorithms``).
     resume : bool
@@ -867,9 +876,7 @@ def fit(
         raise ValueError("stop must be None, a threading.Event or a callable returning a bool.")
     train_set = read_dataset(train)
     val_set = read_dataset(val)
-    check_compatible(
-        train_set.meta, val_set.meta, names=("the training set", "the validation set")
-    )
+    check_compatible(train_set.meta, val_set.meta, names=("the training set", "the validation set"))
     out_dir = Path(out_dir)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     if resume:
@@ -1009,6 +1016,7 @@ def _fit(
             overrides=overrides,
         )  # fmt: skip
         model_name, preset = ckpt["model_name"], ckpt["preset"]
+        seed = int(ckpt["seed"])  # the sample order and RNG streams are the run's
         hp = dict(ckpt["training"])
         if epochs is not None:
             hp["epochs"] = epochs
@@ -1021,6 +1029,11 @@ def _fit(
             model_name, preset, epochs=epochs, lr=lr, batch_size=batch_size, overrides=overrides
         )
     mesh_h = _mesh_for(model_name, mesh, meta)
+    if ckpt is not None and mesh_h is not None and mesh_h.fingerprint != ckpt["mesh_fingerprint"]:
+        raise IncompatibleDataError(
+            f"Cannot resume {ckpt.get('path')!r}: the mesh given ({mesh_h.fingerprint!r}) is not "
+            f"the run's ({ckpt['mesh_fingerprint']!r})."
+        )
 
     global_batch = hp["batch_size"]
     if global_batch % dctx.world:
@@ -1144,6 +1157,7 @@ def _fit(
                 "versions": _versions(),
                 "epoch": progress["epochs_done"],
                 "batch": progress["batch"],
+                "sampler_epoch": progress["epochs_done"],
                 "partial": progress["partial"],
                 "history": progress["history"],
                 "best": progress["best"],

@@ -176,6 +176,7 @@ def iter_inverse(hm, sdata: SensorData, inputs):
     n, _, n_times = sdata.data.shape
     stacks = {m: np.empty((n, len(rows), n_times), np.float32) for m in methods}
     explained = {m: np.empty(n) for m in methods}
+    fits = {}
     done = 1
     for nave, idx in groups.items():
         for method in methods:
@@ -188,12 +189,16 @@ def iter_inverse(hm, sdata: SensorData, inputs):
                 [kernel], block, rows=rows, normalisation=inputs.normalisation,
                 ch_names=sdata.ch_names,
             )[:, 0]  # fmt: skip
-            explained[method][idx] = np.atleast_1d(
-                explained_variance(
-                    inv, block, lambda2=lambda2, nave=nave, method=method,
-                    ch_names=sdata.ch_names, verbose="error",
-                )  # fmt: skip
-            )
+            # the data fit depends on the method only for eLORETA (its own SVD)
+            fit_key = (nave, method == "eLORETA")
+            if fit_key not in fits:
+                fits[fit_key] = np.atleast_1d(
+                    explained_variance(
+                        inv, block, lambda2=lambda2, nave=nave, method=method,
+                        ch_names=sdata.ch_names, verbose="error",
+                    )  # fmt: skip
+                )
+            explained[method][idx] = fits[fit_key]
             done += 1
             yield Progress("inverse", done, total, f"{method} (nave={nave})")
     params = dict(lambda2=lambda2, naves=naves, normalisation=inputs.normalisation, **operator)

@@ -120,8 +120,9 @@ def iter_bench_core(*, spacing="ico3", lambda2=1.0 / 9.0, repeats=3, n_epochs=10
     hm = make_template_headmodel(spacing=spacing, modality="meg", verbose=False)
     ours, ours_sim = [], []
     for _ in range(repeats):
-        t, t_sim, sim, _ = _ours(hm, methods=("MNE", "dSPM", "sLORETA", "eLORETA"),
-                                 lambda2=lambda2, seed=seed)
+        t, t_sim, sim, _ = _ours(
+            hm, methods=("MNE", "dSPM", "sLORETA", "eLORETA"), lambda2=lambda2, seed=seed
+        )
         ours.append(t)
         ours_sim.append(t_sim)
     yield Progress("bench core", 1, 4, message="thesis path")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from fractions import Fraction
-from pathlib import Path
-
-import numpy as np
 
 from .._io import check_output_path, save_npy, write_json
 from ._common import add_common, drive
@@ -108,8 +105,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--linear-only", action="store_true", help="evaluate the linear inverses only"
     )
-    parser.add_argument("--snr", type=float, nargs="+", default=[0.5, 1.0, 3.0],
-                        help="whitened per-sample SNRs (default 0.5 1 3)")
+    parser.add_argument(
+        "--snr",
+        type=float,
+        nargs="+",
+        default=[0.5, 1.0, 3.0],
+        help="whitened per-sample SNRs (default 0.5 1 3)",
+    )
     parser.add_argument("--design", nargs="+", choices=sorted(DESIGNS), default=["single", "multi"])
     parser.add_argument("--methods", nargs="+", default=["MNE", "dSPM", "sLORETA", "eLORETA"])
     parser.add_argument("--lambda2", default="1/9", help="regularisation, e.g. 1/9 (default)")
@@ -118,8 +120,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--hemi", default="rh", choices=["lh", "rh", "both"])
     parser.add_argument("--n-events", type=int, default=300, help="events of the multi design")
     parser.add_argument("--timecourse", default="realistic", choices=["thesis", "realistic"])
-    parser.add_argument("--on-grid", action="store_true",
-                        help="simulate on the inversion grid (the 'inverse crime')")
+    parser.add_argument(
+        "--on-grid",
+        action="store_true",
+        help="simulate on the inversion grid (the 'inverse crime')",
+    )
     parser.add_argument("--n-boot", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", "-o", help="output folder (results.json, results.md, npy maps)")

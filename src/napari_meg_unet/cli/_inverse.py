@@ -233,13 +233,16 @@ def _iter_inverse(args):
         if key not in explained:
             ev = np.atleast_1d(
                 inv_mod.explained_variance(
-                    inv, data, lambda2=args.lambda2, nave=nave, method=method,
-                    ch_names=ch_names, verbose=False,
+                    inv,
+                    data,
+                    lambda2=args.lambda2,
+                    nave=nave,
+                    method=method,
+                    ch_names=ch_names,
+                    verbose=False,
                 )  # fmt: skip
             )
-            explained[key] = dict(
-                mean=float(ev.mean()), min=float(ev.min()), max=float(ev.max())
-            )
+            explained[key] = dict(mean=float(ev.mean()), min=float(ev.min()), max=float(ev.max()))
 
     yield Progress(stage, total - 1, total, "writing")
     out.mkdir(parents=True, exist_ok=True)

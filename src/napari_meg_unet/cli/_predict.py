@@ -51,9 +51,7 @@ def handler(args) -> dict:
     ckpt = load_checkpoint(args.checkpoint)
     data = read_dataset(args.data)
     probs = _common.drive(
-        iter_predict(
-            ckpt, data, headmodel=hm, batch_size=args.batch_size, device=args.device
-        ),
+        iter_predict(ckpt, data, headmodel=hm, batch_size=args.batch_size, device=args.device),
         args,
     )
     info = {

@@ -45,9 +45,7 @@ def add_parser(subparsers) -> None:
     net.add_argument(
         "--lr", type=_number, help="learning rate, e.g. 0.02 or 1/50 (default: recipe)"
     )
-    net.add_argument(
-        "--batch-size", type=_positive_int, help="global batch size (default: recipe)"
-    )
+    net.add_argument("--batch-size", type=_positive_int, help="global batch size (default: recipe)")
     net.add_argument(
         "--set",
         action="append",
@@ -65,15 +63,11 @@ def add_parser(subparsers) -> None:
         "--amp", default="auto", choices=("auto", "bf16", "off"), help="mixed precision"
     )
     run.add_argument("--seed", type=int, default=0, help="random seed")
-    run.add_argument(
-        "--deterministic", action="store_true", help="deterministic algorithms only"
-    )
+    run.add_argument("--deterministic", action="store_true", help="deterministic algorithms only")
     run.add_argument("--resume", action="store_true", help="continue the run saved in OUT")
     run.add_argument("--compile", action="store_true", help="use torch.compile")
     run.add_argument("--num-threads", type=_positive_int, help="CPU threads")
-    run.add_argument(
-        "--num-workers", type=int, default=0, help="data loader worker processes"
-    )
+    run.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
     _common.add_common(parser, output=True)
     parser.set_defaults(func=handler)
 

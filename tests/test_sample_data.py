@@ -1,0 +1,63 @@
+"""Sample data: simulated dipoles on the template head as napari layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_meg_unet import _sample_data, layers
+
+
+@pytest.fixture(scope="module")
+def sample(template_hm):
+    from napari_meg_unet.simulate import simulate
+
+    sim = simulate(template_hm, verbose="error", **_sample_data.SAMPLES["multi"])
+    return sim, {kw["name"]: (d, kw, t) for d, kw, t in
+                 _sample_data.simulation_layers(template_hm, sim)}  # fmt: skip
+
+
+def test_simulation_layers(template_hm, sample):
+    sim, out = sample
+    assert list(out) == ["sensor data", "truth", "cortex"]
+    n_events, n_ch, n_times = sim.data.shape
+    data, kw, kind = out["sensor data"]
+    assert kind == "image" and data.shape == (n_events, 1, n_ch, n_times)
+    assert kw["metadata"]["simulation"] is sim and kw["metadata"]["headmodel"] is template_hm
+    truth, tkw, _ = out["truth"]
+    rows = template_hm.rows("both")
+    assert truth.shape == (n_events, 1, len(rows), n_times)
+    for i in (0, n_events - 1):
+        np.testing.assert_allclose(truth[i, 0], sim.truth(i, rows=rows), rtol=1e-6)
+    # the multi-dipole design puts 2 to 4 sources in each event
+    for i in range(n_events):
+        assert 2 <= len(sim.active_rows(i)) <= 4
+    assert tkw["scale"][-1] == pytest.approx(1 / sim.sfreq)
+    (verts, faces, values), ckw, kind = out["cortex"]
+    assert kind == "surface" and values.shape == (n_times, n_events, len(verts))
+    mesh = ckw["metadata"]["mesh"]
+    np.testing.assert_allclose(values, mesh.values(truth[:, 0]))
+    # the truth of event 3 reaches the cortex at its active rows
+    active = sim.active_rows(3)
+    shown = set(np.unique(mesh.row_of_vertex[np.abs(values[:, 3]).max(axis=0) > 0]))
+    assert shown == set(active.tolist())
+
+
+def test_samples_are_fixed():
+    assert _sample_data.SAMPLES["single"]["n_dipoles"] == 1
+    assert _sample_data.SAMPLES["single"]["seed"] == _sample_data.SAMPLES["multi"]["seed"] == 0
+
+
+@pytest.mark.gui
+def test_open_sample(make_napari_viewer, template_hm, monkeypatch):
+    import napari_meg_unet.headmodel as headmodel
+
+    # the sample uses the (session-cached) template head model
+    monkeypatch.setattr(headmodel, "make_template_headmodel", lambda **kwargs: template_hm)
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-meg-unet", "single_dipoles")
+    assert [layer.name for layer in viewer.layers] == ["sensor data", "truth", "cortex"]
+    truth = viewer.layers["truth"]
+    sim = truth.metadata["simulation"]
+    assert all(len(sim.active_rows(i)) == 1 for i in range(len(sim)))
+    assert layers.META_KEY in viewer.layers["cortex"].metadata

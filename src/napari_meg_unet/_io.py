@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,44 @@ def atomic_path(path, *, suffix: str | None = None):
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+def replace_dir(src, dst, *, overwrite: bool, what: str = "output") -> None:
+    """Rename the directory ``src`` onto ``dst``, moving an existing ``dst`` aside first.
+
+    The old ``dst`` is removed only after the new one is in place.
+    """
+    src, dst = Path(src), Path(dst)
+    if not dst.exists():
+        os.replace(src, dst)
+        return
+    check_output_path(dst, overwrite=overwrite, what=what)  # re-checked: it may be new
+    old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
+    old.rmdir()
+    os.replace(dst, old)
+    os.replace(src, dst)
+    if old.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path, *, overwrite: bool, what: str = "output"):
+    """Yield a temporary sibling directory that replaces ``path`` when the body succeeds.
+
+    An existing ``path`` is refused up front unless ``overwrite``; on failure the
+    temporary directory is removed and ``path`` is left untouched.
+    """
+    path = check_output_path(path, overwrite=overwrite, what=what)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        replace_dir(tmp, path, overwrite=overwrite, what=what)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -32,8 +32,6 @@ reading only the requested examples.
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 from collections.abc import Generator, Sequence
 from pathlib import Path
 
@@ -42,7 +40,7 @@ import torch
 from torch.utils.data import Dataset
 
 from . import __version__
-from ._io import check_output_path, read_json, to_json, write_json
+from ._io import atomic_dir, check_output_path, read_json, to_json, write_json
 from .fingerprint import array_fingerprint
 from .progress import Progress, run
 
@@ -482,27 +480,6 @@ def _versions() -> dict:
     return {"napari_meg_unet": __version__, "numpy": np.__version__, "mne": mne.__version__}
 
 
-def _prepare_dir(out: Path, *, overwrite: bool) -> Path:
-    check_output_path(out, overwrite=overwrite, what="dataset output")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished temporary directory onto ``out`` (replacing an old one)."""
-    trash = None
-    if out.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-        trash.rmdir()
-        out.rename(trash)
-    tmp.rename(out)
-    if trash is not None:
-        if trash.is_dir():
-            shutil.rmtree(trash)
-        else:
-            trash.unlink()
-
-
 def _finalise_meta(meta: dict, *, shape, k_max: int, has_amplitudes: bool) -> dict:
     n, c, n_rows, n_times = shape
     meta = dict(meta)
@@ -601,8 +578,7 @@ def write_dataset(
         k_max=true_positions.shape[1],
         has_amplitudes=amplitudes is not None,
     )
-    tmp = _prepare_dir(out, overwrite=overwrite)
-    try:
+    with atomic_dir(out, overwrite=overwrite, what="dataset output") as tmp:
         arrays = dict(
             inputs=inputs,
             targets=targets,
@@ -615,10 +591,6 @@ def write_dataset(
         for name, array in arrays.items():
             np.save(tmp / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
         write_json(tmp / "meta.json", meta)
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ExampleSet(out)
 
 
@@ -777,8 +749,7 @@ def iter_build_dataset(
         )  # fmt: skip
     kernels = _kernels
     yield Progress("dataset", 1, total, "inverse operator")
-    tmp = _prepare_dir(out, overwrite=overwrite)
-    try:
+    with atomic_dir(out, overwrite=overwrite, what="dataset output") as tmp:
         inputs = np.lib.format.open_memmap(
             tmp / "inputs.npy",
             mode="w+",
@@ -816,10 +787,6 @@ def iter_build_dataset(
         np.save(tmp / "true_positions.npy", true_positions)
         np.save(tmp / "positions.npy", np.asarray(hm.positions[rows], dtype=np.float64))
         write_json(tmp / "meta.json", meta)
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ExampleSet(out)
 
 
@@ -964,8 +931,7 @@ def iter_make_splits(
     offsets = {"train": 0, "val": sizes["train"], "test": sizes["train"] + sizes["val"]}
     # Everything is built in a temporary directory renamed onto ``out`` only once the
     # splits are known to be disjoint, so leaking splits are never left behind.
-    tmp = _prepare_dir(out, overwrite=overwrite)
-    try:
+    with atomic_dir(out, overwrite=overwrite, what="dataset output") as tmp:
         sets = {}
         for name in SPLITS:
             n = sizes[name]
@@ -999,10 +965,6 @@ def iter_make_splits(
             },
         )
         del sets
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     yield Progress("splits", 1, 1, "done")
     return {name: ExampleSet(out / name) for name in SPLITS}
 

@@ -28,7 +28,6 @@ import hashlib
 import importlib.util
 import logging
 import os
-import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from mne.transforms import apply_trans, invert_transform
 from scipy import sparse
 from scipy.spatial import cKDTree
 
-from ._io import atomic_path, check_output_path, read_json, to_json, write_json
+from ._io import atomic_dir, atomic_path, read_json, to_json, write_json
 from .fingerprint import array_fingerprint
 from .progress import Progress, run
 
@@ -238,16 +237,9 @@ class HeadModel:
         path : Path
             The directory written.
         """
-        path = check_output_path(path, overwrite=overwrite, what="head model")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-        try:
+        with atomic_dir(path, overwrite=overwrite, what="head model") as tmp:
             _write_headmodel_files(self, tmp)
-            _replace_dir(tmp, path, overwrite=overwrite)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+        return Path(path)
 
 
 # =========================================================================== constants
@@ -339,26 +331,6 @@ def _versions() -> dict:
         except PackageNotFoundError:
             out[dist] = None
     return out
-
-
-def _replace_dir(src: Path, dst: Path, *, overwrite: bool) -> None:
-    """Rename the directory ``src`` onto ``dst`` (moving an existing ``dst`` aside first)."""
-    if dst.exists():
-        if not overwrite:
-            raise FileExistsError(
-                f"The head model path {str(dst)!r} already exists; pass overwrite=True "
-                "(CLI: --overwrite) to replace it."
-            )
-        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
-        old.rmdir()
-        os.replace(dst, old)
-        os.replace(src, dst)
-        if old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
-    else:
-        os.replace(src, dst)
 
 
 def _apply_trans_to_src(src: mne.SourceSpaces, trans) -> mne.SourceSpaces:
@@ -554,9 +526,7 @@ def _noise_cov_key(noise_cov):
     if isinstance(noise_cov, str) and noise_cov == "adhoc":
         return "adhoc"
     if isinstance(noise_cov, mne.Covariance):
-        return dict(
-            covariance=array_fingerprint(noise_cov.data, names=list(noise_cov.ch_names))
-        )
+        return dict(covariance=array_fingerprint(noise_cov.data, names=list(noise_cov.ch_names)))
     path = Path(noise_cov)
     stat = path.stat() if path.exists() else None
     return dict(path=str(path.resolve()), size=stat.st_size if stat else None,
@@ -608,9 +578,7 @@ def prepare_noise_cov(noise_cov, info: mne.Info, *, verbose=None) -> mne.Covaria
             if _is_cov_fname(path):
                 cov = _native_cov(mne.read_cov(path, verbose=verbose))
             else:
-                raw = mne.io.read_raw_fif(
-                    path, allow_maxshield=True, preload=True, verbose=verbose
-                )
+                raw = mne.io.read_raw_fif(path, allow_maxshield=True, preload=True, verbose=verbose)
                 raw.pick([ch for ch in raw.ch_names if ch in info["ch_names"]] or "data")
                 cov = mne.compute_raw_covariance(raw, tmin=0, tmax=None, verbose=verbose)
         except Exception as err:  # MNE raises many types on corrupt FIF files
@@ -636,8 +604,7 @@ def prepare_noise_cov(noise_cov, info: mne.Info, *, verbose=None) -> mne.Covaria
         shown = ", ".join(repr(ch) for ch in missing[:10])
         more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
         raise ValueError(
-            f"The {source} lacks {len(missing)} channel(s) of the info: "
-            f"{shown}{more}.{hint}"
+            f"The {source} lacks {len(missing)} channel(s) of the info: {shown}{more}.{hint}"
         )
     picked = mne.pick_channels_cov(
         cov, include=list(info["ch_names"]), exclude=[], ordered=True, copy=True, verbose=False
@@ -1011,8 +978,12 @@ def make_template_headmodel(
     """
     return run(
         iter_make_template_headmodel(
-            spacing=spacing, modality=modality, noise_cov=noise_cov, cache=cache,
-            cache_dir=cache_dir, verbose=verbose,
+            spacing=spacing,
+            modality=modality,
+            noise_cov=noise_cov,
+            cache=cache,
+            cache_dir=cache_dir,
+            verbose=verbose,
         )  # fmt: skip
     )
 
@@ -1544,8 +1515,7 @@ def iter_make_headmodel(
         spacing_label = "all"
     if trans_in is None and src_in[0]["coord_frame"] != FIFF.FIFFV_COORD_HEAD:
         raise ValueError(
-            "trans (head <-> MRI transform) is required: the source space is in MRI "
-            "coordinates."
+            "trans (head <-> MRI transform) is required: the source space is in MRI coordinates."
         )
     n_meg = len(mne.pick_types(info_full, meg=True, exclude=[]))
     n_eeg = len(mne.pick_types(info_full, meg=False, eeg=True, exclude=[]))
@@ -1638,8 +1608,17 @@ def make_headmodel(
     """Build a head model from real inputs; see :func:`iter_make_headmodel`."""
     return run(
         iter_make_headmodel(
-            info=info, trans=trans, bem=bem, src=src, subjects_dir=subjects_dir,
-            subject=subject, spacing=spacing, noise_cov=noise_cov, modality=modality,
-            src_scale=src_scale, use_all_vertices=use_all_vertices, verbose=verbose,
+            info=info,
+            trans=trans,
+            bem=bem,
+            src=src,
+            subjects_dir=subjects_dir,
+            subject=subject,
+            spacing=spacing,
+            noise_cov=noise_cov,
+            modality=modality,
+            src_scale=src_scale,
+            use_all_vertices=use_all_vertices,
+            verbose=verbose,
         )  # fmt: skip
     )

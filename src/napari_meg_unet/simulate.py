@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from numbers import Integral, Real
@@ -37,7 +34,7 @@ from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
 
 from . import __version__
-from ._io import check_output_path, read_json, to_json
+from ._io import atomic_dir, read_json, to_json
 from .fingerprint import FINGERPRINT_LENGTH, _update_with_array
 from .headmodel import HEMIS, HeadModel, check_hemi
 from .progress import Progress, run
@@ -307,10 +304,7 @@ class Simulation:
         path : Path
             The directory written.
         """
-        path = check_output_path(path, overwrite=overwrite, what="simulation")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-        try:
+        with atomic_dir(path, overwrite=overwrite, what="simulation") as tmp:
             arrays = self._arrays()
             for name, array in arrays.items():
                 np.save(tmp / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
@@ -323,33 +317,12 @@ class Simulation:
             }
             sidecar["source_columns"] = list(SOURCE_COLUMNS)
             (tmp / SIDECAR).write_text(to_json(sidecar, indent=2, sort_keys=True) + "\n")
-            _replace_dir(tmp, path, overwrite=overwrite)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+        return Path(path)
 
     def _arrays(self) -> dict:
         arrays = {name: getattr(self, name) for name in _ARRAYS}
         arrays.update({f"source_{col}": self.sources[col] for col in SOURCE_COLUMNS})
         return arrays
-
-
-def _replace_dir(src: Path, dst: Path, *, overwrite: bool) -> None:
-    """Rename directory ``src`` onto ``dst``, moving an existing ``dst`` aside first."""
-    if not dst.exists():
-        os.replace(src, dst)
-        return
-    if not overwrite:  # re-checked: something may have appeared meanwhile
-        check_output_path(dst, overwrite=False, what="simulation")
-    old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
-    old.rmdir()
-    os.replace(dst, old)
-    os.replace(src, dst)
-    if old.is_dir():
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        old.unlink(missing_ok=True)
 
 
 def load_simulation(path, *, mmap: bool = True) -> Simulation:

@@ -124,6 +124,10 @@ def show_on_cortex(viewer, hm, *, hemi: str, source: str, stack=None, per_row=No
 
 
 # =========================================================================== widgets
+class WorkerError(Exception):
+    """A RuntimeError raised in a worker thread, carried to the main thread."""
+
+
 class PlotCanvas(QWidget):
     """A small matplotlib figure in a Qt widget (redraws throttled)."""
 
@@ -225,7 +229,13 @@ class DockWidget(QWidget):
             raise RuntimeError(f"{self.title} is already running.")
 
         def relay():
-            return (yield from gen)
+            try:
+                return (yield from gen)
+            except RuntimeError as err:
+                # superqt takes a RuntimeError out of a generator worker for a deleted
+                # worker: it is dropped and ``finished`` never comes. Re-raise it as
+                # something else (core errors such as TrainingError are RuntimeErrors).
+                raise WorkerError(str(err) or type(err).__name__) from err
 
         def yielded(event):
             if isinstance(event, Progress):

@@ -21,6 +21,7 @@ SUBCOMMANDS = (
     "inverse",
     "evaluate",
     "bench",
+    "dataset",
     "train",
     "predict",
     "demo",

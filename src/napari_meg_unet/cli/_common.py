@@ -5,7 +5,21 @@ from __future__ import annotations
 import sys
 
 from .._io import to_json
+from .._parse import parse_number
 from ..progress import Progress, run
+
+
+def number(name: str, *, positive: bool = True):
+    """An argparse ``type`` accepting numbers and fractions such as ``1/9``."""
+    import argparse
+
+    def parse(text):
+        try:
+            return parse_number(text, name=name, positive=positive)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    return parse
 
 
 def add_common(parser, *, output: bool = False) -> None:

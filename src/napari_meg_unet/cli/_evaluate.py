@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 from .._io import check_output_path, save_npy, write_json
-from ._common import add_common, drive
+from ._common import add_common, drive, number
 
 #: Benchmark designs: name -> simulate() keyword arguments.
 DESIGNS = {
     "single": dict(design="sweep", n_repeats=1),
     "multi": dict(design="multi", n_dipoles=(2, 5)),
 }
-
-
-def parse_fraction(text: str) -> float:
-    """Parse '1/9', '0.111' or '1e-2' as a float (argparse type)."""
-    try:
-        value = float(Fraction(text)) if "/" in text else float(text)
-    except (ValueError, ZeroDivisionError):
-        raise ValueError(f"expected a number or a fraction like 1/9, got {text!r}") from None
-    return value
 
 
 def _run(args):
@@ -34,7 +23,7 @@ def _run(args):
             "'napari-meg-unet bench accuracy'."
         )
     out = check_output_path(args.out, overwrite=args.overwrite, what="--out") if args.out else None
-    lambda2 = parse_fraction(args.lambda2)
+    lambda2 = args.lambda2
     hm = make_template_headmodel(spacing=args.spacing, modality=args.modality, verbose=False)
     results, tables = [], []
     for design in args.design:
@@ -114,7 +103,9 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--design", nargs="+", choices=sorted(DESIGNS), default=["single", "multi"])
     parser.add_argument("--methods", nargs="+", default=["MNE", "dSPM", "sLORETA", "eLORETA"])
-    parser.add_argument("--lambda2", default="1/9", help="regularisation, e.g. 1/9 (default)")
+    parser.add_argument(
+        "--lambda2", type=number("--lambda2"), default=1 / 9, help="regularisation (default 1/9)"
+    )
     parser.add_argument("--spacing", default="ico3")
     parser.add_argument("--modality", default="meg", choices=["meg", "eeg", "meg+eeg"])
     parser.add_argument("--hemi", default="rh", choices=["lh", "rh", "both"])

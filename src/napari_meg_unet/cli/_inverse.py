@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +12,6 @@ from . import _common
 
 _EVOKED_ENDINGS = ("-ave.fif", "_ave.fif", "-ave.fif.gz", "_ave.fif.gz")
 _EPOCHS_ENDINGS = ("-epo.fif", "_epo.fif", "-epo.fif.gz", "_epo.fif.gz")
-
-
-def _parse_lambda2(text: str) -> float:
-    """A positive finite number, fractions like ``1/9`` allowed."""
-    import argparse
-
-    try:
-        value = float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(
-            f"--lambda2 must be a positive number or fraction such as 1/9, got {text!r}"
-        ) from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"--lambda2 must be positive, got {text!r}")
-    return value
 
 
 def _parse_depth(text: str):
@@ -87,7 +71,7 @@ def add_parser(subparsers) -> None:
         help="inverse methods = stack channels, in order (default: MNE dSPM sLORETA)",
     )  # fmt: skip
     parser.add_argument(
-        "--lambda2", type=_parse_lambda2, default=1.0 / 9.0,
+        "--lambda2", type=_common.number("--lambda2"), default=1.0 / 9.0,
         help="regularisation lambda^2, fractions allowed (default: 1/9)",
     )  # fmt: skip
     parser.add_argument(

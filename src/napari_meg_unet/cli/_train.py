@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 import threading
-from fractions import Fraction
 
 from . import _common
 
@@ -43,7 +42,9 @@ def add_parser(subparsers) -> None:
     net.add_argument("--preset", help="model/recipe preset (default small)")
     net.add_argument("--epochs", type=_positive_int, help="number of epochs (default: recipe)")
     net.add_argument(
-        "--lr", type=_number, help="learning rate, e.g. 0.02 or 1/50 (default: recipe)"
+        "--lr",
+        type=_common.number("--lr"),
+        help="learning rate, e.g. 0.02 or 1/50 (default: recipe)",
     )
     net.add_argument("--batch-size", type=_positive_int, help="global batch size (default: recipe)")
     net.add_argument(
@@ -70,17 +71,6 @@ def add_parser(subparsers) -> None:
     run.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
     _common.add_common(parser, output=True)
     parser.set_defaults(func=handler)
-
-
-def _number(text: str) -> float:
-    """A float, also written as a fraction (``1/50``)."""
-    try:
-        value = float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(
-            f"expected a number such as 0.02 or 1/50, got {text!r}"
-        ) from None
-    return value
 
 
 def _positive_int(text: str) -> int:

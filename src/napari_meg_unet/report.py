@@ -1,0 +1,372 @@
+"""Report building blocks: markdown tables and PNG figures of accuracy results.
+
+Everything here is Qt-free: figures are :class:`matplotlib.figure.Figure`
+objects drawn by the Agg canvas directly (pyplot and its global backend are
+never touched), so the functions run headless, in worker threads and next to
+a napari viewer alike. Every file is written atomically and an existing one is
+refused unless ``overwrite=True``.
+
+A *result row* is a dict with ``"estimator"``, ``"protocol"`` and, per metric
+key of :data:`TABLE_METRICS`, an aggregate from
+:func:`napari_meg_unet.metrics.aggregate` (``mean``, ``ci_low``, ``ci_high``,
+...) or None where the metric is not defined (e.g. the AUC of the per-sample
+protocol). :meth:`napari_meg_unet.evaluation.Evaluation.to_dict` ``["results"]``
+has this form.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ._io import atomic_path, check_output_path
+from .evaluation import TABLE_METRICS
+
+#: Colours of the estimators in every figure (others cycle through ``tab10``).
+ESTIMATOR_COLOURS = {
+    "MNE": "#1f77b4",
+    "dSPM": "#ff7f0e",
+    "sLORETA": "#2ca02c",
+    "eLORETA": "#9467bd",
+}
+#: Longest side of a figure, inches.
+_FIGURE_WIDTH = 7.5
+_DPI = 120
+
+
+# =========================================================================== tables
+def format_aggregate(agg, *, digits=None) -> str:
+    """``"mean [ci_low, ci_high]"`` of an aggregate dict, or ``"n/a"``.
+
+    Parameters
+    ----------
+    agg : dict | None
+        From :func:`napari_meg_unet.metrics.aggregate`.
+    digits : int | None
+        Decimals; None uses 1 for values of at least 10 and 3 otherwise.
+
+    Returns
+    -------
+    text : str
+    """
+    if agg is None:
+        return "n/a"
+    mean = agg.get("mean", math.nan)
+    if mean is None or not np.isfinite(mean):
+        return "n/a"
+    if digits is None:
+        digits = 1 if abs(mean) >= 10 else 3
+    low, high = agg.get("ci_low"), agg.get("ci_high")
+    if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def results_table(
+    results: Sequence[Mapping],
+    *,
+    metrics=tuple(TABLE_METRICS),
+    columns=("estimator", "protocol"),
+    headers: Mapping | None = None,
+) -> str:
+    """Markdown table of result rows: label columns, then mean [95% CI] per metric.
+
+    Parameters
+    ----------
+    results : sequence of dict
+        Result rows (see the module docstring); every key of ``columns`` and
+        ``metrics`` must be present (a metric may be None).
+    metrics : sequence of str
+        Metric keys, among :data:`~napari_meg_unet.evaluation.TABLE_METRICS`.
+    columns : sequence of str
+        Leading label columns, taken verbatim from each row.
+    headers : dict | None
+        Column titles replacing the keys of ``columns`` (metric titles come
+        from ``TABLE_METRICS``).
+
+    Returns
+    -------
+    table : str
+        The markdown table (no trailing newline).
+    """
+    metrics = list(metrics)
+    unknown = [m for m in metrics if m not in TABLE_METRICS]
+    if unknown:
+        raise ValueError(f"metrics must be among {tuple(TABLE_METRICS)}, got {unknown}.")
+    if isinstance(results, Mapping) or not all(isinstance(r, Mapping) for r in results):
+        raise ValueError("results must be a sequence of dicts (result rows).")
+    headers = dict(headers or {})
+    for i, row in enumerate(results):
+        missing = [k for k in (*columns, *metrics) if k not in row]
+        if missing:
+            raise ValueError(f"result row {i} lacks the key(s) {missing}.")
+    titles = [headers.get(c, c) for c in columns] + [TABLE_METRICS[m] for m in metrics]
+    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
+    for row in results:
+        cells = [str(row[c]) for c in columns] + [format_aggregate(row[m]) for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def key_value_table(items: Mapping, *, headers=("quantity", "value")) -> str:
+    """Two-column markdown table of ``items`` (values formatted with ``str``)."""
+    lines = [f"| {headers[0]} | {headers[1]} |", "|---|---|"]
+    for key, value in items.items():
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        lines.append(f"| {key} | {value} |")
+    return "\n".join(lines)
+
+
+# =========================================================================== figures
+def _new_figure(n_axes=1, *, height=3.6, ncols=None, sharey=False):
+    from matplotlib.figure import Figure
+
+    ncols = n_axes if ncols is None else ncols
+    nrows = -(-n_axes // ncols)
+    fig = Figure(figsize=(_FIGURE_WIDTH, height * nrows), dpi=_DPI, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey).ravel()
+    for ax in axes[n_axes:]:
+        ax.set_visible(False)
+    return fig, list(axes[:n_axes])
+
+
+def save_figure(fig, path, *, overwrite=False) -> Path:
+    """Write a figure as PNG atomically (Agg canvas; no pyplot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path = check_output_path(path, overwrite=overwrite, what="figure")
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"path must end in .png, got {str(path)!r}.")
+    FigureCanvasAgg(fig)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def _colour(label: str, index: int) -> str:
+    from matplotlib import colormaps
+
+    for name, colour in ESTIMATOR_COLOURS.items():
+        if label == name or label.startswith(name + " "):
+            return colour
+    palette = colormaps["tab10"].colors
+    return palette[(index + 4) % len(palette)]  # 0-3 are the linear methods' colours
+
+
+def _reflected_kde(values, grid):
+    """Gaussian KDE of non-negative values with reflection at 0 (no mass below 0)."""
+    from scipy.stats import gaussian_kde
+
+    kde = gaussian_kde(values)
+    return kde(grid) + kde(-grid)
+
+
+def plot_dle_kde(
+    dle: Mapping,
+    path,
+    *,
+    grid_floor_mm=None,
+    title="",
+    xmax=None,
+    overwrite=False,
+) -> Path:
+    """Kernel-density curves of per-event DLE, one per estimator (cf. thesis Figure 28).
+
+    Parameters
+    ----------
+    dle : dict of str -> array
+        Per-event DLE values (mm) by label, e.g. ``{"dSPM (window)": ...}``;
+        NaNs are dropped.
+    path : path-like
+        Output ``.png``.
+    grid_floor_mm : float | None
+        Mean distance from the true sources to the grid, drawn as a dotted
+        vertical line (the DLE no grid-bound estimate can beat on average).
+    title : str
+        Figure title.
+    xmax : float | None
+        Right end of the DLE axis (default: the 99th percentile of all values).
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    path : Path
+    """
+    if not isinstance(dle, Mapping) or not dle:
+        raise ValueError("dle must be a non-empty dict of label -> per-event DLE values.")
+    clean = {}
+    for label, values in dle.items():
+        values = np.asarray(values, dtype=float).ravel()
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            raise ValueError(f"dle[{label!r}] holds no finite value.")
+        if (values < 0).any():
+            raise ValueError(f"dle[{label!r}] holds negative distances.")
+        clean[label] = values
+    everything = np.concatenate(list(clean.values()))
+    xmax = float(np.percentile(everything, 99) * 1.1 + 1.0) if xmax is None else float(xmax)
+    grid = np.linspace(0.0, xmax, 400)
+    fig, (ax,) = _new_figure()
+    for i, (label, values) in enumerate(clean.items()):
+        colour = _colour(label, i)
+        style = "--" if "sample" in label else "-"
+        text = f"{label}: mean {values.mean():.1f} mm (n={values.size})"
+        if values.size > 1 and np.ptp(values) > 0:
+            ax.plot(grid, _reflected_kde(values, grid), style, color=colour, lw=1.8, label=text)
+        else:  # a KDE of one distinct value is undefined: mark the value
+            ax.axvline(values.mean(), ls=style, color=colour, lw=1.8, label=text)
+    if grid_floor_mm is not None and np.isfinite(grid_floor_mm):
+        ax.axvline(
+            grid_floor_mm, color="0.3", ls=":", lw=1.2, label=f"grid floor {grid_floor_mm:.1f} mm"
+        )
+    ax.set_xlim(0, xmax)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("dipole localisation error (mm), per event")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend(fontsize=7, frameon=False)
+    return save_figure(fig, path, overwrite=overwrite)
+
+
+def plot_training_curves(
+    histories: Mapping,
+    path,
+    *,
+    references: Mapping | None = None,
+    title="",
+    overwrite=False,
+) -> Path:
+    """Training / validation loss and validation DLE per epoch for one or more networks.
+
+    Parameters
+    ----------
+    histories : dict of str -> list of dict
+        Per network, the ``history`` of :func:`napari_meg_unet.train.fit`'s
+        summary (records with ``epoch``, ``train_loss``, ``val_loss``,
+        ``dle_mm``).
+    path : path-like
+        Output ``.png``.
+    references : dict of str -> float | None
+        Horizontal reference lines on the DLE panel, e.g. dSPM's DLE on the
+        validation set with the same definition.
+    title : str
+        Figure title.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    path : Path
+    """
+    if not isinstance(histories, Mapping) or not histories:
+        raise ValueError("histories must be a non-empty dict of network -> history records.")
+    fig, (ax_loss, ax_dle) = _new_figure(2)
+    for i, (name, history) in enumerate(histories.items()):
+        if not history:
+            raise ValueError(f"histories[{name!r}] is empty (no epoch finished).")
+        for key in ("epoch", "train_loss", "val_loss", "dle_mm"):
+            if key not in history[0]:
+                raise ValueError(f"histories[{name!r}] records lack {key!r}.")
+        epochs = [r["epoch"] for r in history]
+        colour = _colour(name, i)
+        ax_loss.plot(epochs, [r["train_loss"] for r in history], "-o", ms=3, color=colour,
+                     label=f"{name} train")  # fmt: skip
+        ax_loss.plot(epochs, [r["val_loss"] for r in history], "--s", ms=3, color=colour,
+                     label=f"{name} validation")  # fmt: skip
+        ax_dle.plot(epochs, [r["dle_mm"] for r in history], "-o", ms=3, color=colour, label=name)
+    for j, (label, value) in enumerate((references or {}).items()):
+        if value is not None and np.isfinite(value):
+            ax_dle.axhline(value, color=_colour(label, j), ls=":", lw=1.5,
+                           label=f"{label} {value:.1f} mm")  # fmt: skip
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    ax_loss.set_title("loss")
+    ax_loss.legend(fontsize=7, frameon=False)
+    ax_dle.set_xlabel("epoch")
+    ax_dle.set_ylabel("validation DLE (mm)")
+    ax_dle.set_title("validation DLE")
+    ax_dle.legend(fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path, overwrite=overwrite)
+
+
+def plot_example(
+    panels: Mapping,
+    path,
+    *,
+    times=None,
+    true_rows=None,
+    title="",
+    overwrite=False,
+) -> Path:
+    """Vertex x time images side by side (e.g. truth, an inverse, the network's map).
+
+    Parameters
+    ----------
+    panels : dict of str -> array, shape (n_rows, n_times)
+        Images by title; each is shown as ``|value|`` scaled to its own maximum.
+    path : path-like
+        Output ``.png``.
+    times : array, shape (n_times,) | None
+        Sample times (s) for the x axis (sample indices if None).
+    true_rows : sequence of int | None
+        Rows of the true sources, marked on every panel.
+    title : str
+        Figure title.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    path : Path
+    """
+    if not isinstance(panels, Mapping) or not panels:
+        raise ValueError("panels must be a non-empty dict of title -> (n_rows, n_times) image.")
+    shapes = {k: np.shape(v) for k, v in panels.items()}
+    if len(set(shapes.values())) != 1 or len(next(iter(shapes.values()))) != 2:
+        raise ValueError(f"panels must all be 2-D images of one shape, got {shapes}.")
+    n_rows, n_times = next(iter(shapes.values()))
+    if times is None:
+        extent, xlabel = (-0.5, n_times - 0.5, n_rows - 0.5, -0.5), "sample"
+    else:
+        times = np.asarray(times, float)
+        if times.shape != (n_times,):
+            raise ValueError(f"times must have shape ({n_times},), got {times.shape}.")
+        step = times[1] - times[0] if n_times > 1 else 1.0
+        extent = (
+            1e3 * (times[0] - step / 2), 1e3 * (times[-1] + step / 2), n_rows - 0.5, -0.5
+        )  # fmt: skip
+        xlabel = "time (ms)"
+    fig, axes = _new_figure(len(panels), height=4.2, sharey=True)
+    for ax, (name, image) in zip(axes, panels.items(), strict=True):
+        image = np.abs(np.asarray(image, float))
+        peak = image.max()
+        ax.imshow(image / peak if peak > 0 else image, aspect="auto", cmap="magma",
+                  vmin=0, vmax=1, extent=extent, interpolation="nearest")  # fmt: skip
+        if true_rows is not None:
+            for row in np.atleast_1d(true_rows):
+                ax.axhline(row, color="cyan", lw=0.6, ls="--")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(xlabel)
+    axes[0].set_ylabel("source row")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path, overwrite=overwrite)
+
+
+__all__ = [
+    "ESTIMATOR_COLOURS",
+    "format_aggregate",
+    "key_value_table",
+    "plot_dle_kde",
+    "plot_example",
+    "plot_training_curves",
+    "results_table",
+    "save_figure",
+]

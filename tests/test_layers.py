@@ -89,7 +89,13 @@ def test_stack_layer():
     np.testing.assert_allclose(layers.stack_data(data), stack, rtol=1e-6)
     assert kwargs["name"] == "dSPM" and kwargs["colormap"] == "bwr"
     lo, hi = kwargs["contrast_limits"]
-    assert lo == -hi and hi == pytest.approx(np.abs(stack).max(), rel=1e-6)
+    # symmetric, saturating the strongest 1% of the values
+    assert lo == -hi and hi == pytest.approx(np.percentile(np.abs(stack), 99), rel=1e-5)
+    sparse = np.zeros((1, 100, 10))
+    sparse[0, 3, 4:6] = [2.0, -3.0]
+    assert layers.stack_layer(sparse, name="truth", sfreq=1.0)[1]["contrast_limits"][1] == (
+        pytest.approx(np.percentile([2.0, 3.0], 99))
+    )
     assert kwargs["scale"][-1] == pytest.approx(1 / 250.0)
     assert kwargs["metadata"][META_KEY]["slot"] == layers.STACK_ORDER.index("dSPM")
     _, kw_pred, _ = layers.stack_layer(

@@ -79,7 +79,7 @@ def test_train_cli_refusals(sets, tmp_path, capsys, monkeypatch):
     assert "smaller batch size" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(_train_args(sets, tmp_path / "d", "--lr", "fast"))
-    assert "expected a number such as 0.02 or 1/50" in capsys.readouterr().err
+    assert "--lr must be a number such as 0.111, 1/9 or 1e-3" in capsys.readouterr().err
 
 
 def test_parse_overrides():

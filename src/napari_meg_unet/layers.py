@@ -91,18 +91,32 @@ def colormap_for(name: str) -> str:
     return COLORMAPS.get(name, COLORMAPS["map"])
 
 
+#: Percentile of the non-zero ``|values|`` used as the top of the contrast limits
+#: (the strongest 1% saturate instead of washing out everything else).
+LIMIT_PERCENTILE = 99.0
+
+
+def _peak(values) -> float:
+    magnitude = np.abs(np.asarray(values, dtype=np.float64))
+    magnitude = magnitude[np.isfinite(magnitude) & (magnitude > 0)]
+    if magnitude.size == 0:
+        return 0.0
+    return float(np.percentile(magnitude, LIMIT_PERCENTILE))
+
+
 def _symmetric_limits(data) -> tuple[float, float]:
-    peak = float(np.nanmax(np.abs(data))) if np.size(data) else 0.0
-    peak = peak if np.isfinite(peak) and peak > 0 else 1.0
+    peak = _peak(data)
+    peak = peak if peak > 0 else 1.0
     return (-peak, peak)
 
 
 def _positive_limits(data) -> tuple[float, float]:
-    hi = float(np.nanmax(data)) if np.size(data) else 0.0
-    lo = float(np.nanmin(data)) if np.size(data) else 0.0
-    if not np.isfinite(hi) or hi <= lo:
+    data = np.asarray(data)
+    finite = data[np.isfinite(data)]
+    if finite.size == 0:
         return (0.0, 1.0)
-    return (min(lo, 0.0), hi)
+    lo, hi = min(float(finite.min()), 0.0), _peak(finite)
+    return (lo, hi) if hi > lo else (0.0, 1.0)
 
 
 # =========================================================================== sensor data

@@ -25,13 +25,17 @@ import numpy as np
 from ._io import atomic_path, check_output_path
 from .evaluation import TABLE_METRICS
 
-#: Colours of the estimators in every figure (others cycle through ``tab10``).
+#: Colours of the estimators in every figure (others cycle through the rest of ``tab10``).
 ESTIMATOR_COLOURS = {
     "MNE": "#1f77b4",
     "dSPM": "#ff7f0e",
     "sLORETA": "#2ca02c",
     "eLORETA": "#9467bd",
+    "thesis U-Net": "#d62728",
+    "mesh U-Net": "#000000",
 }
+#: Rows shown per image panel: taller images are max-pooled over blocks of rows for display.
+MAX_DISPLAY_ROWS = 220
 #: Longest side of a figure, inches.
 _FIGURE_WIDTH = 7.5
 _DPI = 120
@@ -153,8 +157,8 @@ def _colour(label: str, index: int) -> str:
     for name, colour in ESTIMATOR_COLOURS.items():
         if label == name or label.startswith(name + " "):
             return colour
-    palette = colormaps["tab10"].colors
-    return palette[(index + 4) % len(palette)]  # 0-3 are the linear methods' colours
+    palette = colormaps["tab10"].colors[4:]  # 0-3 are the linear methods' colours
+    return palette[index % len(palette)]
 
 
 def _reflected_kde(values, grid):
@@ -283,6 +287,10 @@ def plot_training_curves(
         if value is not None and np.isfinite(value):
             ax_dle.axhline(value, color=_colour(label, j), ls=":", lw=1.5,
                            label=f"{label} {value:.1f} mm")  # fmt: skip
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax_loss, ax_dle):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss")
     ax_loss.set_title("loss")
@@ -310,7 +318,9 @@ def plot_example(
     Parameters
     ----------
     panels : dict of str -> array, shape (n_rows, n_times)
-        Images by title; each is shown as ``|value|`` scaled to its own maximum.
+        Images by title; each is shown as ``|value|`` scaled to its own maximum
+        (images taller than :data:`MAX_DISPLAY_ROWS` rows are shown max-pooled
+        over blocks of consecutive rows, so that single active rows stay visible).
     path : path-like
         Output ``.png``.
     times : array, shape (n_times,) | None
@@ -332,22 +342,29 @@ def plot_example(
     if len(set(shapes.values())) != 1 or len(next(iter(shapes.values()))) != 2:
         raise ValueError(f"panels must all be 2-D images of one shape, got {shapes}.")
     n_rows, n_times = next(iter(shapes.values()))
+    # One source row is far thinner than a pixel: block-max pooling keeps it visible.
+    block = max(1, -(-n_rows // MAX_DISPLAY_ROWS))
+    n_shown = -(-n_rows // block)
+    bottom = n_shown * block - 0.5
     if times is None:
-        extent, xlabel = (-0.5, n_times - 0.5, n_rows - 0.5, -0.5), "sample"
+        extent, xlabel = (-0.5, n_times - 0.5, bottom, -0.5), "sample"
     else:
         times = np.asarray(times, float)
         if times.shape != (n_times,):
             raise ValueError(f"times must have shape ({n_times},), got {times.shape}.")
         step = times[1] - times[0] if n_times > 1 else 1.0
         extent = (
-            1e3 * (times[0] - step / 2), 1e3 * (times[-1] + step / 2), n_rows - 0.5, -0.5
+            1e3 * (times[0] - step / 2), 1e3 * (times[-1] + step / 2), bottom, -0.5
         )  # fmt: skip
         xlabel = "time (ms)"
     fig, axes = _new_figure(len(panels), height=4.2, sharey=True)
     for ax, (name, image) in zip(axes, panels.items(), strict=True):
         image = np.abs(np.asarray(image, float))
-        peak = image.max()
-        ax.imshow(image / peak if peak > 0 else image, aspect="auto", cmap="magma",
+        padded = np.zeros((n_shown * block, n_times))
+        padded[:n_rows] = image
+        shown = padded.reshape(n_shown, block, n_times).max(axis=1)
+        peak = shown.max()
+        ax.imshow(shown / peak if peak > 0 else shown, aspect="auto", cmap="magma",
                   vmin=0, vmax=1, extent=extent, interpolation="nearest")  # fmt: skip
         if true_rows is not None:
             for row in np.atleast_1d(true_rows):
@@ -362,6 +379,7 @@ def plot_example(
 
 __all__ = [
     "ESTIMATOR_COLOURS",
+    "MAX_DISPLAY_ROWS",
     "format_aggregate",
     "key_value_table",
     "plot_dle_kde",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from .. import layers
@@ -117,6 +117,7 @@ def show_on_cortex(viewer, hm, *, hemi: str, source: str, stack=None, per_row=No
     data = layers.cortex_layer(mesh, values=values, name=name, colormap=cmap, metadata=meta)
     first = name not in viewer.layers
     layer = add_or_replace(viewer, data)
+    layer.axis_labels = layers.AXIS_LABELS[-layer.ndim :]
     place_all(viewer)
     if first:
         viewer.dims.ndisplay = 3
@@ -131,12 +132,13 @@ class WorkerError(Exception):
 class PlotCanvas(QWidget):
     """A small matplotlib figure in a Qt widget (redraws throttled)."""
 
-    def __init__(self, *, height: float = 2.4, min_interval: float = 0.25):
+    def __init__(self, *, height: float = 2.4, min_interval: float = 0.25,
+                 layout: str = "constrained"):  # fmt: skip
         super().__init__()
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        self.figure = Figure(figsize=(4, height), layout="constrained")
+        self.figure = Figure(figsize=(4, height), layout=layout, dpi=80)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(int(height * 60))
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
@@ -154,6 +156,82 @@ class PlotCanvas(QWidget):
         if force or self.due():
             self._last_draw = time.monotonic()
             self.canvas.draw_idle()
+
+
+class ThreadedPlot(QLabel):
+    """A matplotlib figure rendered by Agg in a background thread, shown as a pixmap.
+
+    For plots updated while something runs (training): drawing a figure in
+    the main thread costs tens of milliseconds, more on a busy machine, which
+    would stall napari's event loop. Here the main thread only submits the
+    data; a single helper thread updates the artists and renders, and the
+    image comes back through a queued Qt signal. Requests arriving while a
+    render is under way are coalesced (only the newest is drawn).
+    """
+
+    rendered = Signal(object)
+
+    def __init__(self, setup, update, *, width: float = 4.0, height: float = 2.6, dpi=80):
+        super().__init__()
+        import threading
+
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(width, height), dpi=dpi)
+        self._canvas = FigureCanvasAgg(self.figure)
+        self._setup, self._update = setup, update
+        self._artists = None
+        self._lock = threading.Lock()
+        self._pending = None
+        self._busy = False
+        self.setMinimumHeight(int(height * dpi))
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.rendered.connect(self._show)
+        self.n_rendered = 0
+
+    def submit(self, data) -> None:
+        """Draw ``update(figure_artists, data)`` soon (off the main thread)."""
+        import threading
+
+        with self._lock:
+            self._pending = data
+            if self._busy:
+                return
+            self._busy = True
+        threading.Thread(target=self._render_loop, daemon=True).start()
+
+    def _render_loop(self) -> None:
+        while True:
+            with self._lock:
+                data, self._pending = self._pending, None
+                if data is None:
+                    self._busy = False
+                    return
+            if self._artists is None:
+                self._artists = self._setup(self.figure)
+            self._update(self._artists, data)
+            self._canvas.draw()
+            width, height = self._canvas.get_width_height()
+            self.rendered.emit((bytes(self._canvas.buffer_rgba()), width, height))
+
+    def _show(self, image) -> None:
+        from qtpy.QtGui import QImage, QPixmap
+
+        buffer, width, height = image
+        qimage = QImage(buffer, width, height, QImage.Format.Format_RGBA8888)
+        self.setPixmap(QPixmap.fromImage(qimage.copy()))
+        self.n_rendered += 1
+
+    def wait(self, timeout: float = 10.0) -> bool:
+        """Block until no render is pending (for tests and scripts)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._busy:
+                    return True
+            time.sleep(0.01)
+        return False
 
 
 class DockWidget(QWidget):

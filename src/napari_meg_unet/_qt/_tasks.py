@@ -211,37 +211,119 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
-def iter_train(hm, inputs, *, resume: bool, stop, overwrite: bool = False):
-    """Simulate the training/validation sets (unless resuming) and run :func:`..train.fit`.
+def _train_child(hm_path, splits_kwargs, fit_kwargs, messages, stop) -> None:
+    """Child process of :func:`iter_train`: make the data sets (optional) and fit.
 
-    Yields Progress while the data are made, then the training events;
-    returns fit's summary.
+    Every Progress and training event goes into ``messages``, then
+    ``("return", summary)`` or ``("error", text)``.
     """
-    from ..dataset import iter_make_splits, read_dataset
-    from ..train import fit
+    try:
+        from ..dataset import iter_make_splits, read_dataset
+        from ..headmodel import load_headmodel
+        from ..train import fit
+
+        hm = load_headmodel(hm_path, verbose="error")
+        if splits_kwargs is not None:
+            gen = iter_make_splits(hm, **splits_kwargs)
+            while True:
+                try:
+                    event = next(gen)
+                except StopIteration:
+                    break
+                messages.put(("event", event))
+        data = splits_kwargs["out"] if splits_kwargs is not None else fit_kwargs.pop("data")
+        sets = {name: read_dataset(data / name) for name in ("train", "val")}
+        gen = fit(
+            train=sets["train"], val=sets["val"], stop=stop.is_set,
+            mesh=hm if fit_kwargs.get("model") == "mesh" else None, **fit_kwargs,
+        )  # fmt: skip
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as done:
+                messages.put(("return", done.value))
+                break
+            messages.put(("event", event))
+    except BaseException as err:  # reported to the parent, which raises it
+        messages.put(("error", f"{type(err).__name__}: {err}"))
+
+
+def iter_train(hm, inputs, *, resume: bool, stop, overwrite: bool = False):
+    """Simulate the training/validation sets (unless resuming) and fit, in a child process.
+
+    SciPy's SVD and eigendecompositions (inside MNE's inverse operator, used
+    to make the data sets) hold the GIL for seconds, and training holds it in
+    places too; in a thread of the napari process either would freeze the
+    event loop. So the work runs in a spawned child process and this
+    generator (run by the widget's ``thread_worker``) only relays its events:
+    Progress while the data are made, then :func:`..train.fit`'s events (one
+    per batch). Setting ``stop`` (a ``threading.Event``) asks fit to stop
+    after the current batch and save ``last.pt``; before training has
+    started the child is terminated instead.
+
+    Returns fit's summary (``{"stopped": True, "epochs_done": 0, ...}`` when
+    stopped before training).
+    """
+    import multiprocessing
+    import queue
+    from pathlib import Path
+
+    from ..train import EpochStarted
 
     inputs.validate()
-    splits = inputs.splits_kwargs()
-    data_dir = inputs.data_dir
+    fit_kwargs = dict(inputs.fit_kwargs(resume=resume), num_threads=default_threads())
     if resume:
         if not (inputs.run_dir / "last.pt").is_file():
             raise FileNotFoundError(
                 f"nothing to resume: {str(inputs.run_dir / 'last.pt')!r} does not exist."
             )
-        sets = {name: read_dataset(data_dir / name) for name in ("train", "val")}
+        splits = None
+        fit_kwargs["data"] = inputs.data_dir
     else:
         if (inputs.run_dir / "last.pt").exists() and not overwrite:
             raise FileExistsError(
                 f"{str(inputs.out_dir)!r} already holds a training run; use Resume, tick "
                 "'overwrite' or choose another folder."
             )
-        sets = yield from iter_make_splits(hm, overwrite=True, verbose="error", **splits)
-    summary = yield from fit(
-        train=sets["train"], val=sets["val"], stop=stop,
-        mesh=hm if inputs.model == "mesh" else None, num_threads=default_threads(),
-        **inputs.fit_kwargs(resume=resume),
+        splits = dict(inputs.splits_kwargs(), overwrite=True, verbose="error")
+    path = hm.provenance.get("loaded_from")
+    if not path or not (Path(path) / "headmodel.json").is_file():
+        path = hm.save(Path(inputs.out_dir) / "headmodel", overwrite=True)
+    ctx = multiprocessing.get_context("spawn")
+    messages, child_stop = ctx.Queue(), ctx.Event()
+    child = ctx.Process(
+        target=_train_child, args=(str(path), splits, fit_kwargs, messages, child_stop),
+        daemon=True,
     )  # fmt: skip
-    return summary
+    child.start()
+    training = False
+    try:
+        while True:
+            if stop is not None and stop.is_set():
+                if not training:
+                    return {"stopped": True, "epochs_done": 0, "best_checkpoint": None}
+                child_stop.set()
+            try:
+                kind, payload = messages.get(timeout=0.05)
+            except queue.Empty:
+                if not child.is_alive():
+                    raise RuntimeError(
+                        f"the training process ended unexpectedly (exit code {child.exitcode})"
+                    ) from None
+                continue
+            if kind == "event":
+                training = training or isinstance(payload, EpochStarted)
+                yield payload
+            elif kind == "return":
+                return payload
+            else:
+                raise RuntimeError(payload)
+    finally:
+        if child.is_alive() and not (training and child_stop.is_set()):
+            child.terminate()
+        child.join(30)
+        if child.is_alive():
+            child.kill()
 
 
 # =========================================================================== prediction

@@ -1,23 +1,25 @@
 """Train dock widget: simulate learning sets on the current head model and fit a U-Net.
 
-Training runs in a napari ``thread_worker`` around :func:`..train.fit`; the
-generator yields one event per batch, so Stop (a ``threading.Event`` polled
-before every batch) is prompt and leaves ``last.pt`` to resume from. The
-worker never touches layers or widgets: events arrive in the main thread,
-where the progress bar and the loss / validation-DLE plot are updated
-(redraws throttled to 4 per second).
+The napari ``thread_worker`` runs :func:`._tasks.iter_train`, which relays
+the events of :func:`..train.fit` (one per batch) from a child process (so
+that SciPy/MNE code holding the GIL cannot freeze the event loop); Stop sets
+an event fit polls before every batch, so it is prompt and leaves ``last.pt``
+to resume from. The worker never touches layers or widgets: events arrive in
+the main thread, where the progress bar and the loss / validation-DLE plot
+are updated (the plot is rendered in a helper thread, at most twice a second).
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import time
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, LineEdit, SpinBox
 
 from ..models import MODEL_NAMES, PRESETS
 from ..train import BatchDone, CheckpointWritten, EpochStarted, Finished, Stopped, Validated
-from ._common import DockWidget, PlotCanvas, current_headmodel
+from ._common import DockWidget, ThreadedPlot, current_headmodel
 from ._inputs import DESIGNS, HEMIS, TrainInputs, available_devices
 from ._tasks import iter_train
 
@@ -55,8 +57,9 @@ class TrainWidget(DockWidget):
         self.stop_button = self.button("Stop", self.stop, control=False)
         self.stop_button.setEnabled(False)
         self.resume_button = self.button("Resume", self.resume)
-        self.plot = PlotCanvas(height=2.6)
+        self.plot = ThreadedPlot(_setup_plot, _update_plot)
         self.add(self.plot)
+        self._last_plot = 0.0
         self.finish(self.form)
         self.model.changed.connect(self._presets)
         self._stop = threading.Event()
@@ -145,7 +148,9 @@ class TrainWidget(DockWidget):
         self.summary = summary
         self._draw(force=True)
         if summary.get("stopped"):
-            return  # the Stopped event already said where the state is
+            if not summary.get("epochs_done") and summary.get("best_checkpoint") is None:
+                self.status.setText("stopped while making the data sets; nothing trained")
+            return  # otherwise the Stopped event already said where the state is
         dle = summary.get("best_dle_mm")
         dle_text = f"{dle:.1f} mm" if isinstance(dle, float) and math.isfinite(dle) else "n/a"
         self.status.setText(
@@ -154,18 +159,34 @@ class TrainWidget(DockWidget):
         )
 
     def _draw(self, *, force: bool = False):
-        if not (force or self.plot.due()):
+        """Send the loss / DLE curves to the plot (rendered off the main thread)."""
+        now = time.monotonic()
+        if not force and now - self._last_plot < 0.5:
             return
-        fig = self.plot.figure
-        fig.clear()
-        ax = fig.add_subplot()
-        ax.plot(range(1, len(self.losses) + 1), self.losses, lw=1, color="C0")
-        ax.set_xlabel("batch")
-        ax.set_ylabel("training loss", color="C0")
-        if self.val_dle and self.losses:
-            per_epoch = len(self.losses) / max(e for e, _ in self.val_dle)
-            ax2 = ax.twinx()
-            ax2.plot([e * per_epoch for e, _ in self.val_dle], [v for _, v in self.val_dle],
-                     "o-", color="C3")  # fmt: skip
-            ax2.set_ylabel("validation DLE (mm)", color="C3")
-        self.plot.draw(force=force)
+        self._last_plot = now
+        self.plot.submit((list(self.losses), list(self.val_dle)))
+
+
+def _setup_plot(figure):
+    # fixed margins: a layout engine would re-measure every text on every draw
+    figure.subplots_adjust(left=0.17, right=0.83, bottom=0.19, top=0.96)
+    ax = figure.add_subplot()
+    ax.set_xlabel("batch")
+    ax.set_ylabel("training loss", color="C0")
+    ax2 = ax.twinx()
+    ax2.set_ylabel("validation DLE (mm)", color="C3")
+    return ax, ax.plot([], [], lw=1, color="C0")[0], ax2, ax2.plot([], [], "o-", color="C3")[0]
+
+
+def _update_plot(artists, data):
+    ax, loss_line, ax2, dle_line = artists
+    losses, val_dle = data
+    loss_line.set_data(range(1, len(losses) + 1), losses)
+    if val_dle and losses:
+        per_epoch = len(losses) / max(e for e, _ in val_dle)
+        dle_line.set_data([e * per_epoch for e, _ in val_dle], [v for _, v in val_dle])
+    else:
+        dle_line.set_data([], [])
+    for axis in (ax, ax2):
+        axis.relim()
+        axis.autoscale_view()

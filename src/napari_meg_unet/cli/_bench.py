@@ -24,6 +24,96 @@ def _run_core(args):
     return result
 
 
+def _run_accuracy(args):
+    from ..bench.accuracy import _check_out_dir, iter_bench_accuracy
+
+    if args.out:  # refuse an existing output before hours of computation
+        out = Path(args.out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
+            _check_out_dir(out, overwrite=False)
+    result = drive(
+        iter_bench_accuracy(
+            args.preset, checkpoint_dir=args.checkpoint_dir, work_dir=args.work_dir,
+            device=args.device, seed=args.seed, epochs=args.epochs,
+            max_train_s=args.max_train_time, stability=args.stability, n_boot=args.n_boot,
+            command=args.command_line, n_train=args.n_train, n_val=args.n_val,
+            n_test=args.n_test,
+        ),
+        args,
+    )  # fmt: skip
+    files = result.save(args.out, overwrite=args.overwrite) if args.out else None
+    out = result.to_dict()
+    out["files"] = files
+    out["table"] = result.table()
+    return out
+
+
+def _positive_int(text):
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_accuracy(sub) -> None:
+    accuracy = sub.add_parser(
+        "accuracy",
+        help="linear inverses versus the U-Nets on held-out simulations",
+        description="Train (or load) the thesis U-Net and the mesh U-Net, then score them and "
+        "MNE, dSPM, sLORETA and eLORETA on held-out test simulations: DLE, SD, OA and AUC "
+        "with per-event bootstrap 95%% CIs, per-sample and same-window protocols, the grid "
+        "floor and the benchmark targets. Presets: 'thesis' (the thesis conditions, on-grid), "
+        "'benchmark' (off-grid, realistic time courses, SNR 0.5/1/3, single and 2-5 "
+        "dipoles; GPU-sized), 'small' (the benchmark at SNR 1, single dipoles; CPU-sized). "
+        "With --out: results.json, results.md, DLE density plots, training curves, an "
+        "example panel and per-vertex mean-DLE arrays (per_vertex/*.npy).",
+    )
+    accuracy.add_argument(
+        "--preset", choices=("thesis", "benchmark", "small"), default="small",
+        help="benchmark preset (default small)",
+    )  # fmt: skip
+    accuracy.add_argument("--out", "-o", help="write the report folder here")
+    accuracy.add_argument(
+        "--overwrite", action="store_true", help="replace files in an existing --out folder"
+    )
+    accuracy.add_argument(
+        "--checkpoint-dir", metavar="DIR",
+        help="trained networks: loaded from DIR/<kind>-<model>-<preset>/best.pt when present, "
+        "else trained and kept there (default: trained and discarded)",
+    )  # fmt: skip
+    accuracy.add_argument(
+        "--work-dir", metavar="DIR", help="parent of the temporary example sets (default: TMPDIR)"
+    )
+    accuracy.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    accuracy.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
+    accuracy.add_argument(
+        "--epochs", type=_positive_int, help="epochs per network (default: the preset's)"
+    )
+    accuracy.add_argument(
+        "--max-train-time", type=float, metavar="SECONDS",
+        help="stop training a network after this many seconds (its best epoch is used)",
+    )  # fmt: skip
+    accuracy.add_argument(
+        "--stability", action="store_true",
+        help="also run the thesis section 4.3 experiments (lambda2 1 vs 1/9, MEG vs MEG+EEG, "
+        "single-dipole network on multi-dipole data)",
+    )  # fmt: skip
+    sizes = accuracy.add_argument_group("sizes (override the preset)")
+    sizes.add_argument("--n-train", type=_positive_int, help="training examples per network")
+    sizes.add_argument("--n-val", type=_positive_int, help="validation examples")
+    sizes.add_argument("--n-test", type=_positive_int, help="test events per condition")
+    sizes.add_argument(
+        "--n-boot", type=_positive_int, default=2000, help="bootstrap resamples (default 2000)"
+    )
+    add_common(accuracy)
+    accuracy.set_defaults(func=_run_accuracy)
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench",
@@ -43,3 +133,4 @@ def add_parser(subparsers) -> None:
     core.add_argument("--out", "-o", help="write the result JSON here")
     add_common(core)
     core.set_defaults(func=_run_core)
+    _add_accuracy(sub)

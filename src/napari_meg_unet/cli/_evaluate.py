@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .._io import check_output_path, save_npy, write_json
+import numpy as np
+
+from .._io import atomic_dir, check_output_path, write_json
 from ._common import add_common, drive, number
 
 #: Benchmark designs: name -> simulate() keyword arguments.
@@ -25,7 +27,7 @@ def _run(args):
     out = check_output_path(args.out, overwrite=args.overwrite, what="--out") if args.out else None
     lambda2 = args.lambda2
     hm = make_template_headmodel(spacing=args.spacing, modality=args.modality, verbose=False)
-    results, tables = [], []
+    results, tables, per_vertex = [], [], {}
     for design in args.design:
         for snr in args.snr:
             sim_kwargs = dict(DESIGNS[design])
@@ -56,11 +58,13 @@ def _run(args):
             tables.append(f"### {title}\n\n{ev.table()}")
             entry = {"design": design, "snr": snr, "n_events": len(sim), **ev.to_dict()}
             results.append(entry)
-            if out is not None:
-                for (est, prot), per_vertex in ev.per_vertex_dle.items():
-                    save_npy(
-                        out / f"per_vertex_dle_{design}_snr{snr:g}_{est}_{prot}.npy", per_vertex
-                    )
+            maps = {
+                f"{est}_{prot}": values
+                for (est, prot), values in ev.per_vertex_dle.items()
+                if np.isfinite(values).any()
+            }
+            if maps:
+                per_vertex[f"per_vertex_dle_{design}_snr{snr:g}.npz"] = maps
     command = args.command_line
     report = {
         "command": command,
@@ -75,9 +79,11 @@ def _run(args):
     report["machine"] = machine_description()
     table = "\n\n".join(tables)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "results.json", report)
-        (out / "results.md").write_text(f"`{command}`\n\n{table}\n")
+        with atomic_dir(out, overwrite=args.overwrite, what="--out") as tmp:
+            write_json(tmp / "results.json", report)
+            (tmp / "results.md").write_text(f"`{command}`\n\n{table}\n")
+            for name, maps in per_vertex.items():
+                np.savez(tmp / name, **maps)
     report["table"] = table
     return report
 
@@ -118,7 +124,9 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--n-boot", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", "-o", help="output folder (results.json, results.md, npy maps)")
+    parser.add_argument(
+        "--out", "-o", help="output folder (results.json, results.md, per-vertex DLE .npz)"
+    )
     parser.add_argument("--overwrite", action="store_true")
     add_common(parser)
     parser.set_defaults(func=_run)

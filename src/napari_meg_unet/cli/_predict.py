@@ -31,15 +31,12 @@ def add_parser(subparsers) -> None:
 
 
 def handler(args) -> dict:
-    import shutil
-    import tempfile
-    from pathlib import Path
 
     import numpy as np
 
-    from .._io import check_output_path, write_json
+    from .._io import atomic_dir, check_output_path, write_json
     from ..checkpoint import load_checkpoint, summary
-    from ..dataset import _move_into_place, read_dataset
+    from ..dataset import read_dataset
     from ..train import iter_predict
 
     out = check_output_path(args.out, overwrite=args.overwrite, what="prediction output")
@@ -63,15 +60,9 @@ def handler(args) -> dict:
         "sfreq": data.meta.get("sfreq"),
         "tmin": data.meta.get("tmin"),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_dir(out, overwrite=args.overwrite, what="prediction") as tmp:
         np.save(tmp / "probabilities.npy", probs, allow_pickle=False)
         write_json(tmp / "meta.json", info)
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {
         "path": str(out / "probabilities.npy"),
         "shape": list(probs.shape),

@@ -35,7 +35,7 @@ DEMO_SETTINGS = dict(
     n_train=2568,
     n_val=321,
     n_test=642,
-    epochs=3,
+    epochs=2,
     networks=(("mesh", "small"),),
 )
 #: A seconds-long configuration for tests (on-grid: no dense forward model).
@@ -48,7 +48,7 @@ TINY_SETTINGS = dict(
     networks=(("mesh", "small"),),
 )
 #: Wall-clock limit of the network's training in the demo (s); the best epoch so far is used.
-DEMO_MAX_TRAIN_S = 15 * 60
+DEMO_MAX_TRAIN_S = 10 * 60
 #: The demo's test condition (the ``small`` preset's only one).
 _CONDITION = "single-snr1"
 #: File names of the report's figures (see AccuracyResult.save).
@@ -254,9 +254,9 @@ def format_report(summary: dict) -> str:
         "",
         "## Results",
         "",
-        f"Mean over test events with per-event bootstrap 95% CIs. Grid floor (mean distance "
-        f"from the true off-grid dipoles to the nearest grid vertex, the DLE no grid-bound "
-        f"estimate can beat): {format_aggregate(cond['grid_floor_mm'])} mm.",
+        "Mean over test events with per-event bootstrap 95% CIs. Grid floor (mean distance "
+        "from the true dipoles to the nearest grid vertex, the DLE no grid-bound estimate can "
+        f"beat): {format_aggregate(cond['grid_floor_mm'])} mm.",
         "",
         _results_section(format_table(summary)),
         "",

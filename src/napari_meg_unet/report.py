@@ -304,6 +304,15 @@ def plot_training_curves(
     return save_figure(fig, path, overwrite=overwrite)
 
 
+def _pool_rows(image, block):
+    """Maximum over consecutive blocks of ``block`` rows (the last one zero-padded)."""
+    n_rows, n_times = image.shape
+    n_shown = -(-n_rows // block)
+    padded = np.zeros((n_shown * block, n_times))
+    padded[:n_rows] = image
+    return padded.reshape(n_shown, block, n_times).max(axis=1)
+
+
 def plot_example(
     panels: Mapping,
     path,
@@ -359,10 +368,7 @@ def plot_example(
         xlabel = "time (ms)"
     fig, axes = _new_figure(len(panels), height=4.2, sharey=True)
     for ax, (name, image) in zip(axes, panels.items(), strict=True):
-        image = np.abs(np.asarray(image, float))
-        padded = np.zeros((n_shown * block, n_times))
-        padded[:n_rows] = image
-        shown = padded.reshape(n_shown, block, n_times).max(axis=1)
+        shown = _pool_rows(np.abs(np.asarray(image, float)), block)
         peak = shown.max()
         ax.imshow(shown / peak if peak > 0 else shown, aspect="auto", cmap="magma",
                   vmin=0, vmax=1, extent=extent, interpolation="nearest")  # fmt: skip

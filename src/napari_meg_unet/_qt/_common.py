@@ -12,7 +12,16 @@ import time
 
 import numpy as np
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QFrame,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .. import layers
 from ..layers import META_KEY
@@ -246,7 +255,17 @@ class DockWidget(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
-        self.box = QVBoxLayout(self)
+        # the controls keep their natural height and the dock scrolls when short
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        inner = QWidget()
+        scroll.setWidget(inner)
+        outer.addWidget(scroll)
+        self.box = QVBoxLayout(inner)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -260,7 +279,9 @@ class DockWidget(QWidget):
     # ------------------------------------------------------------ building
     def add(self, widget):
         """Add a Qt widget or a magicgui widget (its ``native``)."""
-        self.box.addWidget(getattr(widget, "native", widget))
+        native = getattr(widget, "native", widget)
+        native.setMinimumHeight(max(native.minimumHeight(), native.sizeHint().height()))
+        self.box.addWidget(native)
         return widget
 
     def button(self, text: str, slot, *, control: bool = True) -> QPushButton:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
+from .._parse import parse_number
 from ..headmodel import MODALITIES, TEMPLATE_SPACINGS
 from ..inverse import METHODS, NORMALISATIONS
 
@@ -20,29 +20,6 @@ HEMIS = ("lh", "rh", "both")
 DESIGNS = ("sweep", "multi", "extended")
 TIMECOURSES = ("thesis", "realistic")
 PROTOCOLS = ("window", "samples")
-
-
-def parse_number(text, *, name: str, positive: bool = True) -> float:
-    """Parse a number typed as text: ``"0.111"``, ``"1/9"``, ``"1e-3"``, ``"2"``.
-
-    Float spin boxes round ``1/9`` to 0.11 and small learning rates to 0;
-    the widgets use text fields parsed here instead.
-
-    Raises
-    ------
-    ValueError
-        Naming ``name`` and what was expected.
-    """
-    raw = str(text).strip()
-    try:
-        value = float(Fraction(raw))
-    except (ValueError, ZeroDivisionError):
-        raise ValueError(
-            f"{name} must be a number such as 0.111, 1/9 or 1e-3, got {raw!r}."
-        ) from None
-    if not math.isfinite(value) or (positive and value <= 0):
-        raise ValueError(f"{name} must be a {'positive ' if positive else ''}number, got {raw!r}.")
-    return value
 
 
 def _check_choice(value, name, options):

@@ -206,6 +206,11 @@ def iter_inverse(hm, sdata: SensorData, inputs):
 
 
 # =========================================================================== training
+#: CPU priority decrease of the training process (POSIX ``nice``): on a busy
+#: machine napari's event loop keeps precedence over data simulation and training.
+CHILD_NICENESS = 5
+
+
 def default_threads() -> int:
     """Torch threads for training in the GUI: leave one core to the event loop."""
     return max(1, (os.cpu_count() or 2) - 1)
@@ -218,6 +223,8 @@ def _train_child(hm_path, splits_kwargs, fit_kwargs, messages, stop) -> None:
     ``("return", summary)`` or ``("error", text)``.
     """
     try:
+        if hasattr(os, "nice"):
+            os.nice(CHILD_NICENESS)
         from ..dataset import iter_make_splits, read_dataset
         from ..headmodel import load_headmodel
         from ..train import fit
@@ -257,12 +264,13 @@ def iter_train(hm, inputs, *, resume: bool, stop, overwrite: bool = False):
     event loop. So the work runs in a spawned child process and this
     generator (run by the widget's ``thread_worker``) only relays its events:
     Progress while the data are made, then :func:`..train.fit`'s events (one
-    per batch). Setting ``stop`` (a ``threading.Event``) asks fit to stop
+    per batch). The child runs at a lower CPU priority (:data:`CHILD_NICENESS`).
+    Setting ``stop`` (a ``threading.Event``) asks fit to stop
     after the current batch and save ``last.pt``; before training has
     started the child is terminated instead.
 
-    Returns fit's summary (``{"stopped": True, "epochs_done": 0, ...}`` when
-    stopped before training).
+    Returns fit's summary, or ``{"stopped": True, "stopped_before_training":
+    True, "epochs_done": 0}`` when stopped while the data were being made.
     """
     import multiprocessing
     import queue
@@ -301,7 +309,7 @@ def iter_train(hm, inputs, *, resume: bool, stop, overwrite: bool = False):
         while True:
             if stop is not None and stop.is_set():
                 if not training:
-                    return {"stopped": True, "epochs_done": 0, "best_checkpoint": None}
+                    return {"stopped": True, "stopped_before_training": True, "epochs_done": 0}
                 child_stop.set()
             try:
                 kind, payload = messages.get(timeout=0.05)

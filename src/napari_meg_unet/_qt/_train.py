@@ -147,10 +147,11 @@ class TrainWidget(DockWidget):
     def _done(self, summary):
         self.summary = summary
         self._draw(force=True)
+        if summary.get("stopped_before_training"):
+            self.status.setText("stopped while making the data sets; nothing trained")
+            return
         if summary.get("stopped"):
-            if not summary.get("epochs_done") and summary.get("best_checkpoint") is None:
-                self.status.setText("stopped while making the data sets; nothing trained")
-            return  # otherwise the Stopped event already said where the state is
+            return  # the Stopped event already said where the state is
         dle = summary.get("best_dle_mm")
         dle_text = f"{dle:.1f} mm" if isinstance(dle, float) and math.isfinite(dle) else "n/a"
         self.status.setText(

@@ -442,11 +442,13 @@ def _estimates(kernel, sim, events, rows):
 
 
 def _score(estimates, sim, hm, *, protocol, events, seed):
+    """:func:`~napari_meg_unet.evaluation.score_estimates` chunk by chunk, as
+    :func:`~napari_meg_unet.evaluation.iter_evaluate_linear` calls it (same AUC draws)."""
     parts = []
     for start in range(0, len(events), _CHUNK):
         parts.append(score_estimates(
             estimates[start : start + _CHUNK], sim, hm, protocol=protocol,
-            events=events[start : start + _CHUNK], seed=seed + start,
+            events=events[start : start + _CHUNK], seed=seed,
         ))  # fmt: skip
     return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
 
@@ -507,9 +509,15 @@ def _iter_network(
     n_epochs = epochs if epochs is not None else p.epochs
     overrides = {} if p.patience is None else {"patience": p.patience}
     started = time.perf_counter()
+    validated = []
 
     def stop():
-        return max_train_s is not None and time.perf_counter() - started > max_train_s
+        # never before the first validated epoch: a run needs a best checkpoint
+        return (
+            max_train_s is not None
+            and bool(validated)
+            and time.perf_counter() - started > max_train_s
+        )
 
     gen = fit(
         model=model, preset=model_preset, train=train_set, val=val_set, out_dir=run_dir,
@@ -517,7 +525,6 @@ def _iter_network(
         stop=stop, overwrite=True, num_threads=num_threads, **overrides,
     )  # fmt: skip
     rates, stage = [], f"train {network_label(model)}"
-    n_epochs_total = None
     while True:
         try:
             event = next(gen)
@@ -526,17 +533,17 @@ def _iter_network(
             break
         if isinstance(event, BatchDone):
             rates.append(event.samples_per_s)
-            n_epochs_total = n_epochs_total or event.epoch
             yield Progress(
                 stage, event.batch, event.n_batches,
                 f"epoch {event.epoch}, loss {event.loss:.3g}, {event.samples_per_s:.0f}/s",
             )  # fmt: skip
         elif isinstance(event, Validated):
+            validated.append(event.epoch)
             yield Progress(stage, 1, 1, f"epoch {event.epoch}: val DLE {event.dle_mm:.1f} mm")
     if summary["best_checkpoint"] is None:
         raise RuntimeError(
-            f"Training the {model} network finished no epoch within max_train_s={max_train_s} "
-            "s; allow more time or use fewer training examples."
+            f"Training the {model} network produced no checkpoint (no epoch improved the "
+            "validation DLE); train longer or check the data."
         )
     info = _history_info(summary["history"], reference_dle)
     info.update(
@@ -825,8 +832,9 @@ def iter_bench_accuracy(
     epochs : int | None
         Epochs per network, replacing the preset's.
     max_train_s : float | None
-        Wall-clock limit per network: training stops cooperatively after it
-        (the best epoch so far is used and the result records it).
+        Wall-clock limit per network: once it is exceeded (and at least one
+        epoch was validated), training stops before the next batch; the best
+        epoch so far is used and the result records the stop.
     stability : bool
         Also run the thesis §4.3 experiments (:func:`iter_stability`).
     n_boot : int

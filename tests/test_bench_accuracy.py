@@ -1,0 +1,182 @@
+"""``bench accuracy``: presets, targets, and the ``small`` preset end to end on a tiny override."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_meg_unet.bench import accuracy
+from napari_meg_unet.bench.accuracy import (
+    AccuracyPreset,
+    compute_targets,
+    derive_seed,
+    get_preset,
+)
+from napari_meg_unet.cli import main
+
+#: The small preset shrunk to seconds: on-grid (no dense forward model), one mesh network.
+TINY = dict(n_train=32, n_val=16, n_test=24, epochs=1, off_grid=False,
+            networks=(("mesh", "small"),))  # fmt: skip
+
+
+def _agg(mean, half_width=1.0):
+    return {"mean": mean, "ci_low": mean - half_width, "ci_high": mean + half_width}
+
+
+def _rows(*entries):
+    """Result rows from ``(estimator, protocol, mean DLE, CI half width)`` tuples."""
+    return [
+        {"estimator": estimator, "protocol": protocol, "dle_mm": _agg(mean, half_width)}
+        for estimator, protocol, mean, half_width in entries
+    ]
+
+
+def test_presets():
+    thesis = get_preset("thesis")
+    assert (thesis.off_grid, thesis.timecourse, thesis.lambda2) == (False, "thesis", 1 / 9)
+    assert (thesis.spacing, thesis.hemi, thesis.modality) == ("ico3", "rh", "meg")
+    assert thesis.normalisation == "column-max"
+    assert accuracy.INPUT_METHODS == ("MNE", "dSPM", "sLORETA")
+    bench = get_preset("benchmark")
+    assert bench.off_grid and bench.timecourse == "realistic"
+    assert {(c.kind, c.snr) for c in bench.conditions} == {
+        (k, s) for k in ("single", "multi") for s in (0.5, 1.0, 3.0)
+    }
+    assert bench.kinds == ("single", "multi") and bench.multi_dipoles == (2, 5)
+    small = get_preset("small")
+    assert [(c.kind, c.snr) for c in small.conditions] == [("single", 1.0)]
+    assert small.off_grid and small.timecourse == "realistic" and small.kinds == ("single",)
+    assert {m for m, _ in small.networks} == {"thesis", "mesh"}
+    tiny = get_preset("small", **TINY, patience=None)
+    assert isinstance(tiny, AccuracyPreset)
+    assert (tiny.n_train, tiny.epochs, tiny.off_grid) == (32, 1, False)
+    with pytest.raises(ValueError, match="preset must be one of"):
+        get_preset("huge")
+    with pytest.raises(ValueError, match="Unknown preset field"):
+        get_preset("small", n_trian=3)
+    with pytest.raises(ValueError, match="n_train must be a positive integer"):
+        get_preset("small", n_train=0)
+    with pytest.raises(ValueError, match="is unknown"):
+        get_preset("small", networks=(("mesh", "thesis"),))
+
+
+def test_derive_seed():
+    a = derive_seed(0, "train", "single", "meg")
+    assert a == derive_seed(0, "train", "single", "meg")
+    others = {derive_seed(0, "val", "single", "meg"), derive_seed(0, "test", "single-snr1", "meg"),
+              derive_seed(1, "train", "single", "meg")}  # fmt: skip
+    assert a not in others and len(others) == 3
+
+
+def test_compute_targets():
+    single = _rows(("MNE", "samples", 40.0, 1), ("dSPM", "samples", 30.0, 1),
+                   ("dSPM", "window", 17.0, 0.5), ("sLORETA", "window", 19.0, 0.5),
+                   ("mesh U-Net", "window", 9.0, 0.5), ("thesis U-Net", "window", 14.0, 0.5))
+    multi = _rows(("dSPM", "samples", 35.0, 1), ("dSPM", "window", 25.0, 1),
+                  ("mesh U-Net", "window", 18.0, 1), ("thesis U-Net", "window", 20.0, 1))
+    conditions = {"single-snr1": {"kind": "single", "results": single},
+                  "multi-snr1": {"kind": "multi", "results": multi}}  # fmt: skip
+    t = compute_targets(conditions, ["mesh U-Net", "thesis U-Net"])
+    e = t["per_condition"]["single-snr1"]
+    assert e["best_network"] == "mesh U-Net" and e["best_linear_samples"] == "dSPM"
+    assert e["ratio_vs_linear_samples"] == pytest.approx(9 / 30)
+    assert e["ratio_vs_linear_window"] == pytest.approx(9 / 17)
+    assert t["per_sample_half"] is True  # 9 <= 15
+    assert t["window_better_ci"] is True  # 9.5 < 16.5
+    assert t["multi_0.7"] is False  # 18 / 25 = 0.72
+    assert t["mesh_0.8_thesis"] is False  # multi: 18 / 20 = 0.9
+    assert t["per_condition"]["single-snr1"]["ratio_mesh_vs_thesis"] == pytest.approx(9 / 14)
+    # overlapping CIs fail the window target even with a lower mean
+    single[-2]["dle_mm"] = _agg(16.0, 1.0)
+    single[-1]["dle_mm"] = _agg(16.5, 1.0)
+    t = compute_targets({"s": {"kind": "single", "results": single}},
+                        ["mesh U-Net", "thesis U-Net"])  # fmt: skip
+    assert t["window_better_ci"] is False and t["per_sample_half"] is False
+    assert t["multi_0.7"] is None  # no multi-dipole condition
+    t = compute_targets({"s": {"kind": "single", "results": single[:-1]}}, ["mesh U-Net"])
+    assert t["mesh_0.8_thesis"] is None
+
+
+@pytest.fixture(scope="module")
+def tiny_run(template_hm, tmp_path_factory):
+    """The small preset on a tiny override, saved to a folder."""
+    result = accuracy.bench_accuracy("small", seed=3, n_boot=200, command="pytest", **TINY)
+    out = tmp_path_factory.mktemp("acc") / "report"
+    files = result.save(out)
+    return result, out, files
+
+
+def test_small_preset_tiny_outputs(tiny_run, template_hm):
+    result, out, files = tiny_run
+    s = result.summary
+    assert s["preset"] == "small" and s["command"] == "pytest"
+    assert s["machine"]["cores"] >= 1
+    cond = s["conditions"]["single-snr1"]
+    assert cond["n_events"] == 24
+    estimators = [(r["estimator"], r["protocol"]) for r in cond["results"]]
+    for method in ("MNE", "dSPM", "sLORETA", "eLORETA"):
+        assert (method, "window") in estimators and (method, "samples") in estimators
+    assert ("mesh U-Net", "window") in estimators
+    for row in cond["results"]:
+        dle = row["dle_mm"]
+        assert dle["ci_low"] <= dle["mean"] <= dle["ci_high"] and dle["n_events"] == 24
+        assert (row["auc"] is None) == (row["protocol"] == "samples")
+    # the three splits were checked disjoint; on-grid simulations have no grid floor
+    assert set(cond["disjoint_check"]) == {"train", "val", "test"}
+    assert cond["grid_floor_mm"]["mean"] == 0.0
+    (net,) = s["networks"].values()
+    assert net["model"] == "mesh" and net["epochs_done"] == 1 and net["n_parameters"] > 0
+    assert net["train_samples_per_s"] > 0 and net["val_reference_dle_mm"] > 0
+    assert len(net["history"]) == 1
+    assert (net["time_to_target_s"] is None) == (net["history"][0]["dle_mm"]
+                                                 >= net["val_reference_dle_mm"])  # fmt: skip
+    assert set(s["targets"]) >= {"per_sample_half", "window_better_ci", "multi_0.7"}
+    assert s["targets"]["multi_0.7"] is None and s["targets"]["mesh_0.8_thesis"] is None
+    # files: JSON equals the summary, markdown table, plots, per-vertex arrays
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["conditions"] == result.to_dict()["conditions"]
+    md = (out / "results.md").read_text()
+    assert "| mesh U-Net | window |" in md and "| dSPM | samples |" in md
+    assert "Grid floor" in md and "### Targets" in md
+    for name in ("dle_kde_single-snr1.png", "training_curves.png", "example_single-snr1.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    vertex = np.load(out / "per_vertex" / "single-snr1__mesh-U-Net-window.npy")
+    assert vertex.shape == (len(template_hm.rows("rh")),)
+    assert np.isfinite(vertex).sum() == 24  # a sweep: 24 distinct true rows
+    assert len(files["per_vertex"]) == 9
+    with pytest.raises(FileExistsError, match="overwrite"):
+        result.save(out)
+
+
+def test_linear_rows_match_evaluate_linear(tiny_run, template_hm):
+    """The benchmark scores the linear inverses exactly as evaluation.evaluate_linear does."""
+    from napari_meg_unet.evaluation import evaluate_linear
+    from napari_meg_unet.simulate import simulate
+
+    result, _, _ = tiny_run
+    sim = simulate(template_hm, design="sweep", hemi="rh", off_grid=False,
+                   timecourse="realistic", snr=1.0,
+                   seed=derive_seed(3, "test", "single-snr1", "meg"))  # fmt: skip
+    # the benchmark's test set is the first n_test events of that sweep
+    assert sim.fingerprint == result.summary["conditions"]["single-snr1"]["simulation"]
+    ev = evaluate_linear(template_hm, sim, methods=["dSPM"], protocols=["window"], n_boot=200,
+                         seed=3, verbose=False)  # fmt: skip
+    ours = accuracy.find_row(result.summary["conditions"]["single-snr1"]["results"], "dSPM",
+                             "window")  # fmt: skip
+    ref = ev.scores[("dSPM", "window")]
+    assert ours["dle_mm"]["mean"] == pytest.approx(ref["dle_mm"][:24].mean(), rel=1e-12)
+    assert ours["sd_mm"]["mean"] == pytest.approx(ref["sd_mm"][:24].mean(), rel=1e-12)
+
+
+def test_cli_bench_accuracy_refuses_existing_output(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    code = main(["bench", "accuracy", "--preset", "small", "--out", str(out), "--n-train", "8"])
+    assert code == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "results.json").read_text() == "{}"
+    with pytest.raises(SystemExit):
+        main(["bench", "accuracy", "--preset", "tiny"])

@@ -168,6 +168,7 @@ def test_linear_rows_match_evaluate_linear(tiny_run, template_hm):
     ref = ev.scores[("dSPM", "window")]
     assert ours["dle_mm"]["mean"] == pytest.approx(ref["dle_mm"][:24].mean(), rel=1e-12)
     assert ours["sd_mm"]["mean"] == pytest.approx(ref["sd_mm"][:24].mean(), rel=1e-12)
+    assert ours["auc"]["mean"] == pytest.approx(ref["auc"][:24].mean(), rel=1e-12)
 
 
 def test_cli_bench_accuracy_refuses_existing_output(tmp_path, capsys):

@@ -212,3 +212,29 @@ def test_real_recording(shared_data, tmp_path):
     np.testing.assert_allclose(rec.event_times, [0.2, 0.5, 0.8], atol=1.5 / raw.info["sfreq"])
     assert rec.event_names == ["aud", "vis", "aud"]
     assert rec.emptyroom is None
+
+
+def test_subject_anatomy_incomplete(bids_root, tmp_path):
+    root = tmp_path / "ds"
+    shutil.copytree(bids_root, root)
+    (bp,) = bids.find_recordings(root / "sub-01" / "ses-01" / "meg" / f"{RUN1}_meg.fif")
+    anatomy, reason = bids.subject_anatomy(bp)
+    assert anatomy is None and "no derivatives/freesurfer folder for sub-01" in reason
+    # pial surfaces only: the source space needs white and sphere
+    template = bids.template_surfaces(kind="pial")
+    surf = root / "derivatives" / "freesurfer" / "sub-01" / "surf"
+    surf.mkdir(parents=True)
+    for hemi in ("lh", "rh"):
+        nib.freesurfer.write_geometry(
+            str(surf / f"{hemi}.pial"), template[hemi][0] * 1000, template[hemi][1]
+        )
+    anatomy, reason = bids.subject_anatomy(bp)
+    assert anatomy is None and "lacks surf/lh.white" in reason
+    for hemi in ("lh", "rh"):
+        for kind in ("white", "sphere"):
+            nib.freesurfer.write_geometry(
+                str(surf / f"{hemi}.{kind}"), template[hemi][0] * 1000, template[hemi][1]
+            )
+    # complete surfaces, but no T1w with landmarks: no head <-> MRI transform
+    anatomy, reason = bids.subject_anatomy(bp)
+    assert anatomy is None and "no head <-> MRI transform" in reason

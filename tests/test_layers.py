@@ -171,6 +171,8 @@ def test_layout_has_no_overlaps(template_hm):
     tuples = [
         layers.sensor_layer(np.zeros((n_ch, 3000)), info, name="MEG run-1", band=0),
         layers.sensor_layer(np.zeros((n_ch, 3000)), info, name="MEG run-2", band=1),
+        # a simulation's sensor data asking for band 0 as well: packed into its own band
+        layers.sensor_layer(np.zeros((2, n_ch, 50)), info, name="sensor data", band=0),
         layers.stack_layer(stack, name=layers.prediction_name("mesh"), sfreq=100.0, tmin=-0.2),
         layers.stack_layer(stack, name="MNE", sfreq=100.0, tmin=-0.2),
         layers.stack_layer(stack, name="truth", sfreq=100.0, tmin=-0.2),

@@ -450,6 +450,14 @@ def cortex_mesh_from_surfaces(surfaces: dict, *, kind="pial", source="") -> Cort
     )
 
 
+def display_kind(hm, preferred: str = "inflated") -> str:
+    """``preferred`` if the head model has that display surface, else inflated, pial or white."""
+    for kind in (preferred, "inflated", "pial", "white"):
+        if all(h in hm.surfaces.get(kind, {}) for h in ("lh", "rh")):
+            return kind
+    raise ValueError(f"the head model {hm.subject!r} has no display surfaces.")
+
+
 def cortex_mesh_from_headmodel(hm, *, hemi="both", kind="inflated", full=True) -> CortexMesh:
     """Display mesh of a head model whose values come from the rows of ``hm.rows(hemi)``.
 
@@ -461,7 +469,8 @@ def cortex_mesh_from_headmodel(hm, *, hemi="both", kind="inflated", full=True) -
         The image rows the values come from (vertices of the other hemisphere
         show 0).
     kind : "inflated" | "pial" | "white"
-        Display surface.
+        Display surface (falls back as :func:`display_kind` when the head
+        model lacks it, e.g. a subject without an inflated surface).
     full : bool
         Draw the full-resolution surface, each vertex showing its nearest
         source (nearest on the white surface); ``False`` draws the
@@ -476,8 +485,9 @@ def cortex_mesh_from_headmodel(hm, *, hemi="both", kind="inflated", full=True) -
     from .headmodel import check_hemi
 
     check_hemi(hemi)
-    if kind not in hm.surfaces:
-        raise ValueError(f"kind must be one of {tuple(hm.surfaces)}, got {kind!r}.")
+    if kind not in ("inflated", "pial", "white"):
+        raise ValueError(f"kind must be 'inflated', 'pial' or 'white', got {kind!r}.")
+    kind = display_kind(hm, kind)
     rows = hm.rows(hemi)
     row_index = np.full(hm.n_sources, -1)
     row_index[rows] = np.arange(len(rows))

@@ -123,3 +123,68 @@ def test_write_evaluation(tmp_path):
         _tasks.write_evaluation(evaluation, tmp_path / "e.csv")
     with pytest.raises(ValueError, match=".json or .csv"):
         _tasks.write_evaluation(evaluation, tmp_path / "e.txt")
+
+
+@pytest.fixture(scope="module")
+def recording(template_hm, tmp_path_factory):
+    """A BIDS recording of 6 simulated events (2 conditions) with an empty-room match."""
+    import datetime
+
+    import mne
+    import mne_bids
+
+    from napari_meg_unet import bids
+    from napari_meg_unet.simulate import simulate
+
+    date = datetime.datetime(2022, 3, 1, 10, tzinfo=datetime.timezone.utc)
+    sim = simulate(template_hm, design="multi", n_events=6, n_dipoles=1, hemi="rh", snr=5.0,
+                   n_times=40, seed=4, verbose="error")  # fmt: skip
+    raw = bids.simulation_to_raw(sim, meas_date=date)
+    onsets = raw.annotations.onset + 0.05  # 30 samples into each 40-sample event
+    raw.set_annotations(
+        mne.Annotations(onsets, np.zeros(6), ["a", "b"] * 3, orig_time=raw.info["meas_date"])
+    )
+    root = tmp_path_factory.mktemp("bids-inputs") / "ds"
+    bp = mne_bids.BIDSPath(subject="01", task="sim", root=root, datatype="meg")
+    mne_bids.write_raw_bids(raw, bp, allow_preload=True, format="FIF", verbose=False)
+    noise = np.random.default_rng(1).standard_normal((len(sim.info["ch_names"]), 2000)) * 2e-13
+    er = mne.io.RawArray(noise, sim.info.copy(), verbose=False)
+    er.set_meas_date(date)
+    mne_bids.write_raw_bids(
+        er, mne_bids.BIDSPath(subject="emptyroom", session="20220301", task="noise", root=root,
+                              datatype="meg"),
+        allow_preload=True, format="FIF", verbose=False,
+    )  # fmt: skip
+    (found,) = bids.find_recordings(root)
+    return bids.read_recording(found)
+
+
+def test_sensor_data_from_recording(template_hm, recording):
+    avg = _tasks.sensor_data({"recording": recording}, hm=template_hm, tmin=-0.02, tmax=0.01)
+    assert avg.labels == ["a", "b"] and avg.naves == [3, 3] and avg.hemi == "both"
+    assert avg.data.shape[:2] == (2, len(template_hm.ch_names))
+    assert avg.tmin == pytest.approx(-0.02, abs=1 / avg.sfreq)
+    single = _tasks.sensor_data(
+        {"recording": recording}, hm=template_hm, tmin=-0.02, tmax=0.01, average=False
+    )
+    assert single.labels == ["a", "b"] * 3 and single.naves == [1] * 6
+    # the average of condition "a" is the mean of its epochs
+    np.testing.assert_allclose(avg.data[0], single.data[0::2].mean(axis=0), rtol=1e-6)
+    with pytest.raises(ValueError, match="neither a simulation nor a BIDS recording"):
+        _tasks.sensor_data({}, hm=template_hm)
+
+
+def test_headmodel_from_recording(template_hm, recording):
+    """The recording's sensors on the template anatomy, empty-room noise covariance."""
+    from napari_meg_unet.progress import run
+
+    inputs = _inputs.HeadModelInputs(source="recording")
+    hm, inv, spectrum, description = run(_tasks.iter_headmodel(inputs, recording=recording))
+    assert hm.ch_names == [ch for ch in recording.info["ch_names"] if ch in hm.ch_names]
+    assert len(hm.ch_names) == len(template_hm.ch_names)
+    assert hm.n_sources == template_hm.n_sources
+    assert "fsaverage5 template" in description and "empty-room" in description
+    assert spectrum["rank"] == len(hm.ch_names) and spectrum["condition_number"] > 1
+    # the noise covariance comes from the empty-room data (variance (2e-13)^2 on every
+    # channel), not the ad hoc one (which differs between magnetometers and gradiometers)
+    np.testing.assert_allclose(np.diag(hm.noise_cov.data), 4e-26, rtol=0.2)

@@ -33,6 +33,8 @@ def test_workflow_screenshot(make_napari_viewer, qtbot, template_hm, tmp_path):
     docks["Head model"].build()
     qtbot.waitUntil(lambda: not docks["Head model"].busy, timeout=120_000)
     sim_w = docks["Simulate"]
+    # cortical patches: their rows stay visible in the downscaled truth image
+    sim_w.design.value, sim_w.extent.value = "extended", 15.0
     sim_w.n_events.value, sim_w.hemi.value, sim_w.snr.value = 4, "both", 5.0
     sim_w.simulate()
     qtbot.waitUntil(lambda: not sim_w.busy, timeout=120_000)

@@ -125,6 +125,9 @@ def test_full_workflow(make_napari_viewer, qtbot, template_hm, tmp_path, errors)
     _wait(qtbot, train_w)
     assert train_w.last_error is None, train_w.last_error
     assert len(train_w.losses) == 2 and len(train_w.val_dle) == 1
+    # the loss/DLE plot is rendered off the main thread and shown
+    qtbot.waitUntil(lambda: train_w.plot.n_rendered > 0, timeout=10_000)
+    assert not train_w.plot.pixmap().isNull()
     best = train_w.checkpoints["best"]
     assert (tmp_path / "train" / "run" / "best.pt").samefile(best)
 
@@ -230,7 +233,7 @@ def test_failing_steps_keep_layers(make_napari_viewer, qtbot, template_hm, monke
 
     monkeypatch.setattr(inverse_module, "iter_inverse", broken)
     inv_w.compute()  # fails inside the worker thread
-    _wait(qtbot, inv_w)
+    _wait(qtbot, inv_w, timeout=30_000)
     assert inv_w.last_error == "simulated failure in the worker"
     assert errors[-1] == "Inverse: simulated failure in the worker"
     assert inv_w.compute_button.isEnabled()

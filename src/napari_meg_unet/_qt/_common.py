@@ -37,23 +37,7 @@ def notify_error(message: str) -> None:
     show_error(message)
 
 
-def notify_info(message: str) -> None:
-    from napari.utils.notifications import show_info
-
-    show_info(message)
-
-
 # =========================================================================== layers
-def plugin_layers(viewer, role=None) -> list:
-    """Layers made by this plugin, optionally with the given layout role."""
-    out = []
-    for layer in viewer.layers:
-        lay = layer.metadata.get(META_KEY)
-        if lay is not None and (role is None or lay["role"] == role):
-            out.append(layer)
-    return out
-
-
 def current_headmodel(viewer):
     """The head model of the ``cortex`` layer, else of the newest layer carrying one."""
     if CORTEX in viewer.layers and viewer.layers[CORTEX].metadata.get("headmodel") is not None:
@@ -107,7 +91,8 @@ def show_on_cortex(viewer, hm, *, hemi: str, source: str, stack=None, per_row=No
     Replaces the layer ``name`` (default the shared ``cortex`` layer); its
     metadata records the head model, the hemisphere and what it shows.
     """
-    n_vertices = sum(len(hm.surfaces["inflated"][h][0]) for h in ("lh", "rh"))
+    kind = layers.display_kind(hm)
+    n_vertices = sum(len(hm.surfaces[kind][h][0]) for h in ("lh", "rh"))
     size = n_vertices if stack is None else np.size(stack) // len(hm.rows(hemi)) * n_vertices
     mesh = cortex_mesh(hm, hemi, size)
     meta = {"headmodel": hm, "hemi": hemi, "shows": source, "rows": hm.rows(hemi)}

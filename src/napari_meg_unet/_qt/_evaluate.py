@@ -6,7 +6,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, SpinBox
 from qtpy.QtWidgets import QFileDialog, QTableWidget, QTableWidgetItem
 
-from ..evaluation import TABLE_METRICS, _format_aggregate
+from ..evaluation import TABLE_METRICS, format_aggregate
 from ..layers import META_KEY, STACK_ORDER
 from ._common import DockWidget, PlotCanvas, is_sensor_layer, layer_combo, show_on_cortex
 from ._inputs import PROTOCOLS, EvaluateInputs, InverseInputs
@@ -115,7 +115,7 @@ class EvaluateWidget(DockWidget):
         self.table.setRowCount(len(keys))
         for i, (estimator, protocol) in enumerate(keys):
             cells = [estimator, protocol] + [
-                _format_aggregate(evaluation.summary[(estimator, protocol)].get(metric))
+                format_aggregate(evaluation.summary[(estimator, protocol)].get(metric))
                 for metric in TABLE_METRICS
             ]
             for j, text in enumerate(cells):
@@ -129,7 +129,7 @@ class EvaluateWidget(DockWidget):
             self._show_map()
         floor = evaluation.grid_floor
         self.status.setText(
-            f"{len(keys)} estimator/protocol rows; grid floor {_format_aggregate(floor)} mm"
+            f"{len(keys)} estimator/protocol rows; grid floor {format_aggregate(floor)} mm"
             if floor else f"{len(keys)} estimator/protocol rows"
         )
 

@@ -8,7 +8,9 @@ or a widget, so they can run in a worker thread and be tested without Qt.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from dataclasses import dataclass, field
 
 import mne
@@ -216,6 +218,29 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
+@contextlib.contextmanager
+def _spawn_without_main_script():
+    """Keep a spawned child from re-running the ``__main__`` script.
+
+    ``multiprocessing``'s spawn start method re-imports the parent's main
+    script in the child, running its top level again: a script that opens a
+    viewer without an ``if __name__ == "__main__":`` guard would open one in
+    the training process too. The child's target lives in this (importable)
+    module, so it does not need ``__main__``; hiding the script's path while
+    the child starts makes spawn skip it.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or getattr(main, "__spec__", None) is not None or path is None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
 def _train_child(hm_path, splits_kwargs, fit_kwargs, messages, stop) -> None:
     """Child process of :func:`iter_train`: make the data sets (optional) and fit.
 
@@ -303,7 +328,8 @@ def iter_train(hm, inputs, *, resume: bool, stop, overwrite: bool = False):
         target=_train_child, args=(str(path), splits, fit_kwargs, messages, child_stop),
         daemon=True,
     )  # fmt: skip
-    child.start()
+    with _spawn_without_main_script():
+        child.start()
     training = False
     try:
         while True:

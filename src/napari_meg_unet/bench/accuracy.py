@@ -656,7 +656,8 @@ def _iter_condition(
         panels["dSPM |estimate|"] = dspm_estimates
     if networks:
         test_set = yield from _build_set(
-            hm, sim, p, n=p.n_test, out=work / f"test-{cond.name}", event_offset=event_offset,
+            hm, sim, p, n=p.n_test, out=work / f"test-{cond.name}-{p.modality}",
+            event_offset=event_offset,
             lambda2=p.lambda2, verbose=verbose,
         )  # fmt: skip
         train_set, val_set = train_sets[cond.kind]

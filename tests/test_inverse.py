@@ -312,6 +312,30 @@ def test_parity_unprepared_apply_inverse(sphere_megeeg):
             assert_parity(est, stc.data, err_msg=method)
 
 
+@pytest.mark.parametrize("loose", [0.0, 0.2])
+def test_batch_shares_the_mne_product(sphere_megeeg, loose):
+    """All methods at once (dSPM/sLORETA as scaled MNE estimates) equal MNE's apply_inverse."""
+    info, fwd, cov = sphere_megeeg
+    inv = make_inverse(fwd, info=info, noise_cov=cov, loose=loose)
+    data = _scaled_data(info, (2, 3), seed=11)
+    params = _eloreta_params("eLORETA")
+    pick_oris = [None, "vector", "normal"] if loose else [None]
+    for pick_ori in pick_oris:
+        for backend in ("numpy", "torch"):
+            ours = apply_inverse_batch(
+                inv, data, methods=minv.METHODS, nave=2, pick_ori=pick_ori,
+                ch_names=info.ch_names, method_params=params, backend=backend,
+            )  # fmt: skip
+            assert list(ours) == list(minv.METHODS)
+            for method, est in ours.items():
+                for x, e in zip(data, est, strict=True):
+                    stc = apply_inverse(
+                        mne.EvokedArray(x, info, nave=2), inv, LAMBDA2, method,
+                        pick_ori=pick_ori, method_params=params,
+                    )  # fmt: skip
+                    assert_parity(e, stc.data, err_msg=f"{method} {pick_ori} {backend}")
+
+
 def test_resolution_matrix_identity(sphere_megeeg):
     """T9: make_inverse_resolution_matrix equals K @ G (head-xyz rows for loose)."""
     info, fwd, cov = sphere_megeeg

@@ -43,6 +43,8 @@ from .progress import Progress, run
 
 #: Inverse methods, spelled as in MNE-Python.
 METHODS = ("MNE", "dSPM", "sLORETA", "eLORETA")
+#: Methods whose estimate is the MNE estimate divided by a per-location noise level.
+NOISE_NORMALISED = ("dSPM", "sLORETA")
 #: Orientation outputs, as ``pick_ori`` in :func:`mne.minimum_norm.apply_inverse`.
 PICK_ORIS = (None, "normal", "vector")
 #: Normalisations of :func:`make_input_stack`.
@@ -589,6 +591,22 @@ def _combine(xp, kernel, y, pick_ori):
     return xp.einsum("icd,...ict->...idt", frames, y3)
 
 
+def _kernel_product(K, data):
+    """``K @ data`` over any leading batch dimensions, as one large matrix product.
+
+    ``np.matmul`` on a stack runs one small product per batch entry; folding
+    the batch and time axes into one (B * n_times, n_channels) matrix is about
+    twice as fast. The result is a strided view with the usual shape
+    (..., n_components, n_times).
+    """
+    if data.ndim == 2:
+        return K @ data
+    *lead, n_channels, n_times = data.shape
+    flat = np.swapaxes(data, -1, -2).reshape(-1, n_channels)
+    y = flat @ K.T
+    return np.swapaxes(y.reshape(*lead, n_times, K.shape[0]), -1, -2)
+
+
 def _like(xp, array, ref):
     if xp is np:
         return array
@@ -635,7 +653,7 @@ def apply_kernel(kernel, data, *, pick_ori=None, ch_names=None, backend="numpy",
     if backend == "numpy":
         if is_tensor:
             data = data.detach().cpu().numpy()
-        out = _combine(np, kernel, np.matmul(kernel.K, data), pick_ori)
+        out = _combine(np, kernel, _kernel_product(kernel.K, data), pick_ori)
         if is_tensor:
             import torch
 
@@ -685,9 +703,8 @@ def apply_inverse_batch(
         ``{method: array (..., n_sources[, 3], n_times)}``.
     """
     methods = _check_methods(methods)
-    out = {}
-    for method in methods:
-        kernel = compute_kernel(
+    kernels = {
+        method: compute_kernel(
             inv,
             method=method,
             lambda2=lambda2,
@@ -696,10 +713,33 @@ def apply_inverse_batch(
             method_params=method_params,
             verbose=verbose,
         )
-        out[method] = apply_kernel(
-            kernel, data, pick_ori=pick_ori, ch_names=ch_names, backend=backend, device=device
-        )
-    return out
+        for method in dict.fromkeys(methods + ("MNE",))
+    }
+    out = {}
+    # dSPM and sLORETA are the MNE estimate scaled per location by the noise
+    # normalisation (§1.10, also after combining 3 components), so one kernel
+    # product serves all three.
+    family = [m for m in methods if m in NOISE_NORMALISED or m == "MNE"]
+    if len(family) > 1:
+        base = apply_kernel(
+            kernels["MNE"], data, pick_ori=pick_ori, ch_names=ch_names, backend=backend,
+            device=device,
+        )  # fmt: skip
+        n_trailing = 2 if pick_ori == "vector" else 1  # (..., n_sources[, 3], n_times)
+        for method in family:
+            norm = kernels[method].noise_norm
+            if norm is None:
+                out[method] = base
+                continue
+            norm = _like(_torch_if_loaded() if _is_tensor(base) else np, norm, base)
+            out[method] = base * norm.reshape(norm.shape + (1,) * n_trailing)
+    for method in methods:
+        if method not in out:
+            out[method] = apply_kernel(
+                kernels[method], data, pick_ori=pick_ori, ch_names=ch_names, backend=backend,
+                device=device,
+            )  # fmt: skip
+    return {method: out[method] for method in methods}
 
 
 # --------------------------------------------------------------------------- diagnostics

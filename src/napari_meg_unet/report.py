@@ -335,7 +335,7 @@ def plot_example(
     times : array, shape (n_times,) | None
         Sample times (s) for the x axis (sample indices if None).
     true_rows : sequence of int | None
-        Rows of the true sources, marked on every panel.
+        Rows of the true sources, marked with arrows on both edges of every panel.
     title : str
         Figure title.
     overwrite : bool
@@ -372,9 +372,12 @@ def plot_example(
         peak = shown.max()
         ax.imshow(shown / peak if peak > 0 else shown, aspect="auto", cmap="magma",
                   vmin=0, vmax=1, extent=extent, interpolation="nearest")  # fmt: skip
-        if true_rows is not None:
+        if true_rows is not None:  # arrows on both edges: a line would hide a one-row source
             for row in np.atleast_1d(true_rows):
-                ax.axhline(row, color="cyan", lw=0.6, ls="--")
+                ax.plot([extent[0], extent[1]], [row, row], ls="none", color="cyan", ms=7,
+                        marker=">", markevery=[0], clip_on=False)  # fmt: skip
+                ax.plot([extent[1]], [row], ls="none", color="cyan", ms=7, marker="<",
+                        clip_on=False)  # fmt: skip
         ax.set_title(name, fontsize=9)
         ax.set_xlabel(xlabel)
     axes[0].set_ylabel("source row")

@@ -181,12 +181,12 @@ PRESETS = {
         timecourse="realistic",
         conditions=(Condition("single-snr1", "single", 1.0),),
         train_snr=1.0,
-        n_train=2568,
+        n_train=1284,
         n_val=321,
         n_test=642,
         networks=(("mesh", "small"), ("thesis", "small")),
         stability_network=("mesh", "small"),
-        epochs=4,
+        epochs=1,
     ),
 }
 
@@ -352,7 +352,7 @@ class AccuracyResult:
             files["plots"].append(report.plot_example(
                 ex["panels"], out / names["example"].format(condition=cond), times=ex["times"],
                 true_rows=ex["true_rows"], overwrite=True,
-                title=f"{cond}: test event {ex['event']} (dashed: true source row)",
+                title=f"{cond}: test event {ex['event']} (arrows: true source row)",
             ))  # fmt: skip
         files = {k: [str(Path(p).relative_to(out)) for p in v] for k, v in files.items()}
         if markdown:

@@ -18,7 +18,7 @@ import mne
 import numpy as np
 
 from ..headmodel import make_template_headmodel
-from ..inverse import apply_kernel, compute_kernel, make_inverse
+from ..inverse import apply_inverse_batch, apply_kernel, compute_kernel, make_inverse
 from ..progress import Progress
 from ..simulate import simulate
 from . import machine_description
@@ -31,11 +31,7 @@ def _ours(hm, *, methods, lambda2, seed):
     sim = simulate(hm, design="sweep", hemi="rh", timecourse="thesis", snr=1.0, seed=seed)
     t_sim = time.perf_counter() - t0
     inv = make_inverse(hm, loose=0.0, depth=0.8, verbose=False)
-    data = np.asarray(sim.data, dtype=np.float64)
-    out = {}
-    for method in methods:
-        kernel = compute_kernel(inv, method=method, lambda2=lambda2, verbose=False)
-        out[method] = apply_kernel(kernel, data)
+    out = apply_inverse_batch(inv, sim.data, methods=methods, lambda2=lambda2, verbose=False)
     return time.perf_counter() - t0, t_sim, sim, out
 
 

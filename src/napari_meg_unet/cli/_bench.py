@@ -66,7 +66,7 @@ def _add_accuracy(sub) -> None:
         help="linear inverses versus the U-Nets on held-out simulations",
         description="Train (or load) the thesis U-Net and the mesh U-Net, then score them and "
         "MNE, dSPM, sLORETA and eLORETA on held-out test simulations: DLE, SD, OA and AUC "
-        "with per-event bootstrap 95%% CIs, per-sample and same-window protocols, the grid "
+        "with per-event bootstrap 95% CIs, per-sample and same-window protocols, the grid "
         "floor and the benchmark targets. Presets: 'thesis' (the thesis conditions, on-grid), "
         "'benchmark' (off-grid, realistic time courses, SNR 0.5/1/3, single and 2-5 "
         "dipoles; GPU-sized), 'small' (the benchmark at SNR 1, single dipoles; CPU-sized). "

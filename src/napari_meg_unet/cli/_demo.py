@@ -13,7 +13,7 @@ downloaded), simulate training, validation and test sets from disjoint seeds
 (off-grid single dipoles, realistic time courses, whitened SNR 1, right
 hemisphere), invert them (MNE, dSPM, sLORETA, eLORETA), train the small mesh
 U-Net on the MNE/dSPM/sLORETA images, score every method on the same test
-events and write OUT/report.md (table of DLE, SD, OA and AUC with 95%% CIs,
+events and write OUT/report.md (table of DLE, SD, OA and AUC with 95% CIs,
 whether the network beat dSPM, command, machine, runtime), OUT/results.json
 and PNG plots. Runs on a CPU in minutes.
 """

@@ -108,7 +108,7 @@ def _epoch_loop(hm, sim, *, method, lambda2, n_epochs):
     }
 
 
-def iter_bench_core(*, spacing="ico3", lambda2=1.0 / 9.0, repeats=3, n_epochs=100, seed=0):
+def iter_bench_core(*, spacing="ico3", lambda2=1.0 / 9.0, repeats=3, n_epochs=30, seed=0):
     """Run the core benchmark (generator of Progress; returns the result dict)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}.")

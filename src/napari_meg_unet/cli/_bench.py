@@ -127,7 +127,7 @@ def add_parser(subparsers) -> None:
     core.add_argument("--spacing", default="ico3", help="template source spacing (default ico3)")
     core.add_argument("--repeats", type=int, default=3, help="timing repeats (best is kept)")
     core.add_argument(
-        "--n-epochs", type=int, default=100, help="epochs in the apply_inverse loop comparison"
+        "--n-epochs", type=int, default=30, help="epochs in the apply_inverse loop comparison"
     )
     core.add_argument("--seed", type=int, default=0)
     core.add_argument("--out", "-o", help="write the result JSON here")

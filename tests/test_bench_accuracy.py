@@ -131,6 +131,7 @@ def test_small_preset_tiny_outputs(tiny_run, template_hm):
     assert net["model"] == "mesh" and net["epochs_done"] == 1 and net["n_parameters"] > 0
     assert net["train_samples_per_s"] > 0 and net["val_reference_dle_mm"] > 0
     assert len(net["history"]) == 1
+    assert net["batch_loss"]["epoch"][-1] == 1.0 and len(net["batch_loss"]["loss"]) == 2
     assert (net["time_to_target_s"] is None) == (net["history"][0]["dle_mm"]
                                                  >= net["val_reference_dle_mm"])  # fmt: skip
     assert set(s["targets"]) >= {"per_sample_half", "window_better_ci", "multi_0.7"}

@@ -102,10 +102,18 @@ def test_plot_training_curves(tmp_path):
         {"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "dle_mm": 20.0 - e}
         for e in (1, 2, 3)
     ]
+    batches = {"epoch": list(np.linspace(0.1, 3, 30)), "loss": list(np.linspace(1, 0.3, 30))}
     path = report.plot_training_curves(
-        {"mesh U-Net": history}, tmp_path / "curves.png", references={"dSPM": 17.0}
-    )
+        {"mesh U-Net": history}, tmp_path / "curves.png", references={"dSPM": 17.0},
+        batch_losses={"mesh U-Net": batches},
+    )  # fmt: skip
     assert _is_png(path)
+    with pytest.raises(ValueError, match="not in histories"):
+        report.plot_training_curves({"a": history}, tmp_path / "b.png",
+                                    batch_losses={"b": batches})  # fmt: skip
+    with pytest.raises(ValueError, match="different length"):
+        report.plot_training_curves({"a": history}, tmp_path / "b.png",
+                                    batch_losses={"a": {"epoch": [1.0], "loss": []}})  # fmt: skip
     with pytest.raises(ValueError, match="lack 'dle_mm'"):
         report.plot_training_curves({"x": [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0}]},
                                     tmp_path / "bad.png")  # fmt: skip

@@ -25,17 +25,16 @@ writes a report folder:
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-from ._io import atomic_path, write_json
+from ._io import atomic_dir, atomic_path, check_output_path, write_json
 from .progress import run
 
 #: Sizes and training of the demo (the ``small`` preset with the demo's network).
 DEMO_SETTINGS = dict(
-    n_train=2568,
+    n_train=1284,
     n_val=321,
     n_test=642,
-    epochs=2,
+    epochs=3,
     networks=(("mesh", "small"),),
 )
 #: A seconds-long configuration for tests (on-grid: no dense forward model).
@@ -48,7 +47,7 @@ TINY_SETTINGS = dict(
     networks=(("mesh", "small"),),
 )
 #: Wall-clock limit of the network's training in the demo (s); the best epoch so far is used.
-DEMO_MAX_TRAIN_S = 10 * 60
+DEMO_MAX_TRAIN_S = 8 * 60
 #: The demo's test condition (the ``small`` preset's only one).
 _CONDITION = "single-snr1"
 #: File names of the report's figures (see AccuracyResult.save).
@@ -107,19 +106,6 @@ def demo_target(summary: dict) -> dict:
     }
 
 
-def _check_out(out, *, overwrite) -> Path:
-    out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            raise FileExistsError(f"The demo output {str(out)!r} exists and is not a directory.")
-        if any(out.iterdir()) and not overwrite:
-            raise FileExistsError(
-                f"The demo output folder {str(out)!r} already exists and is not empty; pass "
-                "overwrite=True (CLI: --overwrite) to replace it."
-            )
-    return out
-
-
 def iter_demo(
     out,
     *,
@@ -138,9 +124,9 @@ def iter_demo(
     Parameters
     ----------
     out : path-like
-        Report folder (created).
+        Report folder, written atomically (a temporary sibling renamed at the end).
     overwrite : bool
-        Replace the contents of an existing, non-empty folder.
+        Replace an existing ``out`` folder as a whole.
     epochs : int | None
         Training epochs (default :data:`DEMO_SETTINGS`).
     seed : int
@@ -148,7 +134,9 @@ def iter_demo(
     device : str
         Torch device (``"auto"``: CUDA, MPS, else CPU).
     max_train_s : float | None
-        Wall-clock limit of the training (the best epoch so far is used).
+        Wall-clock limit of the training: once exceeded, and once at least one
+        epoch has been validated, training stops and the best epoch so far is
+        used (the report says so). None trains all epochs.
     n_boot : int
         Bootstrap resamples of the confidence intervals.
     command : str | None
@@ -166,7 +154,7 @@ def iter_demo(
     """
     from .bench.accuracy import iter_bench_accuracy
 
-    out = _check_out(out, overwrite=overwrite)
+    out = check_output_path(out, overwrite=overwrite, what="demo report folder")
     settings = dict(TINY_SETTINGS if tiny else DEMO_SETTINGS)
     if epochs is not None:
         settings["epochs"] = epochs
@@ -177,15 +165,16 @@ def iter_demo(
     )  # fmt: skip
     target = demo_target(result.summary)
     result.summary["demo"] = {"target": target, "tiny": bool(tiny)}
-    files = result.save(out, overwrite=overwrite, figure_names=FIGURE_NAMES, markdown=False)
-    runtime = time.perf_counter() - t0
-    result.summary["demo"]["runtime_s"] = runtime
-    summary = result.to_dict()
-    summary["files"] = {**files, "report": "report.md"}
-    write_json(out / "results.json", summary)
-    text = format_report(summary)
-    with atomic_path(out / "report.md") as tmp:
-        tmp.write_text(text)
+    with atomic_dir(out, overwrite=overwrite, what="demo report folder") as tmp:
+        files = result.write(tmp, figure_names=FIGURE_NAMES, markdown=False)
+        runtime = time.perf_counter() - t0
+        result.summary["demo"]["runtime_s"] = runtime
+        summary = result.to_dict()
+        summary["files"] = {**files, "report": "report.md"}
+        write_json(tmp / "results.json", summary)
+        text = format_report(summary)
+        with atomic_path(tmp / "report.md") as path:
+            path.write_text(text)
     return {
         "out": str(out),
         "target": target,

@@ -241,20 +241,25 @@ def plot_training_curves(
     histories: Mapping,
     path,
     *,
+    batch_losses: Mapping | None = None,
     references: Mapping | None = None,
     title="",
     overwrite=False,
 ) -> Path:
-    """Training / validation loss and validation DLE per epoch for one or more networks.
+    """Training / validation loss and validation DLE against epochs for one or more networks.
 
     Parameters
     ----------
     histories : dict of str -> list of dict
         Per network, the ``history`` of :func:`napari_meg_unet.train.fit`'s
         summary (records with ``epoch``, ``train_loss``, ``val_loss``,
-        ``dle_mm``).
+        ``dle_mm``), drawn at the end of each epoch.
     path : path-like
         Output ``.png``.
+    batch_losses : dict of str -> dict | None
+        Per network (same names), ``{"epoch": [...], "loss": [...]}``: the
+        training loss of the batches (or of bins of batches) against the
+        fractional epoch at which they ended, drawn as a thin line.
     references : dict of str -> float | None
         Horizontal reference lines on the DLE panel, e.g. dSPM's DLE on the
         validation set with the same definition.
@@ -269,7 +274,12 @@ def plot_training_curves(
     """
     if not isinstance(histories, Mapping) or not histories:
         raise ValueError("histories must be a non-empty dict of network -> history records.")
+    batch_losses = dict(batch_losses or {})
+    unknown = sorted(set(batch_losses) - set(histories))
+    if unknown:
+        raise ValueError(f"batch_losses names {unknown} that are not in histories.")
     fig, (ax_loss, ax_dle) = _new_figure(2)
+    last_epoch = 1
     for i, (name, history) in enumerate(histories.items()):
         if not history:
             raise ValueError(f"histories[{name!r}] is empty (no epoch finished).")
@@ -277,12 +287,19 @@ def plot_training_curves(
             if key not in history[0]:
                 raise ValueError(f"histories[{name!r}] records lack {key!r}.")
         epochs = [r["epoch"] for r in history]
+        last_epoch = max(last_epoch, max(epochs))
         colour = _colour(name, i)
-        ax_loss.plot(epochs, [r["train_loss"] for r in history], "-o", ms=3, color=colour,
-                     label=f"{name} train")  # fmt: skip
-        ax_loss.plot(epochs, [r["val_loss"] for r in history], "--s", ms=3, color=colour,
+        if name in batch_losses:
+            curve = batch_losses[name]
+            if len(curve["epoch"]) != len(curve["loss"]):
+                raise ValueError(f"batch_losses[{name!r}] has epoch and loss of different length.")
+            ax_loss.plot(curve["epoch"], curve["loss"], "-", lw=0.8, alpha=0.6, color=colour,
+                         label=f"{name} train (batches)")  # fmt: skip
+        ax_loss.plot(epochs, [r["train_loss"] for r in history], "-o", ms=4, color=colour,
+                     label=f"{name} train (epoch mean)")  # fmt: skip
+        ax_loss.plot(epochs, [r["val_loss"] for r in history], "--s", ms=4, color=colour,
                      label=f"{name} validation")  # fmt: skip
-        ax_dle.plot(epochs, [r["dle_mm"] for r in history], "-o", ms=3, color=colour, label=name)
+        ax_dle.plot(epochs, [r["dle_mm"] for r in history], "-o", ms=4, color=colour, label=name)
     for j, (label, value) in enumerate((references or {}).items()):
         if value is not None and np.isfinite(value):
             ax_dle.axhline(value, color=_colour(label, j), ls=":", lw=1.5,
@@ -290,15 +307,15 @@ def plot_training_curves(
     from matplotlib.ticker import MaxNLocator
 
     for ax in (ax_loss, ax_dle):
+        ax.set_xlim(0, last_epoch + 0.2)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_loss.set_xlabel("epoch")
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7, frameon=False)
     ax_loss.set_ylabel("loss")
     ax_loss.set_title("loss")
-    ax_loss.legend(fontsize=7, frameon=False)
-    ax_dle.set_xlabel("epoch")
     ax_dle.set_ylabel("validation DLE (mm)")
+    ax_dle.set_ylim(bottom=0)
     ax_dle.set_title("validation DLE")
-    ax_dle.legend(fontsize=7, frameon=False)
     if title:
         fig.suptitle(title)
     return save_figure(fig, path, overwrite=overwrite)

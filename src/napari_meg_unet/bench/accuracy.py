@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import metrics
-from .._io import atomic_path, check_output_path, save_npy, to_json, write_json
+from .._io import atomic_dir, atomic_path, save_npy, to_json, write_json
 from ..evaluation import score_estimates, summarise
 from ..progress import Progress
 from . import machine_description
@@ -58,6 +58,8 @@ INPUT_METHODS = ("MNE", "dSPM", "sLORETA")
 KINDS = ("single", "multi")
 #: Events per inverse/scoring chunk.
 _CHUNK = 128
+#: Points of the per-batch training-loss curve kept in the results.
+_MAX_CURVE_POINTS = 400
 
 
 # =========================================================================== configuration
@@ -298,15 +300,37 @@ class AccuracyResult:
         return format_table(self.summary)
 
     def save(self, out, *, overwrite=False, figure_names=None, markdown=True) -> dict:
-        """Write ``results.json``, ``results.md``, PNG plots and per-vertex ``.npy`` arrays.
+        """Write the report folder ``out`` atomically (see :meth:`write` for its files).
+
+        Everything is written into a temporary sibling directory that replaces
+        ``out`` at the end, so a failure leaves ``out`` untouched.
 
         Parameters
         ----------
         out : path-like
-            Output directory (created; an existing non-empty one is refused
-            unless ``overwrite``).
+            Output directory; an existing one is refused unless ``overwrite``
+            (then it is replaced as a whole).
         overwrite : bool
-            Replace existing files.
+            Replace an existing ``out``.
+        figure_names, markdown
+            See :meth:`write`.
+
+        Returns
+        -------
+        files : dict
+            See :meth:`write`.
+        """
+        with atomic_dir(out, overwrite=overwrite, what="report folder") as tmp:
+            files = self.write(tmp, figure_names=figure_names, markdown=markdown)
+        return files
+
+    def write(self, directory, *, figure_names=None, markdown=True) -> dict:
+        """Write ``results.json``, ``results.md``, PNG plots and per-vertex ``.npy`` arrays.
+
+        Parameters
+        ----------
+        directory : path-like
+            An existing directory (files in it with the same names are replaced).
         figure_names : dict | None
             File names of the figures, replacing :data:`FIGURE_NAMES` entries
             (``"dle_kde"`` and ``"example"`` may use ``{condition}``).
@@ -316,11 +340,14 @@ class AccuracyResult:
         Returns
         -------
         files : dict
-            ``{"json", "markdown", "plots", "per_vertex"}`` paths.
+            Paths relative to ``directory``: ``"plots"``, ``"per_vertex"`` (lists),
+            ``"json"`` and (with ``markdown``) ``"markdown"``.
         """
         from .. import report
 
-        out = _check_out_dir(out, overwrite=overwrite)
+        out = Path(directory)
+        if not out.is_dir():
+            raise FileNotFoundError(f"directory {str(out)!r} does not exist.")
         names = {**FIGURE_NAMES, **(figure_names or {})}
         files = {"plots": [], "per_vertex": []}
         for cond, arrays in self.per_vertex.items():
@@ -334,10 +361,12 @@ class AccuracyResult:
                 grid_floor_mm=floor["mean"] if floor else None,
                 title=f"{self.summary['preset']} / {cond}: DLE per test event",
             ))  # fmt: skip
-        histories = {
-            f"{net['estimator']} ({net['kind']})": net["history"]
-            for net in self.summary["networks"].values()
-            if net.get("history")
+        trained = [net for net in self.summary["networks"].values() if net.get("history")]
+        histories = {f"{net['estimator']} ({net['kind']})": net["history"] for net in trained}
+        batch_losses = {
+            f"{net['estimator']} ({net['kind']})": net["batch_loss"]
+            for net in trained
+            if net.get("batch_loss", {}).get("epoch")
         }
         if histories:
             refs = {
@@ -346,6 +375,7 @@ class AccuracyResult:
             }
             files["plots"].append(report.plot_training_curves(
                 histories, out / names["training"], references=refs, overwrite=True,
+                batch_losses=batch_losses,
                 title=f"bench accuracy {self.summary['preset']}: training",
             ))  # fmt: skip
         for cond, ex in self.examples.items():
@@ -377,16 +407,6 @@ FIGURE_NAMES = {
 def _slug(label: str) -> str:
     keep = [c if c.isalnum() or c in "-_" else "-" for c in label]
     return "".join(keep).strip("-").replace("--", "-")
-
-
-def _check_out_dir(out, *, overwrite) -> Path:
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"The output path {str(out)!r} exists and is not a directory.")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        check_output_path(out, overwrite=False, what="output directory")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 # =========================================================================== data
@@ -524,7 +544,7 @@ def _iter_network(
         epochs=n_epochs, device=device, seed=seed, mesh=mesh if model == "mesh" else None,
         stop=stop, overwrite=True, num_threads=num_threads, **overrides,
     )  # fmt: skip
-    rates, stage = [], f"train {network_label(model)}"
+    rates, batch_curve, stage = [], [], f"train {network_label(model)}"
     while True:
         try:
             event = next(gen)
@@ -533,6 +553,7 @@ def _iter_network(
             break
         if isinstance(event, BatchDone):
             rates.append(event.samples_per_s)
+            batch_curve.append((event.epoch - 1 + event.batch / event.n_batches, event.loss))
             yield Progress(
                 stage, event.batch, event.n_batches,
                 f"epoch {event.epoch}, loss {event.loss:.3g}, {event.samples_per_s:.0f}/s",
@@ -559,8 +580,18 @@ def _iter_network(
         training=summary["training"],
         train_samples_per_s=float(np.median(rates)) if rates else None,
         wall_time_s=time.perf_counter() - started,
+        batch_loss=_binned_curve(batch_curve),
     )
     return info
+
+
+def _binned_curve(points, max_points=_MAX_CURVE_POINTS) -> dict:
+    """``(x, y)`` points averaged in at most ``max_points`` consecutive bins."""
+    if not points:
+        return {"epoch": [], "loss": []}
+    x, y = np.asarray(points, float).T
+    bins = np.array_split(np.arange(len(x)), min(len(x), max_points))
+    return {"epoch": [float(x[b[-1]]) for b in bins], "loss": [float(y[b].mean()) for b in bins]}
 
 
 def _history_info(history, reference_dle) -> dict:
@@ -607,10 +638,14 @@ def _load_network(path: Path, reference_dle) -> dict:
 
 def _iter_predict(checkpoint, inputs, *, hm, device):
     """Probability maps of a network; returns (probs, samples per second)."""
-    from ..train import iter_predict
+    from ..train import iter_predict, resolve_device
 
+    # small batches are faster per example on a CPU (cache-resident activations)
+    batch_size = 16 if resolve_device(device).type == "cpu" else 64
     t0 = time.perf_counter()
-    probs = yield from iter_predict(checkpoint, inputs, headmodel=hm, device=device)
+    probs = yield from iter_predict(
+        checkpoint, inputs, headmodel=hm, device=device, batch_size=batch_size
+    )
     return probs, len(probs) / max(time.perf_counter() - t0, 1e-9)
 
 
@@ -860,6 +895,7 @@ def iter_bench_accuracy(
 
     t_start = time.perf_counter()
     p = preset if isinstance(preset, AccuracyPreset) else get_preset(preset, **overrides)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     if isinstance(preset, AccuracyPreset) and overrides:
         p = dataclasses.replace(p, **overrides)
         _check_preset(p)
@@ -938,10 +974,11 @@ def iter_bench_accuracy(
         shutil.rmtree(work, ignore_errors=True)
     timings["total_s"] = time.perf_counter() - t_start
     summary["timings"] = timings
-    for net in summary["networks"].values():  # the training sets are gone
-        if not str(net["checkpoint"]).startswith(str(work)):
-            continue
-        net["checkpoint"] = None
+    trained = [*summary["networks"].values(), *summary.get("stability", {}).get("networks", {})
+               .values()]  # fmt: skip
+    for net in trained:  # networks trained in the work directory are gone with it
+        if str(net["checkpoint"]).startswith(str(work)):
+            net["checkpoint"] = None
     return AccuracyResult(summary, per_vertex=per_vertex, per_event_dle=per_event,
                           examples=examples)  # fmt: skip
 

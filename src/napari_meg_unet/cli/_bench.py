@@ -25,12 +25,11 @@ def _run_core(args):
 
 
 def _run_accuracy(args):
-    from ..bench.accuracy import _check_out_dir, iter_bench_accuracy
+    from .._io import check_output_path
+    from ..bench.accuracy import iter_bench_accuracy
 
     if args.out:  # refuse an existing output before hours of computation
-        out = Path(args.out)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
-            _check_out_dir(out, overwrite=False)
+        check_output_path(args.out, overwrite=args.overwrite, what="report folder")
     result = drive(
         iter_bench_accuracy(
             args.preset, checkpoint_dir=args.checkpoint_dir, work_dir=args.work_dir,
@@ -79,7 +78,7 @@ def _add_accuracy(sub) -> None:
     )  # fmt: skip
     accuracy.add_argument("--out", "-o", help="write the report folder here")
     accuracy.add_argument(
-        "--overwrite", action="store_true", help="replace files in an existing --out folder"
+        "--overwrite", action="store_true", help="replace an existing --out folder"
     )
     accuracy.add_argument(
         "--checkpoint-dir", metavar="DIR",

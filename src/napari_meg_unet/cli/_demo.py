@@ -44,7 +44,7 @@ def handler(args):
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("demo", help=HELP, description=DESCRIPTION)
     parser.add_argument(
-        "--epochs", type=_positive_int, help="training epochs (default: the demo's, 2)"
+        "--epochs", type=_positive_int, help="training epochs (default: the demo's, 3)"
     )
     parser.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")

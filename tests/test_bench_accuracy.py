@@ -215,3 +215,23 @@ def test_cli_bench_accuracy_refuses_existing_output(tmp_path, capsys):
     assert (out / "results.json").read_text() == "{}"
     with pytest.raises(SystemExit):
         main(["bench", "accuracy", "--preset", "tiny"])
+
+
+def test_cli_networks_option_parses_and_refuses_unknown(capsys):
+    from napari_meg_unet.cli._bench import _network_list, _network_overrides
+
+    pairs = _network_list("thesis:small, mesh:small")
+    assert pairs == (("thesis", "small"), ("mesh", "small"))
+    # the thesis preset's stability network (thesis, thesis) follows the smaller size asked for
+    assert _network_overrides("thesis", pairs) == {
+        "networks": pairs, "stability_network": ("thesis", "small")
+    }
+    assert _network_overrides("small", None) == {}
+    preset = accuracy.get_preset("thesis", **_network_overrides("thesis", pairs))
+    assert preset.networks == pairs and not preset.off_grid
+    with pytest.raises(SystemExit):
+        main(["bench", "accuracy", "--networks", "thesis:huge"])
+    assert "thesis:huge" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "accuracy", "--networks", "mesh:small,mesh:benchmark"])
+    assert "name each model once" in capsys.readouterr().err

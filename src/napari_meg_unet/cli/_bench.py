@@ -36,7 +36,7 @@ def _run_accuracy(args):
             device=args.device, seed=args.seed, epochs=args.epochs,
             max_train_s=args.max_train_time, stability=args.stability, n_boot=args.n_boot,
             command=args.command_line, n_train=args.n_train, n_val=args.n_val,
-            n_test=args.n_test,
+            n_test=args.n_test, **_network_overrides(args.preset, args.networks),
         ),
         args,
     )  # fmt: skip
@@ -45,6 +45,38 @@ def _run_accuracy(args):
     out["files"] = files
     out["table"] = result.table()
     return out
+
+
+def _network_overrides(preset: str, networks) -> dict:
+    """``networks`` (and the stability network) replacing the preset's, if given."""
+    if not networks:
+        return {}
+    from ..bench.accuracy import PRESETS
+
+    stability = PRESETS[preset].stability_network
+    if stability not in networks:  # same model at the size asked for, else the first network
+        stability = next((n for n in networks if n[0] == stability[0]), networks[0])
+    return {"networks": tuple(networks), "stability_network": stability}
+
+
+def _network_list(text):
+    """``"thesis:small,mesh:small"`` -> ``(("thesis", "small"), ("mesh", "small"))``."""
+    import argparse
+
+    from ..models import PRESETS
+
+    pairs = []
+    for item in text.split(","):
+        model, _, size = item.strip().partition(":")
+        if model not in PRESETS or size not in PRESETS[model]:
+            choices = ", ".join(f"{m}:{s}" for m in PRESETS for s in PRESETS[m])
+            raise argparse.ArgumentTypeError(
+                f"expected MODEL:PRESET[,MODEL:PRESET] from {choices}; got {item.strip()!r}"
+            )
+        pairs.append((model, size))
+    if len({m for m, _ in pairs}) != len(pairs):
+        raise argparse.ArgumentTypeError(f"name each model once, got {text!r}")
+    return tuple(pairs)
 
 
 def _positive_int(text):
@@ -103,6 +135,11 @@ def _add_accuracy(sub) -> None:
         "single-dipole network on multi-dipole data)",
     )  # fmt: skip
     sizes = accuracy.add_argument_group("sizes (override the preset)")
+    sizes.add_argument(
+        "--networks", type=_network_list, metavar="MODEL:PRESET[,...]",
+        help="networks to train instead of the preset's, e.g. thesis:small,mesh:small for a "
+        "CPU-sized run of the thesis or benchmark preset",
+    )  # fmt: skip
     sizes.add_argument("--n-train", type=_positive_int, help="training examples per network")
     sizes.add_argument("--n-val", type=_positive_int, help="validation examples")
     sizes.add_argument("--n-test", type=_positive_int, help="test events per condition")

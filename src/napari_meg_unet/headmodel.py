@@ -28,6 +28,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -430,7 +431,8 @@ def load_headmodel(path, *, verbose=None) -> HeadModel:
     ----------
     path : path-like
         Directory written by :meth:`HeadModel.save`.
-    %(verbose)s
+    verbose : bool | str | int | None
+        MNE log level.
 
     Returns
     -------
@@ -554,7 +556,8 @@ def prepare_noise_cov(noise_cov, info: mne.Info, *, verbose=None) -> mne.Covaria
         with :func:`mne.compute_raw_covariance` (MaxShield files are allowed).
     info : mne.Info
         Channels the covariance must cover.
-    %(verbose)s
+    verbose : bool | str | int | None
+        MNE log level.
 
     Returns
     -------
@@ -646,7 +649,8 @@ def _write_template_subject(subjects_dir: Path) -> Path:
     """Write fsaverage5 as a FreeSurfer subject (surf/ and bem/) under ``subjects_dir``.
 
     The surfaces come from the GIFTI files shipped in nilearn (mm, surface RAS);
-    the inner skull is MNE's shipped fsaverage inner skull. Existing files are kept.
+    the inner skull, scalp and MRI fiducials are MNE's shipped fsaverage ones.
+    Existing files are kept.
     """
     import nibabel as nib
 
@@ -660,6 +664,12 @@ def _write_template_subject(subjects_dir: Path) -> Path:
             rr, tris = _read_gifti(_fsaverage5_gifti(key, side))
             with atomic_path(fname, suffix="") as tmp:
                 nib.freesurfer.write_geometry(str(tmp), rr, tris)
+    # scalp and MRI fiducials for coregistration: fsaverage5 shares fsaverage's surface RAS
+    for name in ("head", "fiducials"):
+        fname = subject_dir / "bem" / f"{TEMPLATE_SUBJECT}-{name}.fif"
+        if not fname.is_file():
+            with atomic_path(fname, suffix=".fif") as tmp:
+                shutil.copyfile(_mne_fsaverage_dir() / f"fsaverage-{name}.fif", tmp)
     inner_skull = subject_dir / "bem" / "inner_skull.surf"
     if not inner_skull.is_file():
         surf = mne.read_bem_surfaces(
@@ -885,7 +895,8 @@ def iter_make_template_headmodel(
         not depend on the parameters, are still kept under the cache root).
     cache_dir : path-like | None
         Cache directory; defaults to :func:`cache_root`.
-    %(verbose)s
+    verbose : bool | str | int | None
+        MNE log level.
 
     Yields
     ------
@@ -1130,7 +1141,8 @@ def iter_make_dense_sources(hm: HeadModel, *, spacing=None, cache=True, cache_di
         Load from / store into the cache (keyed by ``hm.fingerprint`` and spacing).
     cache_dir : path-like | None
         Cache directory (see :func:`cache_root`).
-    %(verbose)s
+    verbose : bool | str | int | None
+        MNE log level.
 
     Yields
     ------
@@ -1488,7 +1500,8 @@ def iter_make_headmodel(
     use_all_vertices : bool
         Use every vertex of the source-space surface (e.g. all 1026/hemisphere
         of ``small-src``) instead of its decimated subset.
-    %(verbose)s
+    verbose : bool | str | int | None
+        MNE log level.
 
     Yields
     ------

@@ -188,3 +188,29 @@ def test_headmodel_from_recording(template_hm, recording):
     # the noise covariance comes from the empty-room data (variance (2e-13)^2 on every
     # channel), not the ad hoc one (which differs between magnetometers and gradiometers)
     np.testing.assert_allclose(np.diag(hm.noise_cov.data), 4e-26, rtol=0.2)
+
+
+@pytest.mark.sample
+def test_headmodel_from_recording_without_anatomy_is_coregistered(shared_data, tmp_path):
+    """A BIDS recording with digitisation but no FreeSurfer anatomy: the template is fitted to
+    its fiducials and head shape (the sample subject's 146 digitised points)."""
+    import mne
+    import mne_bids
+
+    from napari_meg_unet import bids
+    from napari_meg_unet.progress import run
+
+    raw = mne.io.read_raw_fif(
+        shared_data / "sample" / "MEG" / "sample_audvis_trunc_raw_sss.fif", verbose=False
+    )
+    root = tmp_path / "ds"
+    bp = mne_bids.BIDSPath(subject="sample", task="audvis", root=root, datatype="meg")
+    mne_bids.write_raw_bids(raw, bp, verbose=False)
+    (found,) = bids.find_recordings(root)
+    recording = bids.read_recording(found)
+    inputs = _inputs.HeadModelInputs(source="recording")
+    hm, _, spectrum, description = run(_tasks.iter_headmodel(inputs, recording=recording))
+    assert "coregistered to 146 digitised points (fiducials and head shape)" in description
+    coreg = hm.provenance["coregistration"]
+    assert coreg["n_points"] == 146 and coreg["distance_mm"]["median"] < 6.0
+    assert len(hm.ch_names) == 306 and spectrum["rank"] == 306

@@ -115,7 +115,8 @@ def iter_headmodel(inputs, *, recording=None):
     Returns ``(hm, inv, spectrum, description)``.
     """
     from .. import bids
-    from ..headmodel import cache_root, iter_make_headmodel, iter_make_template_headmodel
+    from ..coreg import iter_make_template_anatomy_headmodel
+    from ..headmodel import iter_make_headmodel, iter_make_template_headmodel
     from ..inverse import make_inverse, svd_spectrum
 
     inputs.validate()
@@ -128,20 +129,23 @@ def iter_headmodel(inputs, *, recording=None):
         noise_cov = inputs.noise_cov_for(recording.emptyroom)
         anatomy, reason = bids.subject_anatomy(recording.bids_path)
         if anatomy is not None:
-            kwargs = dict(subjects_dir=anatomy.subjects_dir, subject=anatomy.subject,
-                          trans=anatomy.trans, bem=anatomy.bem)  # fmt: skip
+            hm = yield from iter_make_headmodel(
+                info=recording.info, spacing=inputs.spacing, modality=inputs.modality,
+                noise_cov=noise_cov, subjects_dir=anatomy.subjects_dir, subject=anatomy.subject,
+                trans=anatomy.trans, bem=anatomy.bem,
+            )  # fmt: skip
             description = f"{recording.label} on {reason}"
         else:
-            # the template anatomy (and its BEM) with the recording's sensors
-            template = yield from iter_make_template_headmodel(spacing=inputs.spacing)
-            bem = "sphere" if "eeg" in inputs.modality else template.bem
-            kwargs = dict(subjects_dir=cache_root() / "subjects", subject=template.subject,
-                          trans=template.trans, bem=bem)  # fmt: skip
-            description = f"{recording.label} on the fsaverage5 template ({reason})"
-        hm = yield from iter_make_headmodel(
-            info=recording.info, spacing=inputs.spacing, modality=inputs.modality,
-            noise_cov=noise_cov, **kwargs,
-        )  # fmt: skip
+            # the template anatomy fitted to the recording's digitised fiducials and head shape
+            hm, coreg = yield from iter_make_template_anatomy_headmodel(
+                recording.info, spacing=inputs.spacing, modality=inputs.modality,
+                noise_cov=noise_cov,
+            )  # fmt: skip
+            placement = (
+                coreg.describe() if coreg is not None
+                else "no digitised fiducials: standard fsaverage transform"
+            )  # fmt: skip
+            description = f"{recording.label} on the fsaverage5 template ({reason}; {placement})"
         description += ", noise covariance " + (
             "ad hoc" if noise_cov == "adhoc" else "from the empty-room recording"
         )

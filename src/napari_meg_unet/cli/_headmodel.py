@@ -17,7 +17,10 @@ By default (--template) the fsaverage5 template is built offline from installed
 packages and cached (NAPARI_MEG_UNET_CACHE or the user cache directory). With
 --info (a raw/epochs/evoked FIF file) the model is built from real inputs:
 --trans, --bem (a BEM solution file or 'sphere') and either --src or
---subjects-dir/--subject. --out saves the model to a directory.
+--subjects-dir/--subject; or, for a subject without FreeSurfer anatomy,
+--template-anatomy: the recording's sensors on the fsaverage5 template fitted
+to its digitised fiducials and head shape (mne.coreg). --out saves the model
+to a directory.
 """
 
 
@@ -40,6 +43,15 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--modality", default="meg", choices=("meg", "eeg", "meg+eeg"),
         help="sensor modality (default: meg)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--template-anatomy", action="store_true",
+        help="with --info: the template cortex and conductor coregistered to the recording's "
+        "digitised fiducials and head shape (standard fsaverage transform without fiducials)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--standard-trans", action="store_true",
+        help="with --template-anatomy: do not fit, use MNE's standard fsaverage transform",
     )  # fmt: skip
     parser.add_argument("--trans", metavar="FILE", help="head<->MRI transform (-trans.fif)")
     parser.add_argument("--bem", metavar="FILE", help="BEM solution file, or 'sphere'")
@@ -69,14 +81,25 @@ def add_parser(subparsers) -> None:
 def _check_args(args) -> None:
     real_only = {"--trans": args.trans, "--bem": args.bem, "--src": args.src,
                  "--subjects-dir": args.subjects_dir, "--subject": args.subject}  # fmt: skip
+    given = [name for name, value in real_only.items() if value is not None]
+    if args.all_vertices:
+        given.append("--all-vertices")
+    if args.standard_trans and not args.template_anatomy:
+        raise ValueError("--standard-trans applies with --template-anatomy only.")
     if args.info is None:
-        given = [name for name, value in real_only.items() if value is not None]
-        if args.all_vertices:
-            given.append("--all-vertices")
+        if args.template_anatomy:
+            given.append("--template-anatomy")
         if given:
             raise ValueError(
                 f"{', '.join(given)} need(s) --info (real inputs); the template uses its own."
             )
+    elif args.template_anatomy:
+        if given:
+            raise ValueError(
+                f"--template-anatomy uses the template's anatomy; drop {', '.join(given)}."
+            )
+        if args.no_cache:
+            raise ValueError("--no-cache applies to the template only.")
     elif args.no_cache or args.cache_dir:
         raise ValueError("--no-cache/--cache-dir apply to the template only.")
 
@@ -95,6 +118,14 @@ def handler(args) -> dict:
             spacing=args.spacing or "ico3", modality=args.modality, noise_cov=args.cov,
             cache=not args.no_cache, cache_dir=args.cache_dir,
         )  # fmt: skip
+    elif args.template_anatomy:
+        from ..coreg import iter_make_template_anatomy_headmodel
+
+        gen = iter_make_template_anatomy_headmodel(
+            args.info, spacing=args.spacing or "ico3", modality=args.modality,
+            noise_cov=args.cov, coregister=False if args.standard_trans else "auto",
+            cache_dir=args.cache_dir,
+        )  # fmt: skip
     else:
         gen = hmod.iter_make_headmodel(
             info=args.info, trans=args.trans, bem=args.bem, src=args.src,
@@ -105,10 +136,16 @@ def handler(args) -> dict:
     # MNE logs to stdout; keep stdout for the result (e.g. --json)
     with contextlib.redirect_stdout(sys.stderr):
         hm = drive(gen, args)
+    coregistration = None
+    if isinstance(hm, tuple):  # --template-anatomy: (head model, fit)
+        hm = hm[0]
+        coregistration = hm.provenance["coregistration"]
     elapsed = time.perf_counter() - start
     result = hm.summary()
     result["build_time_s"] = round(elapsed, 3)
     result["cache_path"] = hm.provenance.get("cache_path")
+    if coregistration is not None:
+        result["coregistration"] = coregistration
     if args.out is not None:
         result["out"] = str(hm.save(args.out, overwrite=args.overwrite))
     return result

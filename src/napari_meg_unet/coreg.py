@@ -1,0 +1,300 @@
+"""The fsaverage5 template fitted to a recording's digitisation (no FreeSurfer anatomy).
+
+A recording without its subject's MRI can still be source-modelled on the
+template anatomy. MNE's standard ``fsaverage-trans.fif`` only aligns the head
+frame defined by *fsaverage's* fiducials; :func:`coregister_template` instead
+fits the template to the *recording's* digitised fiducials and head shape with
+:class:`mne.coreg.Coregistration` (rigid: fiducials first, then ICP on the
+head-shape points, then again without the points that stay far from the scalp).
+:func:`iter_make_template_anatomy_headmodel` builds the head model of the
+recording's sensors on the template cortex and conductor with that transform.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import mne
+import numpy as np
+from mne._fiff.constants import FIFF
+from mne.transforms import apply_trans
+from scipy.spatial import cKDTree
+
+from .progress import Progress
+
+logger = logging.getLogger(__name__)
+
+_CARDINALS = {
+    FIFF.FIFFV_POINT_LPA: "lpa",
+    FIFF.FIFFV_POINT_NASION: "nasion",
+    FIFF.FIFFV_POINT_RPA: "rpa",
+}
+#: Fewer head-shape points than this and only the fiducials are fitted (ICP needs shape).
+MIN_HEAD_SHAPE_POINTS = 10
+
+
+@dataclass(frozen=True)
+class TemplateCoregistration:
+    """A head -> MRI transform of the template and how well it fits.
+
+    Attributes
+    ----------
+    trans : mne.transforms.Transform
+        Head -> MRI (fsaverage5 surface RAS) transform.
+    n_points : int
+        Digitised points (fiducials, HPI coils, EEG electrodes, head shape).
+    n_omitted : int
+        Points farther than ``omit_distance`` from the scalp after the first
+        ICP, left out of the final fit (still counted in the distances).
+    icp : bool
+        Whether the head shape was fitted (False: fiducials only).
+    distance_mm, standard_distance_mm : dict
+        Mean, median and maximum distance (mm) of all digitised points to the
+        template scalp with this transform and with MNE's standard
+        ``fsaverage-trans.fif``.
+    fiducial_error_mm : dict
+        Distance (mm) between each digitised fiducial and the template's MRI
+        fiducial with this transform.
+    """
+
+    trans: mne.transforms.Transform
+    n_points: int
+    n_omitted: int
+    icp: bool
+    distance_mm: dict
+    standard_distance_mm: dict
+    fiducial_error_mm: dict
+
+    def summary(self) -> dict:
+        """JSON-friendly description (no transform matrix)."""
+        return {
+            "method": "mne.coreg.Coregistration: fit_fiducials"
+            + (", fit_icp, omit distant points, fit_icp" if self.icp else ""),
+            "rigid": True,
+            "n_points": self.n_points,
+            "n_omitted": self.n_omitted,
+            "distance_mm": self.distance_mm,
+            "standard_trans_distance_mm": self.standard_distance_mm,
+            "fiducial_error_mm": self.fiducial_error_mm,
+        }
+
+    def describe(self) -> str:
+        d, s = self.distance_mm, self.standard_distance_mm
+        what = "fiducials and head shape" if self.icp else "fiducials only"
+        return (
+            f"template coregistered to {self.n_points} digitised points ({what}): "
+            f"median distance to the scalp {d['median']:.1f} mm (standard fsaverage "
+            f"transform: {s['median']:.1f} mm)"
+        )
+
+
+def _head_points(info: mne.Info) -> list:
+    return [d for d in info.get("dig") or [] if d["coord_frame"] == FIFF.FIFFV_COORD_HEAD]
+
+
+def _fiducials(info: mne.Info) -> dict:
+    return {
+        _CARDINALS[d["ident"]]: np.asarray(d["r"], float)
+        for d in _head_points(info)
+        if d["kind"] == FIFF.FIFFV_POINT_CARDINAL and d["ident"] in _CARDINALS
+    }
+
+
+def has_fiducials(info: mne.Info) -> bool:
+    """Whether ``info['dig']`` holds the LPA, nasion and RPA in head coordinates."""
+    return len(_fiducials(info)) == len(_CARDINALS)
+
+
+def _digitisation(info: mne.Info, source: str) -> tuple[dict, np.ndarray]:
+    """Digitised cardinal fiducials and all head-frame points (metres) of ``info``."""
+    fids = _fiducials(info)
+    missing = sorted(set(_CARDINALS.values()) - set(fids))
+    if missing:
+        raise ValueError(
+            f"The recording ({source}) has no digitised {', '.join(missing)} in head "
+            "coordinates (info['dig']), which coregistering the template needs. Pass a "
+            "head <-> MRI transform instead, or use the standard fsaverage transform "
+            "(coregister=False)."
+        )
+    points = np.array([d["r"] for d in _head_points(info)], float)
+    return fids, points
+
+
+def _distances_mm(points_head, trans, scalp_tree) -> dict:
+    dist, _ = scalp_tree.query(apply_trans(trans, points_head))
+    dist = dist * 1e3
+    return {"mean": float(dist.mean()), "median": float(np.median(dist)),
+            "max": float(dist.max())}  # fmt: skip
+
+
+def coregister_template(
+    info, *, subjects_dir=None, omit_distance=0.01, n_iterations=20, verbose=None
+) -> TemplateCoregistration:
+    """Fit the fsaverage5 template to a recording's digitised fiducials and head shape.
+
+    Parameters
+    ----------
+    info : mne.Info | path-like | mne_bids.BIDSPath
+        The recording (its ``info['dig']``: the three cardinal fiducials are
+        required; HPI, EEG and extra head-shape points are used by the ICP).
+    subjects_dir : path-like | None
+        Where the template subject ``fsaverage5`` is written; default: the
+        head-model cache's ``subjects`` directory.
+    omit_distance : float
+        Points farther than this (metres) from the scalp after the first ICP are
+        left out of the final fit.
+    n_iterations : int
+        ICP iterations per fit.
+    verbose : bool | str | int | None
+        MNE log level.
+
+    Returns
+    -------
+    coreg : TemplateCoregistration
+    """
+    from .headmodel import (
+        TEMPLATE_SUBJECT,
+        _mne_fsaverage_dir,
+        _read_info_input,
+        _write_template_subject,
+        cache_root,
+    )
+
+    if not (isinstance(omit_distance, int | float) and omit_distance > 0):
+        raise ValueError(f"omit_distance must be a positive number (m), got {omit_distance!r}.")
+    if isinstance(n_iterations, bool) or not isinstance(n_iterations, int) or n_iterations < 1:
+        raise ValueError(f"n_iterations must be a positive integer, got {n_iterations!r}.")
+    info, source = _read_info_input(info, verbose=verbose)
+    fids, points = _digitisation(info, source)
+    subjects_dir = cache_root() / "subjects" if subjects_dir is None else subjects_dir
+    subject_dir = _write_template_subject(subjects_dir)
+    verbose = "warning" if verbose is None else verbose
+
+    n_shape = len(points) - len(fids)
+    icp = n_shape >= MIN_HEAD_SHAPE_POINTS
+    n_omitted = 0
+    with mne.utils.use_log_level(verbose):
+        coreg = mne.coreg.Coregistration(
+            info, TEMPLATE_SUBJECT, subjects_dir, fiducials="auto", on_defects="ignore"
+        )
+        coreg.fit_fiducials(verbose=verbose)
+        if icp:
+            coreg.fit_icp(n_iterations=n_iterations, nasion_weight=2.0, verbose=verbose)
+            before = len(coreg.compute_dig_mri_distances())
+            coreg.omit_head_shape_points(distance=omit_distance)
+            n_omitted = before - len(coreg.compute_dig_mri_distances())
+            coreg.fit_icp(n_iterations=n_iterations, nasion_weight=2.0, verbose=verbose)
+    trans = mne.transforms.Transform("head", "mri", coreg.trans["trans"].copy())
+
+    scalp = mne.read_bem_surfaces(
+        subject_dir / "bem" / f"{TEMPLATE_SUBJECT}-head.fif", verbose=False
+    )[0]  # fmt: skip
+    tree = cKDTree(scalp["rr"])
+    standard = mne.read_trans(_mne_fsaverage_dir() / "fsaverage-trans.fif", verbose=False)
+    mri_fids = {
+        _CARDINALS[d["ident"]]: np.asarray(d["r"], float)
+        for d in mne.io.read_fiducials(
+            subject_dir / "bem" / f"{TEMPLATE_SUBJECT}-fiducials.fif", verbose=False
+        )[0]
+    }  # fmt: skip
+    fid_error = {
+        name: float(np.linalg.norm(apply_trans(trans, fids[name]) - mri_fids[name]) * 1e3)
+        for name in ("lpa", "nasion", "rpa")
+    }
+    return TemplateCoregistration(
+        trans=trans,
+        n_points=len(points),
+        n_omitted=int(n_omitted),
+        icp=icp,
+        distance_mm=_distances_mm(points, trans, tree),
+        standard_distance_mm=_distances_mm(points, standard, tree),
+        fiducial_error_mm=fid_error,
+    )
+
+
+def iter_make_template_anatomy_headmodel(
+    info, *, spacing="ico3", modality="meg", noise_cov="adhoc", coregister="auto",
+    cache_dir=None, verbose=None,
+):  # fmt: skip
+    """A recording's sensors on the fsaverage5 template anatomy, yielding progress.
+
+    For a recording whose subject has no FreeSurfer anatomy: the template
+    cortex (source space ``spacing``) and conductor (the template inner-skull
+    BEM for MEG, a sphere fitted to the head shape when EEG is included), placed
+    by :func:`coregister_template` (or by MNE's standard fsaverage transform
+    with ``coregister=False``, or ``"auto"`` when the recording has no digitised
+    fiducials).
+
+    Parameters
+    ----------
+    info : mne.Info | path-like | mne_bids.BIDSPath
+        The recording.
+    spacing : str
+        Template source spacing (see
+        :func:`~napari_meg_unet.headmodel.make_template_headmodel`).
+    modality : str
+        ``"meg"``, ``"eeg"`` or ``"meg+eeg"``.
+    noise_cov : "adhoc" | mne.Covariance | path-like
+        See :func:`~napari_meg_unet.headmodel.prepare_noise_cov`.
+    coregister : bool | "auto"
+        Fit the template to the digitisation, or use the standard transform;
+        ``"auto"`` (default) fits when the recording has digitised fiducials.
+    cache_dir : path-like | None
+        Head-model cache (template subject and BEM).
+    verbose : bool | str | int | None
+        MNE log level.
+
+    Yields
+    ------
+    event : progress.Progress
+
+    Returns
+    -------
+    hm : HeadModel
+        ``hm.provenance["coregistration"]`` records the fit.
+    coreg : TemplateCoregistration | None
+        None when the standard transform was used.
+    """
+    from .headmodel import (
+        _read_info_input,
+        _template_trans,
+        cache_root,
+        check_modality,
+        iter_make_headmodel,
+        iter_make_template_headmodel,
+    )
+
+    _, eeg = check_modality(modality)
+    if coregister not in (True, False, "auto"):
+        raise ValueError(f"coregister must be True, False or 'auto', got {coregister!r}.")
+    info_full, source = _read_info_input(info, verbose=verbose)
+    if coregister == "auto":
+        coregister = has_fiducials(info_full)
+        if not coregister:
+            logger.warning(
+                f"The recording ({source}) has no digitised fiducials: the template is placed "
+                "with the standard fsaverage transform, not fitted to the head."
+            )
+    template = yield from iter_make_template_headmodel(
+        spacing=spacing, cache_dir=cache_dir, verbose=verbose
+    )
+    subjects_dir = cache_root(cache_dir) / "subjects"
+    if coregister:
+        yield Progress("coregistration", 0, 1, "fiducials and head shape")
+        coreg = coregister_template(info_full, subjects_dir=subjects_dir, verbose=verbose)
+        trans = coreg.trans
+        yield Progress("coregistration", 1, 1, coreg.describe())
+    else:
+        coreg, trans = None, _template_trans()
+    hm = yield from iter_make_headmodel(
+        info=info_full if type(info).__name__ == "BIDSPath" else info, trans=trans,
+        bem="sphere" if eeg else template.bem,
+        subjects_dir=subjects_dir, subject=template.subject, spacing=spacing,
+        modality=modality, noise_cov=noise_cov, verbose=verbose,
+    )  # fmt: skip
+    hm.provenance["coregistration"] = (
+        coreg.summary() if coreg is not None
+        else {"method": "standard fsaverage-trans.fif (no fit)"}
+    )  # fmt: skip
+    return hm, coreg

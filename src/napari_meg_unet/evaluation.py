@@ -78,20 +78,14 @@ class Evaluation:
         head = "| estimator | protocol | " + " | ".join(TABLE_METRICS[c] for c in cols) + " |"
         lines = [head, "|" + "---|" * (2 + len(cols))]
         for (est, prot), res in self.summary.items():
-            cells = [format_aggregate(res[c]) for c in cols]
+            cells = [metrics.format_aggregate(res[c]) for c in cols]
             lines.append(f"| {est} | {prot} | " + " | ".join(cells) + " |")
         if self.grid_floor:
             g = self.grid_floor
             lines.append("")
-            lines.append(f"Grid floor (distance to nearest grid vertex): {format_aggregate(g)} mm")
+            floor = metrics.format_aggregate(g)
+            lines.append(f"Grid floor (distance to nearest grid vertex): {floor} mm")
         return "\n".join(lines)
-
-
-def format_aggregate(agg: dict) -> str:
-    if agg is None or not np.isfinite(agg.get("mean", np.nan)):
-        return "n/a"
-    digits = 1 if abs(agg["mean"]) >= 10 else 3
-    return f"{agg['mean']:.{digits}f} [{agg['ci_low']:.{digits}f}, {agg['ci_high']:.{digits}f}]"
 
 
 def _event_true_positions(sim) -> list[np.ndarray]:

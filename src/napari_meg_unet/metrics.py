@@ -1100,3 +1100,30 @@ def per_vertex_mean(values, true_rows, n_rows):
     sums = np.bincount(true_rows, weights=values, minlength=n_rows)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def format_aggregate(agg, *, digits=None) -> str:
+    """``"mean [ci_low, ci_high]"`` of an aggregate dict, or ``"n/a"``.
+
+    Parameters
+    ----------
+    agg : dict | None
+        From :func:`napari_meg_unet.metrics.aggregate`.
+    digits : int | None
+        Decimals; None uses 1 for values of at least 10 and 3 otherwise.
+
+    Returns
+    -------
+    text : str
+    """
+    if agg is None:
+        return "n/a"
+    mean = agg.get("mean", np.nan)
+    if mean is None or not np.isfinite(mean):
+        return "n/a"
+    if digits is None:
+        digits = 1 if abs(mean) >= 10 else 3
+    low, high = agg.get("ci_low"), agg.get("ci_high")
+    if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"

@@ -16,7 +16,6 @@ has this form.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 
 from ._io import atomic_path, check_output_path
 from .evaluation import TABLE_METRICS
+from .metrics import format_aggregate
 
 #: Colours of the estimators in every figure (others cycle through the rest of ``tab10``).
 ESTIMATOR_COLOURS = {
@@ -42,33 +42,6 @@ _DPI = 120
 
 
 # =========================================================================== tables
-def format_aggregate(agg, *, digits=None) -> str:
-    """``"mean [ci_low, ci_high]"`` of an aggregate dict, or ``"n/a"``.
-
-    Parameters
-    ----------
-    agg : dict | None
-        From :func:`napari_meg_unet.metrics.aggregate`.
-    digits : int | None
-        Decimals; None uses 1 for values of at least 10 and 3 otherwise.
-
-    Returns
-    -------
-    text : str
-    """
-    if agg is None:
-        return "n/a"
-    mean = agg.get("mean", math.nan)
-    if mean is None or not np.isfinite(mean):
-        return "n/a"
-    if digits is None:
-        digits = 1 if abs(mean) >= 10 else 3
-    low, high = agg.get("ci_low"), agg.get("ci_high")
-    if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-
-
 def results_table(
     results: Sequence[Mapping],
     *,

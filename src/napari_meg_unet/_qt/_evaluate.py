@@ -6,8 +6,9 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, SpinBox
 from qtpy.QtWidgets import QFileDialog, QTableWidget, QTableWidgetItem
 
-from ..evaluation import TABLE_METRICS, format_aggregate
+from ..evaluation import TABLE_METRICS
 from ..layers import META_KEY, STACK_ORDER
+from ..metrics import format_aggregate
 from ._common import DockWidget, PlotCanvas, is_sensor_layer, layer_combo, show_on_cortex
 from ._inputs import PROTOCOLS, EvaluateInputs, InverseInputs
 from ._tasks import iter_evaluate, write_evaluation

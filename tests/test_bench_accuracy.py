@@ -76,9 +76,10 @@ def test_compute_targets():
                    ("mesh U-Net", "window", 9.0, 0.5), ("thesis U-Net", "window", 14.0, 0.5))
     multi = _rows(("dSPM", "samples", 35.0, 1), ("dSPM", "window", 25.0, 1),
                   ("mesh U-Net", "window", 18.0, 1), ("thesis U-Net", "window", 20.0, 1))
-    conditions = {"single-snr1": {"kind": "single", "results": single},
-                  "multi-snr1": {"kind": "multi", "results": multi}}  # fmt: skip
+    conditions = {"single-snr1": {"kind": "single", "snr": 1.0, "results": single},
+                  "multi-snr1": {"kind": "multi", "snr": 1.0, "results": multi}}  # fmt: skip
     t = compute_targets(conditions, ["mesh U-Net", "thesis U-Net"])
+    assert t["at_snr1"] == {k: t[k] for k in t["at_snr1"]}  # every condition is at SNR 1
     e = t["per_condition"]["single-snr1"]
     assert e["best_network"] == "mesh U-Net" and e["best_linear_samples"] == "dSPM"
     assert e["ratio_vs_linear_samples"] == pytest.approx(9 / 30)
@@ -96,7 +97,17 @@ def test_compute_targets():
     assert t["window_better_ci"] is False and t["per_sample_half"] is False
     assert t["multi_0.7"] is None  # no multi-dipole condition
     t = compute_targets({"s": {"kind": "single", "results": single[:-1]}}, ["mesh U-Net"])
-    assert t["mesh_0.8_thesis"] is None
+    assert t["mesh_0.8_thesis"] is None and t["at_snr1"] is None  # no SNR recorded
+    # a failing SNR-3 condition fails "every condition" but not the targets at SNR 1
+    good = _rows(("dSPM", "samples", 30.0, 1), ("dSPM", "window", 17.0, 0.5),
+                 ("mesh U-Net", "window", 9.0, 0.5))
+    bad = _rows(("sLORETA", "samples", 25.0, 1), ("sLORETA", "window", 7.0, 0.5),
+                ("mesh U-Net", "window", 9.0, 0.5))
+    t = compute_targets({"single-snr1": {"kind": "single", "snr": 1.0, "results": good},
+                         "single-snr3": {"kind": "single", "snr": 3.0, "results": bad}},
+                        ["mesh U-Net"])  # fmt: skip
+    assert t["window_better_ci"] is False and t["at_snr1"]["window_better_ci"] is True
+    assert t["per_condition"]["single-snr3"]["snr"] == 3.0
 
 
 @pytest.fixture(scope="module")

@@ -99,7 +99,8 @@ def test_missing_fiducials_are_named(sample_info, cache_dir):
 def test_headmodel_on_the_coregistered_template(sample_info, cache_dir, template_hm):
     events = []
     gen = iter_make_template_anatomy_headmodel(sample_info, spacing="ico3", cache_dir=cache_dir)
-    hm, coreg = _drive(gen, events)
+    hm, coreg = run(gen, callback=events.append)
+    assert all(isinstance(e, Progress) for e in events)
     assert any(e.stage == "coregistration" for e in events)
     assert hm.subject == template_hm.subject and hm.n_sources == template_hm.n_sources
     assert hm.provenance["coregistration"]["n_points"] == 146
@@ -111,9 +112,8 @@ def test_headmodel_on_the_coregistered_template(sample_info, cache_dir, template
     )
     assert len(hm.ch_names) == 306  # the recording's MEG channels (no bads in its info)
     # the standard transform when asked for
-    hm_std, none = _drive(
-        iter_make_template_anatomy_headmodel(sample_info, coregister=False, cache_dir=cache_dir),
-        [],
+    hm_std, none = run(
+        iter_make_template_anatomy_headmodel(sample_info, coregister=False, cache_dir=cache_dir)
     )
     assert none is None
     assert hm_std.provenance["coregistration"]["method"].startswith("standard")
@@ -125,20 +125,11 @@ def test_auto_falls_back_without_fiducials(template_hm, cache_dir, caplog):
     with info._unlock():
         info["dig"] = None
     with caplog.at_level("WARNING"):
-        hm, coreg = _drive(iter_make_template_anatomy_headmodel(info, cache_dir=cache_dir), [])
+        hm, coreg = run(iter_make_template_anatomy_headmodel(info, cache_dir=cache_dir))
     assert coreg is None
     assert "no digitised fiducials" in caplog.text
     np.testing.assert_allclose(hm.positions, template_hm.positions, atol=1e-9)
 
-
-def _drive(gen, events):
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        assert isinstance(event, Progress)
-        events.append(event)
 
 
 def test_cli_template_anatomy(shared_data, cache_dir, tmp_path, capsys):

@@ -93,12 +93,17 @@ def _head_points(info: mne.Info) -> list:
     return [d for d in info.get("dig") or [] if d["coord_frame"] == FIFF.FIFFV_COORD_HEAD]
 
 
-def _fiducials(info: mne.Info) -> dict:
+def _cardinals(points) -> dict:
+    """``{"lpa"|"nasion"|"rpa": position}`` of the cardinal points among dig ``points``."""
     return {
         _CARDINALS[d["ident"]]: np.asarray(d["r"], float)
-        for d in _head_points(info)
+        for d in points
         if d["kind"] == FIFF.FIFFV_POINT_CARDINAL and d["ident"] in _CARDINALS
     }
+
+
+def _fiducials(info: mne.Info) -> dict:
+    return _cardinals(_head_points(info))
 
 
 def has_fiducials(info: mne.Info) -> bool:
@@ -155,8 +160,8 @@ def coregister_template(
     """
     from .headmodel import (
         TEMPLATE_SUBJECT,
-        _mne_fsaverage_dir,
         _read_info_input,
+        _template_trans,
         _write_template_subject,
         cache_root,
     )
@@ -191,13 +196,9 @@ def coregister_template(
         subject_dir / "bem" / f"{TEMPLATE_SUBJECT}-head.fif", verbose=False
     )[0]  # fmt: skip
     tree = cKDTree(scalp["rr"])
-    standard = mne.read_trans(_mne_fsaverage_dir() / "fsaverage-trans.fif", verbose=False)
-    mri_fids = {
-        _CARDINALS[d["ident"]]: np.asarray(d["r"], float)
-        for d in mne.io.read_fiducials(
-            subject_dir / "bem" / f"{TEMPLATE_SUBJECT}-fiducials.fif", verbose=False
-        )[0]
-    }  # fmt: skip
+    mri_fids = _cardinals(mne.io.read_fiducials(
+        subject_dir / "bem" / f"{TEMPLATE_SUBJECT}-fiducials.fif", verbose=False
+    )[0])  # fmt: skip
     fid_error = {
         name: float(np.linalg.norm(apply_trans(trans, fids[name]) - mri_fids[name]) * 1e3)
         for name in ("lpa", "nasion", "rpa")
@@ -208,7 +209,7 @@ def coregister_template(
         n_omitted=int(n_omitted),
         icp=icp,
         distance_mm=_distances_mm(points, trans, tree),
-        standard_distance_mm=_distances_mm(points, standard, tree),
+        standard_distance_mm=_distances_mm(points, _template_trans(), tree),
         fiducial_error_mm=fid_error,
     )
 

@@ -136,16 +136,14 @@ def handler(args) -> dict:
     # MNE logs to stdout; keep stdout for the result (e.g. --json)
     with contextlib.redirect_stdout(sys.stderr):
         hm = drive(gen, args)
-    coregistration = None
-    if isinstance(hm, tuple):  # --template-anatomy: (head model, fit)
-        hm = hm[0]
-        coregistration = hm.provenance["coregistration"]
+    if args.template_anatomy:  # (head model, fit)
+        hm, _ = hm
     elapsed = time.perf_counter() - start
     result = hm.summary()
     result["build_time_s"] = round(elapsed, 3)
     result["cache_path"] = hm.provenance.get("cache_path")
-    if coregistration is not None:
-        result["coregistration"] = coregistration
+    if args.template_anatomy:
+        result["coregistration"] = hm.provenance["coregistration"]
     if args.out is not None:
         result["out"] = str(hm.save(args.out, overwrite=args.overwrite))
     return result

@@ -104,7 +104,8 @@ DDP_SCRIPT = textwrap.dedent(
 
     train, val, out = sys.argv[1:4]
     events = list(fit(train=train, val=val, out_dir=out, epochs=1, dropout=0.0, **{settings}))
-    print("rank", os.environ["RANK"], "events", len(events), flush=True)
+    # one write(2) per rank: the two ranks share the pipe and print() may split a line
+    os.write(1, f"rank {os.environ['RANK']} events {len(events)}\\n".encode())
     """
 )
 

@@ -51,6 +51,28 @@ def test_mesh_unet_trains_and_predicts_without_the_head_model(template_hm, split
     assert not stc.lh_data.any()
 
 
+def test_mesh_cpu_preset_trains_with_its_fixed_class_weights(template_hm, splits, tmp_path):
+    """The 'cpu' recipe weights the classes 1:20 (not by inverse frequency), without dropout."""
+    import torch
+
+    from napari_meg_unet.models import loss_fn
+    from napari_meg_unet.train import load_model
+
+    summary = train(model="mesh", preset="cpu", mesh=template_hm, train=splits["train"],
+                    val=splits["val"], out_dir=tmp_path, epochs=1, batch_size=4,
+                    device="cpu", seed=3)  # fmt: skip
+    ckpt = load_checkpoint(tmp_path / "best.pt")
+    assert ckpt["model_config"]["preset"] == "cpu" and ckpt["model_config"]["dropout"] == 0.0
+    torch.testing.assert_close(torch.as_tensor(ckpt["class_weights"]), torch.tensor([1.0, 20.0]))
+    model, _ = load_model(tmp_path / "best.pt")
+    with torch.inference_mode():
+        logits = model(torch.from_numpy(np.asarray(splits["val"].inputs)))
+    targets = torch.from_numpy(np.asarray(splits["val"].targets)).long()
+    weighted = loss_fn(logits, targets, class_weights=torch.tensor([1.0, 20.0]))
+    assert summary["history"][-1]["val_loss"] == pytest.approx(float(weighted), rel=1e-5)
+    assert float(loss_fn(logits, targets)) != pytest.approx(float(weighted), rel=1e-3)
+
+
 def test_cli_trains_mesh_model_on_template_data(template_hm, splits, tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["train", "--model", "mesh", "--train", str(splits["train"].path),

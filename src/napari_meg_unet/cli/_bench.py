@@ -137,7 +137,7 @@ def _add_accuracy(sub) -> None:
     sizes = accuracy.add_argument_group("sizes (override the preset)")
     sizes.add_argument(
         "--networks", type=_network_list, metavar="MODEL:PRESET[,...]",
-        help="networks to train instead of the preset's, e.g. thesis:small,mesh:small for a "
+        help="networks to train instead of the preset's, e.g. thesis:small,mesh:cpu for a "
         "CPU-sized run of the thesis or benchmark preset",
     )  # fmt: skip
     sizes.add_argument("--n-train", type=_positive_int, help="training examples per network")

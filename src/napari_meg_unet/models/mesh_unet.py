@@ -45,6 +45,17 @@ MESH_PRESETS = {
         pool="max",
         dropout=0.1,
     ),
+    # the small network without dropout, for runs limited to minutes of CPU time; its
+    # recipe (registry) also tempers the class weights (docs/benchmark.md)
+    "cpu": dict(
+        root_features=16,
+        levels=3,
+        hops=1,
+        time_kernel=5,
+        convs_per_level=1,
+        pool="max",
+        dropout=0.0,
+    ),
     # forward FLOPs matched to the thesis U-Net "benchmark" preset (642 x 32 images)
     "benchmark": dict(
         root_features=64,

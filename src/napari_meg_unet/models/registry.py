@@ -56,6 +56,23 @@ _TRAINING_DEFAULTS = {
             epochs=30,
             patience=8,
         ),
+        # the small recipe at twice the learning rate with the positive class weighted 20x
+        # instead of by its inverse frequency (~360-1300x): with inverse-frequency weights
+        # the network paints broad blobs, and in 2-5-dipole maps the weaker sources' peaks
+        # drown in the stronger ones' (docs/benchmark.md, "mesh U-Net, second recipe")
+        "cpu": dict(
+            optimizer="adamw",
+            lr=4e-3,
+            momentum=None,
+            lr_decay=0.97,
+            weight_decay=1e-4,
+            l1=0.0,
+            grad_clip_norm=1.0,
+            class_weighting=(1.0, 20.0),
+            batch_size=16,
+            epochs=30,
+            patience=8,
+        ),
         "benchmark": dict(
             optimizer="adamw",
             lr=1e-3,
@@ -106,7 +123,7 @@ def build_model(
         Time samples of the training images (both networks accept any length).
     preset : str
         Key of ``PRESETS[name]`` (thesis: ``"thesis"``, ``"small"``, ``"benchmark"``;
-        mesh: ``"small"``, ``"benchmark"``).
+        mesh: ``"small"``, ``"cpu"``, ``"benchmark"``).
     mesh : MeshHierarchy | None
         Required for ``"mesh"``; ignored by ``"thesis"``.
     **overrides

@@ -1,12 +1,12 @@
 """Training-recipe ablation on the accuracy benchmark's training and validation sets.
 
 Builds the training/validation sets of one kind (single dipoles or 2-5 dipoles)
-of a ``bench accuracy`` preset exactly as ``napari-meg-unet bench accuracy``
-does (same seeds, same sizes), then trains each variant for at most
+of a ``bench accuracy`` preset with the benchmark's own code (same seeds, same
+sizes), then trains each variant with the benchmark's training loop for at most
 ``--max-train-time`` seconds (stopping between batches once the budget is
-spent, as ``--max-train-time`` does there) and reports the validation DLE
-after every completed epoch. A variant is ``MODEL:PRESET`` optionally followed
-by ``:KEY=VALUE`` recipe or model overrides (VALUE is JSON)::
+spent) and reports the validation DLE after every completed epoch. A variant
+is ``MODEL:PRESET`` optionally followed by ``:KEY=VALUE`` recipe or model
+overrides (VALUE is JSON)::
 
     python benchmarks/recipe_ablation.py --kind multi --max-train-time 500 \\
         --variant thesis:small --variant 'thesis:small:class_weighting=[1,20]' \\
@@ -21,7 +21,6 @@ import argparse
 import json
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 
@@ -40,49 +39,30 @@ def parse_variant(text: str) -> dict:
     return {"label": text, "model": model, "preset": preset, "overrides": overrides}
 
 
-def build_sets(p, hm, kind: str, work: Path, seed: int):
+def train_variant(variant, *, p, train_set, val_set, hm, out_dir, seed, epochs, max_train_s):
+    """Train one variant as ``bench accuracy`` trains its networks; returns its epoch curve."""
     from napari_meg_unet.bench import accuracy as acc
     from napari_meg_unet.progress import run
 
-    def gen():
-        sets = []
-        for split, n, offset in (("train", p.n_train, 0), ("val", p.n_val, p.n_train)):
-            sim = yield from acc._simulate_kind(
-                hm, p, kind=kind, n=n, snr=p.train_snr,
-                seed=acc.derive_seed(seed, split, kind, p.modality), verbose=False,
-            )  # fmt: skip
-            example_set = yield from acc._build_set(
-                hm, sim, p, n=n, out=work / f"{split}-{kind}", event_offset=offset,
-                lambda2=p.lambda2, verbose=False,
-            )  # fmt: skip
-            sets.append(example_set)
-        return sets
+    def report(event):
+        if "val DLE" in event.message:
+            print(f"  {variant['label']}: {event.message}", flush=True)
 
-    return run(gen())
-
-
-def train_variant(variant, *, train_set, val_set, hm, out_dir, seed, epochs, max_train_s):
-    from napari_meg_unet.train import Validated, fit
-
-    started = time.perf_counter()
-    curve = []
-
-    def stop():
-        return bool(curve) and time.perf_counter() - started > max_train_s
-
-    gen = fit(
-        model=variant["model"], preset=variant["preset"], train=train_set, val=val_set,
-        out_dir=out_dir, epochs=epochs, device="cpu", seed=seed,
-        mesh=hm if variant["model"] == "mesh" else None, stop=stop, overwrite=True,
-        num_threads=1, **variant["overrides"],
+    info = run(
+        acc._iter_network(
+            model=variant["model"], model_preset=variant["preset"], train_set=train_set,
+            val_set=val_set, run_dir=out_dir, mesh=hm, p=p, device="cpu", seed=seed,
+            epochs=epochs, max_train_s=max_train_s, reference_dle=None, num_threads=1,
+            overrides=variant["overrides"],
+        ),
+        report,
     )  # fmt: skip
-    for event in gen:
-        if isinstance(event, Validated):
-            elapsed = time.perf_counter() - started
-            curve.append({"epoch": event.epoch, "time_s": elapsed, "val_dle_mm": event.dle_mm})
-            print(f"  {variant['label']}: epoch {event.epoch}, {elapsed:.0f} s, "
-                  f"val DLE {event.dle_mm:.2f} mm", flush=True)  # fmt: skip
-    return {**variant, "curve": curve, "best_val_dle_mm": min(c["val_dle_mm"] for c in curve)}
+    elapsed = 0.0
+    curve = []
+    for record in info["history"]:
+        elapsed += record["time_s"]
+        curve.append({"epoch": record["epoch"], "time_s": elapsed, "val_dle_mm": record["dle_mm"]})
+    return {**variant, "curve": curve, "best_val_dle_mm": info["best_val_dle_mm"]}
 
 
 def main(argv=None) -> dict:
@@ -106,16 +86,22 @@ def main(argv=None) -> dict:
     from napari_meg_unet import __version__
     from napari_meg_unet.bench import accuracy as acc
     from napari_meg_unet.headmodel import make_template_headmodel
+    from napari_meg_unet.progress import run
 
     torch.set_num_threads(1)
     p = acc.get_preset(args.preset, n_train=args.n_train, n_val=args.n_val)
     hm = make_template_headmodel(spacing=p.spacing, modality=p.modality)
     with tempfile.TemporaryDirectory(dir=args.work_dir, prefix="recipe-ablation-") as tmp:
         work = Path(tmp)
-        train_set, val_set = build_sets(p, hm, args.kind, work, args.seed)
+        train_set, val_set, _ = run(
+            acc._iter_kind_sets(
+                hm, p, kind=args.kind, work=work, seed=args.seed, lambda2=p.lambda2,
+                verbose=False,
+            )  # fmt: skip
+        )
         results = [
             train_variant(
-                v, train_set=train_set, val_set=val_set, hm=hm, out_dir=work / f"run{i}",
+                v, p=p, train_set=train_set, val_set=val_set, hm=hm, out_dir=work / f"run{i}",
                 seed=args.weights_seed, epochs=args.epochs, max_train_s=args.max_train_time,
             )  # fmt: skip
             for i, v in enumerate(variants)

@@ -6,12 +6,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from napari_meg_unet.checkpoint import load_checkpoint
 from napari_meg_unet.cli import main
 from napari_meg_unet.dataset import IncompatibleDataError, make_splits
-from napari_meg_unet.models import MeshHierarchy
-from napari_meg_unet.train import predict, to_source_estimate, train
+from napari_meg_unet.models import MeshHierarchy, loss_fn
+from napari_meg_unet.train import load_model, predict, to_source_estimate, train
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +54,6 @@ def test_mesh_unet_trains_and_predicts_without_the_head_model(template_hm, split
 
 def test_mesh_cpu_preset_trains_with_its_fixed_class_weights(template_hm, splits, tmp_path):
     """The 'cpu' recipe weights the classes 1:20 (not by inverse frequency), without dropout."""
-    import torch
-
-    from napari_meg_unet.models import loss_fn
-    from napari_meg_unet.train import load_model
-
     summary = train(model="mesh", preset="cpu", mesh=template_hm, train=splits["train"],
                     val=splits["val"], out_dir=tmp_path, epochs=1, batch_size=4,
                     device="cpu", seed=3)  # fmt: skip

@@ -521,13 +521,16 @@ def _network_key(kind, model, preset, tag="") -> str:
 
 def _iter_network(
     *, model, model_preset, train_set, val_set, run_dir, mesh, p, device, seed, epochs,
-    max_train_s, reference_dle, num_threads,
+    max_train_s, reference_dle, num_threads, overrides=None,
 ):  # fmt: skip
-    """Train one network (generator of Progress); returns its info dict."""
+    """Train one network (generator of Progress); returns its info dict.
+
+    ``overrides``: recipe or model hyper-parameters passed on to :func:`fit`.
+    """
     from ..train import BatchDone, Validated, fit
 
     n_epochs = epochs if epochs is not None else p.epochs
-    overrides = {} if p.patience is None else {"patience": p.patience}
+    overrides = {**({} if p.patience is None else {"patience": p.patience}), **(overrides or {})}
     started = time.perf_counter()
     validated = []
 
@@ -1015,16 +1018,11 @@ def _versions(mne) -> dict:
             "numpy": np.__version__}  # fmt: skip
 
 
-def _iter_kind_networks(
-    hm, p, *, kind, kernels, work, checkpoint_dir, device, seed, epochs, max_train_s,
-    num_threads, verbose, lambda2=None, tag="", networks=None,
-):  # fmt: skip
-    """Simulate the training/validation sets of ``kind`` and train (or load) its networks.
+def _iter_kind_sets(hm, p, *, kind, work, seed, lambda2, tag="", verbose=None):
+    """Simulate and build the training and validation sets of ``kind`` under ``work``.
 
-    Returns ``({key: info}, (train_set, val_set))``.
+    Returns ``(train_set, val_set, val_simulation)``.
     """
-    lambda2 = p.lambda2 if lambda2 is None else lambda2
-    networks = p.networks if networks is None else networks
     stage = f"data {kind}" + (f" {tag}" if tag else "")
     yield Progress(stage, 0, 2, "training set")
     tr = yield from _simulate_kind(
@@ -1045,12 +1043,28 @@ def _iter_kind_networks(
         lambda2=lambda2, verbose=verbose,
     )  # fmt: skip
     yield Progress(stage, 2, 2, "done")
+    return train_set, val_set, va
+
+
+def _iter_kind_networks(
+    hm, p, *, kind, kernels, work, checkpoint_dir, device, seed, epochs, max_train_s,
+    num_threads, verbose, lambda2=None, tag="", networks=None,
+):  # fmt: skip
+    """Simulate the training/validation sets of ``kind`` and train (or load) its networks.
+
+    Returns ``({key: info}, (train_set, val_set))``.
+    """
+    lambda2 = p.lambda2 if lambda2 is None else lambda2
+    networks = p.networks if networks is None else networks
+    train_set, val_set, va = yield from _iter_kind_sets(
+        hm, p, kind=kind, work=work, seed=seed, lambda2=lambda2, tag=tag, verbose=verbose
+    )
     kernel = kernels["dSPM"] if lambda2 == p.lambda2 else _linear_kernels(
         hm, lambda2=lambda2, methods=("dSPM",), verbose=verbose)["dSPM"]  # fmt: skip
     reference = _reference_val_dle(
         kernel, va, hm, events=np.arange(p.n_val), rows=np.asarray(va.rows)
     )
-    del tr, va
+    del va
     out = {}
     for model, model_preset in networks:
         key = _network_key(kind, model, model_preset, tag)

@@ -33,29 +33,23 @@ from torch import nn
 from ._validation import check_input, check_positive_int
 from .mesh import MeshHierarchy
 
+# trains on a laptop CPU in minutes
+_SMALL = dict(
+    root_features=16,
+    levels=3,
+    hops=1,
+    time_kernel=5,
+    convs_per_level=1,
+    pool="max",
+    dropout=0.1,
+)
+
 #: Hyper-parameter presets of :class:`MeshUNet`.
 MESH_PRESETS = {
-    # trains on a laptop CPU in minutes
-    "small": dict(
-        root_features=16,
-        levels=3,
-        hops=1,
-        time_kernel=5,
-        convs_per_level=1,
-        pool="max",
-        dropout=0.1,
-    ),
+    "small": _SMALL,
     # the small network without dropout, for runs limited to minutes of CPU time; its
     # recipe (registry) also tempers the class weights (docs/benchmark.md)
-    "cpu": dict(
-        root_features=16,
-        levels=3,
-        hops=1,
-        time_kernel=5,
-        convs_per_level=1,
-        pool="max",
-        dropout=0.0,
-    ),
+    "cpu": dict(_SMALL, dropout=0.0),
     # forward FLOPs matched to the thesis U-Net "benchmark" preset (642 x 32 images)
     "benchmark": dict(
         root_features=64,

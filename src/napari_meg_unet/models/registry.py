@@ -36,6 +36,15 @@ _THESIS_RECIPE = dict(
     grad_clip_norm=1.0,
     class_weighting="inverse-frequency",
 )
+_MESH_RECIPE = dict(
+    optimizer="adamw",
+    momentum=None,
+    lr_decay=0.97,
+    weight_decay=1e-4,
+    l1=0.0,
+    grad_clip_norm=1.0,
+    class_weighting="inverse-frequency",
+)
 _TRAINING_DEFAULTS = {
     "thesis": {
         "thesis": dict(_THESIS_RECIPE, batch_size=16, epochs=350, patience=20),
@@ -43,49 +52,16 @@ _TRAINING_DEFAULTS = {
         "benchmark": dict(_THESIS_RECIPE, l1=1e-5, batch_size=16, epochs=50, patience=10),
     },
     "mesh": {
-        "small": dict(
-            optimizer="adamw",
-            lr=2e-3,
-            momentum=None,
-            lr_decay=0.97,
-            weight_decay=1e-4,
-            l1=0.0,
-            grad_clip_norm=1.0,
-            class_weighting="inverse-frequency",
-            batch_size=16,
-            epochs=30,
-            patience=8,
-        ),
+        "small": dict(_MESH_RECIPE, lr=2e-3, batch_size=16, epochs=30, patience=8),
         # the small recipe at twice the learning rate with the positive class weighted 20x
         # instead of by its inverse frequency (~360-1300x): with inverse-frequency weights
         # the network paints broad blobs, and in 2-5-dipole maps the weaker sources' peaks
         # drown in the stronger ones' (docs/benchmark.md, "mesh U-Net, second recipe")
         "cpu": dict(
-            optimizer="adamw",
-            lr=4e-3,
-            momentum=None,
-            lr_decay=0.97,
-            weight_decay=1e-4,
-            l1=0.0,
-            grad_clip_norm=1.0,
-            class_weighting=(1.0, 20.0),
-            batch_size=16,
-            epochs=30,
+            _MESH_RECIPE, lr=4e-3, class_weighting=(1.0, 20.0), batch_size=16, epochs=30,
             patience=8,
-        ),
-        "benchmark": dict(
-            optimizer="adamw",
-            lr=1e-3,
-            momentum=None,
-            lr_decay=0.97,
-            weight_decay=1e-4,
-            l1=0.0,
-            grad_clip_norm=1.0,
-            class_weighting="inverse-frequency",
-            batch_size=32,
-            epochs=50,
-            patience=10,
-        ),
+        ),  # fmt: skip
+        "benchmark": dict(_MESH_RECIPE, lr=1e-3, batch_size=32, epochs=50, patience=10),
     },
 }
 

@@ -23,12 +23,24 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("NAPARI_MEG_UNET_DATA", REPO.parent / "shared" / "data"))
 
 
+def require_shared_data() -> bool:
+    """CI sets ``NAPARI_MEG_UNET_REQUIRE_DATA=1``: missing shared data then fails, never skips."""
+    return os.environ.get("NAPARI_MEG_UNET_REQUIRE_DATA", "") not in ("", "0")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Path of ../shared/data; skips the test when it is absent."""
+    """Path of ../shared/data; skips the test when it is absent (fails under CI)."""
+    return locate_shared_data()
+
+
+def locate_shared_data() -> Path:
     path = shared_data_dir()
     if not (path / "sample" / "MEG" / "sample_audvis_trunc_raw_sss.fif").is_file():
-        pytest.skip(f"shared sample data not found at {path} (set NAPARI_MEG_UNET_DATA)")
+        message = f"shared sample data not found at {path} (set NAPARI_MEG_UNET_DATA)"
+        if require_shared_data():
+            pytest.fail(message + "; NAPARI_MEG_UNET_REQUIRE_DATA=1 forbids skipping")
+        pytest.skip(message)
     return path
 
 

@@ -16,6 +16,8 @@ from napari_meg_unet.bench.accuracy import (
 )
 from napari_meg_unet.cli import main
 
+pytestmark = pytest.mark.slow
+
 #: The small preset shrunk to seconds: on-grid (no dense forward model), one mesh network.
 TINY = dict(n_train=32, n_val=16, n_test=24, epochs=1, off_grid=False,
             networks=(("mesh", "small"),))  # fmt: skip

@@ -17,6 +17,94 @@ def test_every_subcommand_has_help(name, capsys):
     assert "usage: napari-meg-unet" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("argv", [[], ["-h"], ["--help"]])
+def test_top_level_help_renders(argv, capsys):
+    if not argv:
+        assert main(argv) == 1  # no command: the help, and a non-zero exit
+    else:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: napari-meg-unet" in out
+    for name in SUBCOMMANDS:
+        assert name in out
+
+
+def _nested_parsers(parser, prefix=()):
+    """Every (argv prefix, parser) pair below ``parser``, sub-subcommands included."""
+    for action in parser._actions:
+        if action.dest != "command" and not hasattr(action, "_name_parser_map"):
+            continue
+        for name, sub in getattr(action, "_name_parser_map", {}).items():
+            yield (*prefix, name), sub
+            yield from _nested_parsers(sub, (*prefix, name))
+
+
+def test_every_nested_help_renders():
+    parsers = list(_nested_parsers(build_parser()))
+    assert len(parsers) > len(SUBCOMMANDS)  # bench's own subcommands are included
+    for argv, parser in parsers:
+        text = parser.format_help()  # raises on a bad %-format in any help string
+        assert "usage: napari-meg-unet " + " ".join(argv) in text
+
+
+def test_user_error_is_one_line(capsys, tmp_path):
+    code = main(["simulate", "--design", "multi", "--n-events", "-3", "--out", str(tmp_path / "s")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("napari-meg-unet simulate: error: ")
+    assert "n_events" in err[-1] and "Traceback" not in "".join(err)
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "text"),
+    [
+        (MemoryError("Unable to allocate 9.4 GiB"), 1, "out of memory"),
+        (KeyboardInterrupt(), 130, "interrupted, nothing written"),
+        (ZeroDivisionError("boom"), 1, "ZeroDivisionError: boom (run with --debug"),
+        (TypeError("bad type"), 2, "error: bad type"),
+    ],
+)
+def test_every_exception_becomes_one_line(monkeypatch, capsys, exc, code, text):
+    import napari_meg_unet.cli._bench as bench
+
+    def boom(args):
+        raise exc
+
+    monkeypatch.setattr(bench, "_run_core", boom)
+    assert main(["bench", "core"]) == code
+    err = capsys.readouterr().err
+    assert text in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_interrupt_says_what_was_kept(monkeypatch, capsys):
+    import napari_meg_unet.cli._bench as bench
+    from napari_meg_unet.cli._common import Interrupted
+
+    def stop(args):
+        raise Interrupted("kept run/last.pt (resume with --resume)")
+
+    monkeypatch.setattr(bench, "_run_core", stop)
+    assert main(["bench", "core"]) == 130
+    assert "interrupted, kept run/last.pt" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback(monkeypatch):
+    import napari_meg_unet.cli._bench as bench
+
+    def boom(args):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(bench, "_run_core", boom)
+    with pytest.raises(ZeroDivisionError):
+        main(["bench", "core", "--debug"])
+    monkeypatch.setenv("NAPARI_MEG_UNET_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        main(["bench", "core"])
+
+
 def test_all_subcommands_registered():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")

@@ -13,6 +13,8 @@ import pytest
 from napari_meg_unet.cli import main
 from napari_meg_unet.demo import DEMO_SETTINGS, demo_target
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def tiny_demo(template_hm, tmp_path_factory):

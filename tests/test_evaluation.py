@@ -138,6 +138,7 @@ def test_evaluate_cli(tmp_path, capsys, template_hm):
     assert main(["evaluate", "--design", "multi"]) == 2  # networks need bench accuracy
 
 
+@pytest.mark.slow
 def test_bench_core_kernel_comparison(template_hm, clean_sweep):
     from napari_meg_unet.bench.core import _epoch_loop
 

@@ -335,6 +335,7 @@ def _discrete_gain(hm, positions, normals):
     return fwd["sol"]["data"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["meg", "eeg"])
 def test_dense_sources_template(which, template_hm, cache_dir):
     if which == "meg":

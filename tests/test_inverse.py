@@ -240,6 +240,7 @@ ORIENTATIONS = {
 
 
 # --------------------------------------------------------------------------- (a) offline
+@pytest.mark.slow
 @pytest.mark.parametrize("modality", ["meg", "meg+eeg"])
 @pytest.mark.parametrize("orientation", ["fixed", "loose", "free"])
 def test_parity_sphere_fixture(modality, orientation, request):
@@ -312,6 +313,7 @@ def test_parity_unprepared_apply_inverse(sphere_megeeg):
             assert_parity(est, stc.data, err_msg=method)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loose", [0.0, 0.2])
 def test_batch_shares_the_mne_product(sphere_megeeg, loose):
     """All methods at once (dSPM/sLORETA as scaled MNE estimates) equal MNE's apply_inverse."""
@@ -354,6 +356,7 @@ def test_resolution_matrix_identity(sphere_megeeg):
 
 
 # --------------------------------------------------------------------------- (b) template
+@pytest.mark.slow
 @pytest.mark.parametrize("modality", ["meg", "meg+eeg"])
 @pytest.mark.parametrize("orientation", ["fixed", "loose"])
 def test_parity_template(modality, orientation, request):
@@ -396,6 +399,7 @@ def test_inverse_stack_template(template_hm):
 
 
 # --------------------------------------------------------------------------- (c) sample
+@pytest.mark.slow
 @pytest.mark.sample
 @pytest.mark.parametrize("modality", ["meg", "meg+eeg"])
 @pytest.mark.parametrize("orientation", ["fixed", "loose", "free"])

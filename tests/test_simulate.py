@@ -198,6 +198,7 @@ def test_extended_patches_connected_within_extent(template_hm):
 
 
 # --------------------------------------------------------------------------- off-grid
+@pytest.mark.slow
 def test_off_grid_sweep(template_hm, dense):
     hm = template_hm
     k = 2

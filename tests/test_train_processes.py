@@ -17,6 +17,8 @@ from napari_meg_unet.models import build_model
 from napari_meg_unet.train import train
 from test_train import N_ROWS, N_TIMES, assert_same_weights, make_set, params
 
+pytestmark = pytest.mark.slow
+
 #: Settings shared by the child processes and the in-process references.
 CHILD_SETTINGS = dict(root_features=4, levels=2, batch_size=8, seed=0, deterministic=True,
                       device="cpu", num_threads=1)  # fmt: skip

@@ -14,6 +14,8 @@ from napari_meg_unet.dataset import IncompatibleDataError, make_splits
 from napari_meg_unet.models import MeshHierarchy, loss_fn
 from napari_meg_unet.train import load_model, predict, to_source_estimate, train
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def splits(template_hm, tmp_path_factory):

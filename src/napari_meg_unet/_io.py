@@ -13,6 +13,47 @@ from typing import Any
 import numpy as np
 
 
+def current_umask() -> int:
+    """The process umask (read from /proc on Linux, else by setting and restoring it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_path(path: Path) -> None:
+    """Flush one file's (or directory entry's) data to disk."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDONLY
+    try:
+        fd = os.open(path, flags)
+    except OSError:  # e.g. directories cannot be opened on some platforms
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _finalise_tree(root: Path, umask: int) -> None:
+    """Give a temporary file/tree the permissions the umask asks for and fsync it."""
+    if root.is_dir():
+        for dirpath, _dirnames, filenames in os.walk(root):
+            for name in filenames:
+                _fsync_path(Path(dirpath) / name)
+        root.chmod(0o777 & ~umask)
+    else:
+        root.chmod(0o666 & ~umask)
+    _fsync_path(root)
+
+
 def check_output_path(path, *, overwrite: bool, what: str = "output") -> Path:
     """Return ``path`` as a Path, refusing an existing one unless ``overwrite``."""
     path = Path(path)
@@ -28,7 +69,9 @@ def check_output_path(path, *, overwrite: bool, what: str = "output") -> Path:
 def atomic_path(path, *, suffix: str | None = None):
     """Yield a temporary path next to ``path`` and rename it onto ``path`` on success.
 
-    Nothing already at ``path`` is touched if the body raises.
+    Nothing already at ``path`` is touched if the body raises. The result gets
+    the permissions the umask gives new files (0644 under umask 022) and is
+    flushed to disk (``fsync``) before the rename.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,7 +81,10 @@ def atomic_path(path, *, suffix: str | None = None):
     tmp = Path(tmp)
     try:
         yield tmp
+        # mkstemp makes 0600 files: give the result the permissions of any other new file
+        _finalise_tree(tmp, current_umask())
         os.replace(tmp, path)
+        _fsync_path(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -69,14 +115,19 @@ def atomic_dir(path, *, overwrite: bool, what: str = "output"):
     """Yield a temporary sibling directory that replaces ``path`` when the body succeeds.
 
     An existing ``path`` is refused up front unless ``overwrite``; on failure the
-    temporary directory is removed and ``path`` is left untouched.
+    temporary directory is removed and ``path`` is left untouched. The folder
+    gets the permissions the umask gives new folders (0755 under umask 022) and
+    every file in it is flushed to disk (``fsync``) before the rename.
     """
     path = check_output_path(path, overwrite=overwrite, what=what)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        # mkdtemp makes 0700 folders: give the result the permissions of any other new folder
+        _finalise_tree(tmp, current_umask())
         replace_dir(tmp, path, overwrite=overwrite, what=what)
+        _fsync_path(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -53,6 +53,7 @@ def test_manifest_and_docks(make_napari_viewer):
         assert widget.viewer.__wrapped__ is viewer and not widget.busy
 
 
+@pytest.mark.slow
 def test_full_workflow(make_napari_viewer, qtbot, template_hm, tmp_path, errors):
     viewer = make_napari_viewer()
     w = {name: _dock(viewer, name) for name in WIDGETS}
@@ -166,6 +167,7 @@ def test_full_workflow(make_napari_viewer, qtbot, template_hm, tmp_path, errors)
     assert errors == []
 
 
+@pytest.mark.slow
 def test_stop_training_leaves_checkpoint(make_napari_viewer, qtbot, template_hm, tmp_path):
     from napari_meg_unet.checkpoint import load_checkpoint
     from napari_meg_unet.train import BatchDone

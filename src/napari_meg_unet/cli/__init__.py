@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .. import __version__
@@ -35,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         "U-Nets and benchmarks.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the full traceback of an error (also NAPARI_MEG_UNET_DEBUG=1; "
+        "accepted anywhere on the command line)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:
@@ -47,9 +54,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exceptions that mean "the input or the request is wrong": one line, exit 2.
+USER_ERRORS = (
+    ValueError,
+    TypeError,
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+)
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("NAPARI_MEG_UNET_DEBUG", "") not in ("", "0")
+
+
 def main(argv=None) -> int:
-    parser = build_parser()
+    """Run the command line; every error becomes one line on stderr (``--debug``: traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(argv)
+    argv = [a for a in argv if a != "--debug"]
+    parser = build_parser()
     args = parser.parse_args(argv)
     args.command_line = "napari-meg-unet " + " ".join(argv)
     if not getattr(args, "func", None):
@@ -57,15 +83,42 @@ def main(argv=None) -> int:
         return 1
     import mne
 
-    from ._common import emit
+    from ._common import Interrupted, emit
 
     mne.set_log_level("WARNING")
-
+    prefix = f"napari-meg-unet {args.command}"
     try:
         result = args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, OSError, RuntimeError) as err:
-        print(f"napari-meg-unet {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        if debug:
+            raise
+        kept = getattr(err, "kept", None) if isinstance(err, Interrupted) else None
+        print(f"{prefix}: interrupted, {kept or 'nothing written'}", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        print(f"{prefix}: error: {err}", file=sys.stderr)
         return 2
+    except MemoryError as err:
+        if debug:
+            raise
+        detail = f" ({err})" if str(err) else ""
+        print(
+            f"{prefix}: error: out of memory{detail}; nothing was written. Ask for fewer "
+            "events or a smaller head model (run with --debug for the traceback).",
+            file=sys.stderr,
+        )
+        return 1
+    except Exception as err:  # noqa: BLE001 - the CLI's last line of defence
+        if debug:
+            raise
+        print(
+            f"{prefix}: error: {type(err).__name__}: {err} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
     emit(result, as_json=getattr(args, "json", False))
     return 0
 

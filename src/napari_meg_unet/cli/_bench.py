@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._io import write_json
-from ._common import add_common, drive
+from ._common import add_common, drive, positive_int
 
 
 def _run_core(args):
@@ -79,18 +79,6 @@ def _network_list(text):
     return tuple(pairs)
 
 
-def _positive_int(text):
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _add_accuracy(sub) -> None:
     accuracy = sub.add_parser(
         "accuracy",
@@ -123,7 +111,7 @@ def _add_accuracy(sub) -> None:
     accuracy.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     accuracy.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     accuracy.add_argument(
-        "--epochs", type=_positive_int, help="epochs per network (default: the preset's)"
+        "--epochs", type=positive_int, help="epochs per network (default: the preset's)"
     )
     accuracy.add_argument(
         "--max-train-time", type=float, metavar="SECONDS",
@@ -140,11 +128,11 @@ def _add_accuracy(sub) -> None:
         help="networks to train instead of the preset's, e.g. thesis:small,mesh:cpu for a "
         "CPU-sized run of the thesis or benchmark preset",
     )  # fmt: skip
-    sizes.add_argument("--n-train", type=_positive_int, help="training examples per network")
-    sizes.add_argument("--n-val", type=_positive_int, help="validation examples")
-    sizes.add_argument("--n-test", type=_positive_int, help="test events per condition")
+    sizes.add_argument("--n-train", type=positive_int, help="training examples per network")
+    sizes.add_argument("--n-val", type=positive_int, help="validation examples")
+    sizes.add_argument("--n-test", type=positive_int, help="test events per condition")
     sizes.add_argument(
-        "--n-boot", type=_positive_int, default=2000, help="bootstrap resamples (default 2000)"
+        "--n-boot", type=positive_int, default=2000, help="bootstrap resamples (default 2000)"
     )
     add_common(accuracy)
     accuracy.set_defaults(func=_run_accuracy)

@@ -9,6 +9,27 @@ from .._parse import parse_number
 from ..progress import Progress, run
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C after which something was kept on disk; ``kept`` says what."""
+
+    def __init__(self, kept: str):
+        super().__init__(kept)
+        self.kept = kept
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type`` accepting integers >= 1."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def number(name: str, *, positive: bool = True):
     """An argparse ``type`` accepting numbers and fractions such as ``1/9``."""
     import argparse

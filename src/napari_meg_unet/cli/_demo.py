@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_common, drive
+from ._common import add_common, drive, positive_int
 
 HELP = "simulate, invert, train the small U-Net and evaluate on the template; write a report"
 DESCRIPTION = """\
@@ -17,16 +17,6 @@ events and write OUT/report.md (table of DLE, SD, OA and AUC with 95% CIs,
 whether the network beat dSPM, command, machine, runtime), OUT/results.json
 and PNG plots. Runs on a CPU in minutes.
 """
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def handler(args):
@@ -44,7 +34,7 @@ def handler(args):
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("demo", help=HELP, description=DESCRIPTION)
     parser.add_argument(
-        "--epochs", type=_positive_int, help="training epochs (default: the demo's, 3)"
+        "--epochs", type=positive_int, help="training epochs (default: the demo's, 3)"
     )
     parser.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")

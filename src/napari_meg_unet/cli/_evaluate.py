@@ -91,7 +91,7 @@ def _run(args):
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="score linear inverses on simulated data (DLE, SD, OA, AUC with 95% CIs)",
+        help="score linear inverses on simulated data (DLE, SD, OA, AUC with 95%% CIs)",
         description="Simulate single- and multi-dipole data on the template head model "
         "(off-grid by default) and score MNE, dSPM, sLORETA and eLORETA per event with "
         "bootstrap 95% CIs, per sample (the thesis protocol) and on the epoch-mean map "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -40,13 +39,17 @@ def add_parser(subparsers) -> None:
         help="network (default thesis; a resumed run keeps its own)",
     )
     net.add_argument("--preset", help="model/recipe preset (default small)")
-    net.add_argument("--epochs", type=_positive_int, help="number of epochs (default: recipe)")
+    net.add_argument(
+        "--epochs", type=_common.positive_int, help="number of epochs (default: recipe)"
+    )
     net.add_argument(
         "--lr",
         type=_common.number("--lr"),
         help="learning rate, e.g. 0.02 or 1/50 (default: recipe)",
     )
-    net.add_argument("--batch-size", type=_positive_int, help="global batch size (default: recipe)")
+    net.add_argument(
+        "--batch-size", type=_common.positive_int, help="global batch size (default: recipe)"
+    )
     net.add_argument(
         "--set",
         action="append",
@@ -67,20 +70,10 @@ def add_parser(subparsers) -> None:
     run.add_argument("--deterministic", action="store_true", help="deterministic algorithms only")
     run.add_argument("--resume", action="store_true", help="continue the run saved in OUT")
     run.add_argument("--compile", action="store_true", help="use torch.compile")
-    run.add_argument("--num-threads", type=_positive_int, help="CPU threads")
+    run.add_argument("--num-threads", type=_common.positive_int, help="CPU threads")
     run.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
     _common.add_common(parser, output=True)
     parser.set_defaults(func=handler)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def parse_overrides(items) -> dict:

@@ -63,6 +63,7 @@ def test_user_error_is_one_line(capsys, tmp_path):
         (MemoryError("Unable to allocate 9.4 GiB"), 1, "out of memory"),
         (KeyboardInterrupt(), 130, "interrupted, nothing written"),
         (ZeroDivisionError("boom"), 1, "ZeroDivisionError: boom (run with --debug"),
+        (KeyError("x"), 1, "KeyError: 'x' (run with --debug"),
         (TypeError("bad type"), 2, "error: bad type"),
     ],
 )

@@ -237,8 +237,10 @@ def options_doc(cls) -> str:
     """Numpydoc ``Parameters`` entries for every option of ``cls``."""
     entries = []
     for f in fields(cls):
+        text = f.metadata["help"]
+        text = text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
         default = "" if f.default is MISSING else f" Default: ``{f.default!r}``."
-        entries.append(f"{f.name} : {_type_doc(f.metadata)}\n    {f.metadata['help']}{default}")
+        entries.append(f"{f.name} : {_type_doc(f.metadata)}\n    {text}{default}")
     return "\n".join(entries)
 
 
@@ -311,19 +313,29 @@ def _cli_help(md: dict, default) -> str:
 
 
 def _cli_type(md: dict, name: str):
+    """The argparse ``type`` of an option; optional numbers also accept ``none``."""
     import argparse
 
     kind = md["kind"]
-    base = {"int": int, "int_range": int, "float": float, "float_range": float}.get(kind)
+    convert = {"int": int, "int_range": int, "float": float, "float_range": float}.get(kind)
     if kind == "number":
 
-        def base(text):
-            try:
-                return parse_number(text, name=f"--{name}", positive=False)
-            except ValueError as err:
-                raise argparse.ArgumentTypeError(str(err)) from None
+        def convert(text):
+            return parse_number(text, name=f"--{name}", positive=False)
 
-    return base
+    if convert is None:
+        return None
+
+    def parse(text):
+        if md["optional"] and text.strip().lower() == "none":
+            return None
+        try:
+            return convert(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse.__name__ = kind  # argparse names the type in its "invalid ... value" message
+    return parse
 
 
 def add_cli_options(parser, cls, *, only=None, exclude=(), defaults=None, required=()) -> None:
@@ -351,7 +363,7 @@ def add_cli_options(parser, cls, *, only=None, exclude=(), defaults=None, requir
             continue
         flags = [md["flag"] or f"--{dashed}"]
         if md["kind"] in ("choice", "choices"):
-            kwargs["choices"] = md["choices"]
+            kwargs["choices"] = md["choices"] + (("none",) if md["optional"] else ())
         if md["kind"] in ("choices", "int_range", "float_range"):
             kwargs["nargs"] = "+"
         if (t := _cli_type(md, dashed)) is not None:
@@ -383,6 +395,8 @@ def config_from_args(cls, args, **extra):
             value = value[0] if len(value) == 1 else tuple(value)
         elif isinstance(value, list):
             value = tuple(value)
+        elif kind == "choice" and value == "none" and f.metadata["optional"]:
+            value = None
         values[f.name] = value
     values.update(extra)
     return cls.build(**values)

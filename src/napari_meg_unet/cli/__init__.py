@@ -14,6 +14,7 @@ import os
 import sys
 
 from .. import __version__
+from .._resources import InsufficientResourcesError
 
 #: Subcommand modules, in the order they appear in ``--help``.
 SUBCOMMANDS = (
@@ -54,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Exceptions that mean "the input or the request is wrong": one line, exit 2.
+#: Exceptions that explain a wrong input, request or environment: one line, exit 2.
 USER_ERRORS = (
+    InsufficientResourcesError,
     ValueError,
     TypeError,
     FileNotFoundError,
@@ -63,6 +65,8 @@ USER_ERRORS = (
     NotADirectoryError,
     IsADirectoryError,
     PermissionError,
+    OSError,
+    RuntimeError,  # training, checkpoint and MNE errors that explain themselves
 )
 
 

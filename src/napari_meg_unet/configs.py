@@ -1,0 +1,262 @@
+"""The options of each step, declared once.
+
+One frozen dataclass per step — :class:`SimulationConfig`,
+:class:`InverseConfig`, :class:`DatasetConfig`, :class:`TrainingConfig`,
+:class:`EvaluationConfig` — used by the core functions (as ``config=`` or as
+keyword arguments), by the command line (arguments generated from the fields)
+and by the napari input containers (defaults, choices and help). The allowed
+values of each option (:data:`DESIGNS`, :data:`METHODS`, ...) live here too,
+so the step modules, the CLI and the widgets share them.
+
+This module imports neither torch nor Qt.
+"""
+
+from __future__ import annotations
+
+from ._config import ConfigBase, config, option
+
+#: Hemisphere selections of image rows.
+HEMIS = ("lh", "rh", "both")
+#: Source designs of a simulation.
+DESIGNS = ("sweep", "multi", "extended")
+#: Time-course presets (``docs/simulation.md``).
+TIMECOURSES = ("thesis", "realistic")
+#: Noise models (None: noise-free).
+NOISES = ("cov", "white")
+#: Inverse methods, spelled as in MNE-Python.
+METHODS = ("MNE", "dSPM", "sLORETA", "eLORETA")
+#: Normalisations of the network input stacks.
+NORMALISATIONS = ("column-max", "global-max", "none")
+#: Scoring protocols: per sample (the thesis) or on the event window's mean map.
+PROTOCOLS = ("samples", "window")
+#: Networks.
+MODELS = ("thesis", "mesh")
+#: Mixed-precision modes of training.
+AMP_MODES = ("auto", "bf16", "off")
+
+#: Sampling rate (Hz) of the MNE sample raw file the 2017 thesis simulated with.
+THESIS_SFREQ = 600.614990234375
+#: Default sampling rate (Hz) of the ``"realistic"`` preset.
+REALISTIC_SFREQ = 250.0
+#: Default number of samples per event (both presets).
+DEFAULT_N_TIMES = 32
+#: ``"thesis"`` preset: 10 Hz sine starting at phase 0, 20 active samples.
+THESIS_FREQ = 10.0
+THESIS_DURATION = 20
+#: ``"realistic"`` preset ranges: frequency (Hz, uniform), relative amplitude
+#: (log-uniform), duration as a fraction of ``n_times`` (uniform integer).
+REALISTIC_FREQ = (4.0, 20.0)
+REALISTIC_REL_AMPLITUDE = (0.5, 2.0)
+REALISTIC_DURATION = (0.25, 0.75)
+
+
+@config
+class SimulationConfig(ConfigBase):
+    """Options of :func:`napari_meg_unet.simulate.simulate`."""
+
+    design: str = option("sweep", choices=DESIGNS, help="source design")
+    hemi: str = option("rh", choices=HEMIS, help="hemisphere(s) the sources are drawn from")
+    n_repeats: int = option(
+        1, minimum=1, help="times each row is used (sweep, and extended without n_events)"
+    )
+    n_events: int | None = option(
+        None,
+        kind="int",
+        minimum=1,
+        help="number of events (required for multi; None for sweep, whose size is "
+        "n_repeats times the number of rows)",
+    )
+    n_dipoles: tuple = option(
+        (2, 5),
+        kind="int_range",
+        minimum=1,
+        metavar="N",
+        help="dipoles per multi event: a number, or an inclusive (lo, hi) range drawn per event",
+    )
+    min_separation_mm: float | None = option(
+        None, kind="float", minimum=0.0, strict=False, help="multi: minimum distance between "
+        "the dipoles of one event (mm)",
+    )  # fmt: skip
+    extent_mm: float = option(
+        10.0, minimum=0.0, strict=False, help="extended: patch radius along the mesh (mm)"
+    )
+    off_grid: bool = option(
+        False, help="put dipoles at dense source-space vertices (their own normals and forward), "
+        "off the inversion grid",
+    )  # fmt: skip
+    dense_spacing: str | None = option(
+        None, kind="str", help="spacing of the dense source space of off-grid dipoles "
+        "(default: the head model's finer mesh)",
+    )  # fmt: skip
+    timecourse: str = option("thesis", choices=TIMECOURSES, help="waveform preset")
+    snr: tuple = option(
+        1.0,
+        kind="float_range",
+        minimum=0.0,
+        metavar="SNR",
+        help="whitened-space SNR per event; a (lo, hi) range is drawn log-uniformly per event",
+    )
+    noise: str | None = option(
+        "cov",
+        choices=NOISES,
+        optional=True,
+        help="noise: 'cov' (the head model's noise covariance), 'white' (one variance per "
+        "channel type) or None (noise-free)",
+    )
+    nave: int = option(1, minimum=1, help="number of averaged trials (noise / sqrt(nave))")
+    sfreq: float | None = option(
+        None, kind="float", minimum=0.0, help="sampling rate in Hz (None: the preset's, "
+        f"{THESIS_SFREQ:.1f} thesis / {REALISTIC_SFREQ:g} realistic)",
+    )  # fmt: skip
+    n_times: int | None = option(
+        None, kind="int", minimum=1, help=f"samples per event (None: {DEFAULT_N_TIMES})"
+    )
+    seed: int = option(0, minimum=0, help="seed of every random draw")
+
+    def _check(self) -> None:
+        design = self.design
+        if self.n_events is not None and design == "sweep":
+            raise ValueError(
+                "n_events must be None for design='sweep': it sweeps every row of the "
+                "hemisphere n_repeats times (use design='multi' for a fixed count)."
+            )
+        if self.n_events is None and design == "multi":
+            raise ValueError("n_events is required for design='multi'.")
+        if self.min_separation_mm is not None and design != "multi":
+            raise ValueError("min_separation_mm only applies to design='multi'.")
+        if self.off_grid and design == "extended":
+            raise ValueError(
+                "off_grid=True is supported for design='sweep' and 'multi', not 'extended'."
+            )
+        if self.dense_spacing is not None and not self.off_grid:
+            raise ValueError("dense_spacing only applies with off_grid=True.")
+        min_times = THESIS_DURATION if self.timecourse == "thesis" else 4
+        if self.n_times is not None and self.n_times < min_times:
+            raise ValueError(
+                f"n_times must be >= {min_times} for timecourse={self.timecourse!r}, "
+                f"got {self.n_times}."
+            )
+        sfreq = self.resolved_sfreq
+        if self.timecourse == "thesis" and sfreq <= 2 * THESIS_FREQ:
+            raise ValueError(f"sfreq must exceed {2 * THESIS_FREQ} Hz for the thesis 10 Hz burst.")
+        if self.timecourse == "realistic" and sfreq <= 2 * REALISTIC_FREQ[0] / 0.8:
+            raise ValueError(
+                f"sfreq must exceed {2 * REALISTIC_FREQ[0] / 0.8:g} Hz for the realistic preset."
+            )
+
+    @property
+    def resolved_sfreq(self) -> float:
+        """``sfreq``, or the preset's when None."""
+        if self.sfreq is not None:
+            return self.sfreq
+        return THESIS_SFREQ if self.timecourse == "thesis" else REALISTIC_SFREQ
+
+    @property
+    def resolved_n_times(self) -> int:
+        """``n_times``, or :data:`DEFAULT_N_TIMES` when None."""
+        return DEFAULT_N_TIMES if self.n_times is None else self.n_times
+
+
+@config
+class InverseConfig(ConfigBase):
+    """Options of the linear inverses and of the network input stacks made from them."""
+
+    methods: tuple = option(
+        ("MNE", "dSPM", "sLORETA"),
+        choices=METHODS,
+        help="inverse methods, in order (the channels of an input stack)",
+    )
+    lambda2: float = option(
+        1.0 / 9.0,
+        kind="number",
+        minimum=0.0,
+        help="regularisation lambda^2, fractions allowed (1/9 for SNR 3)",
+    )
+    loose: float = option(
+        0.0,
+        minimum=0.0,
+        maximum=1.0,
+        strict=False,
+        help="tangential source variance factor; 0 = fixed orientation",
+    )
+    depth: float | None = option(
+        0.8,
+        kind="float",
+        minimum=0.0,
+        strict=False,
+        optional=True,
+        help="depth-weighting exponent (None: no depth weighting)",
+    )
+    nave: int | None = option(
+        None,
+        kind="int",
+        minimum=1,
+        help="number of averaged trials (None: the data's own, an evoked's nave or a "
+        "simulation's, else 1)",
+    )
+    hemi: str | None = option(
+        None,
+        choices=HEMIS,
+        optional=True,
+        help="hemisphere(s) forming the image rows (None: a simulation's, else 'rh')",
+    )
+    normalisation: str = option(
+        "column-max", choices=NORMALISATIONS, help="per-image scaling of the input stacks"
+    )
+
+
+@config
+class DatasetConfig(ConfigBase):
+    """Sizes and seeds of the train/val/test example sets (with a Simulation- and InverseConfig)."""
+
+    n_train: int = option(2000, minimum=1, help="training examples")
+    n_val: int = option(300, minimum=1, help="validation examples")
+    n_test: int = option(642, minimum=1, help="test examples")
+    seed: int = option(0, minimum=0, help="master seed; each split gets its own disjoint seed")
+    amplitudes: bool = option(
+        False, help="also store the true source amplitudes (A·m) of every example"
+    )
+
+
+@config
+class TrainingConfig(ConfigBase):
+    """Options of :func:`napari_meg_unet.train.fit` (None: the recipe's or the resumed run's)."""
+
+    model: str | None = option(
+        None, choices=MODELS, optional=True, help="network (None: thesis, or the resumed run's)"
+    )
+    preset: str | None = option(
+        None, kind="str", help="model and recipe preset (None: small, or the resumed run's)"
+    )
+    epochs: int | None = option(None, kind="int", minimum=1, help="epochs (None: the recipe's)")
+    lr: float | None = option(
+        None, kind="number", minimum=0.0, help="learning rate, e.g. 0.02 or 1/50 (None: "
+        "the recipe's)",
+    )  # fmt: skip
+    batch_size: int | None = option(
+        None, kind="int", minimum=1, help="global batch size, split over DDP ranks (None: the "
+        "recipe's)",
+    )  # fmt: skip
+    device: str = option("auto", kind="str", help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    amp: str = option("auto", choices=AMP_MODES, help="mixed precision (auto: bf16 on CUDA)")
+    seed: int = option(0, minimum=0, help="seed of the weights, sample order and dropout")
+    deterministic: bool = option(False, help="use deterministic algorithms only")
+    early_stopping: bool = option(
+        True, help="stop when the validation DLE stops improving for 'patience' epochs"
+    )
+    compile: bool = option(False, help="use torch.compile for the training forward pass")
+    num_threads: int | None = option(
+        None, kind="int", minimum=1, help="CPU threads (None: the available cores up to 16)"
+    )
+    num_workers: int = option(0, minimum=0, help="data-loader worker processes")
+
+
+@config
+class EvaluationConfig(ConfigBase):
+    """How estimates are scored (:mod:`napari_meg_unet.evaluation`)."""
+
+    protocols: tuple = option(
+        PROTOCOLS, choices=PROTOCOLS, help="per sample (the thesis) and/or the window's mean map"
+    )
+    n_boot: int = option(2000, minimum=1, help="bootstrap resamples of the confidence intervals")
+    seed: int = option(0, minimum=0, help="seed of the bootstrap")

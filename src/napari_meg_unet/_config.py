@@ -191,6 +191,10 @@ class ConfigBase:
     def replace(self, **options):
         return type(self).build(self, **options)
 
+    def as_kwargs(self) -> dict:
+        """The options as keyword arguments (values as stored, tuples kept)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
     def to_dict(self) -> dict:
         """JSON-friendly values (tuples become lists)."""
         return {

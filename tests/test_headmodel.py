@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import mne
 import numpy as np
 import pytest
@@ -183,7 +186,7 @@ def test_cache_root_env(monkeypatch, tmp_path):
     monkeypatch.delenv(hmod.CACHE_ENV)
     import platformdirs
 
-    assert hmod.cache_root() == hmod.Path(platformdirs.user_cache_dir("napari-meg-unet"))
+    assert hmod.cache_root() == Path(platformdirs.user_cache_dir("napari-meg-unet"))
     # the cache key covers every build parameter
     keys = {
         hmod.template_cache_path(spacing=s, modality=m, cache_dir=tmp_path)
@@ -314,6 +317,57 @@ def test_noise_cov_given_and_mismatched(template_hm, tmp_path):
     (tmp_path / "bad-cov.fif").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="bad-cov.fif"):
         prepare_noise_cov(tmp_path / "bad-cov.fif", info)
+
+
+def _cov_with_zero_channels(info, zero):
+    """A full-rank covariance of ``info``'s channels with zero variance on ``zero``."""
+    names = list(info["ch_names"])
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((len(names), len(names)))
+    data = a @ a.T * 1e-26
+    idx = [names.index(ch) for ch in zero]
+    data[idx, :] = 0.0
+    data[:, idx] = 0.0
+    return mne.Covariance(data, names, [], [], nfree=10)
+
+
+def test_noise_cov_zero_variance_warns(template_hm, tmp_path, caplog):
+    info = template_hm.info
+    zero = info["ch_names"][5:25]  # 20 channels
+    cov = _cov_with_zero_channels(info, zero)
+    match = (
+        r"given covariance has zero \(or negative\) variance on 20 of the 306 channel\(s\)"
+        rf".*{zero[0]!r}.*{zero[9]!r} and 10 more.*mark them bad"
+    )
+    with caplog.at_level("WARNING", logger="napari_meg_unet"):
+        with pytest.warns(RuntimeWarning, match=match):
+            picked = prepare_noise_cov(cov, info)
+    assert picked.ch_names == info["ch_names"]
+    assert any("zero (or negative) variance on 20" in r.getMessage() for r in caplog.records)
+    # a file is named as the source; channels it is not used for do not count
+    fname = tmp_path / "zero-cov.fif"
+    cov.save(fname)
+    with pytest.warns(RuntimeWarning, match=r"noise_cov file .*zero-cov\.fif.* on 20 of"):
+        prepare_noise_cov(fname, info)
+    sub = mne.pick_info(info, [i for i, ch in enumerate(info["ch_names"]) if ch not in zero])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        prepare_noise_cov(cov, sub)
+
+
+def test_noise_cov_non_finite_raises(template_hm, tmp_path, cache_dir):
+    info = template_hm.info
+    names = list(info["ch_names"])
+    cov = _cov_with_zero_channels(info, [])
+    cov["data"][3, 3] = np.nan
+    with pytest.raises(ValueError, match=rf"given covariance has NaN or Inf.*{names[3]!r}"):
+        prepare_noise_cov(cov, info)
+    fname = tmp_path / "nan-cov.fif"
+    cov.save(fname)
+    with pytest.raises(ValueError, match=r"noise_cov file .*nan-cov\.fif.* NaN or Inf"):
+        prepare_noise_cov(fname, info)
+    with pytest.raises(ValueError, match=r"nan-cov\.fif"):
+        make_template_headmodel(noise_cov=fname, cache=False, cache_dir=cache_dir)
 
 
 # ----------------------------------------------------------------------------- dense sources

@@ -21,6 +21,19 @@ from mne._fiff.constants import FIFF
 from mne.transforms import apply_trans
 from scipy.spatial import cKDTree
 
+from ._docs import fill_doc
+from ._logging import verbose
+from ._validation import check_choice, check_int, check_number
+from .headmodel import (
+    TEMPLATE_SUBJECT,
+    _read_info_input,
+    _template_trans,
+    _write_template_subject,
+    cache_root,
+    check_modality,
+    iter_make_headmodel,
+    iter_make_template_headmodel,
+)
 from .progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -133,6 +146,8 @@ def _distances_mm(points_head, trans, scalp_tree) -> dict:
             "max": float(dist.max())}  # fmt: skip
 
 
+@verbose
+@fill_doc
 def coregister_template(
     info, *, subjects_dir=None, omit_distance=0.01, n_iterations=20, verbose=None
 ) -> TemplateCoregistration:
@@ -151,33 +166,43 @@ def coregister_template(
         left out of the final fit.
     n_iterations : int
         ICP iterations per fit.
-    verbose : bool | str | int | None
-        MNE log level.
+    %(verbose)s
 
     Returns
     -------
     coreg : TemplateCoregistration
     """
-    from .headmodel import (
-        TEMPLATE_SUBJECT,
-        _read_info_input,
-        _template_trans,
-        _write_template_subject,
-        cache_root,
-    )
-
-    if not (isinstance(omit_distance, int | float) and omit_distance > 0):
-        raise ValueError(f"omit_distance must be a positive number (m), got {omit_distance!r}.")
-    if isinstance(n_iterations, bool) or not isinstance(n_iterations, int) or n_iterations < 1:
-        raise ValueError(f"n_iterations must be a positive integer, got {n_iterations!r}.")
+    check_number(omit_distance, "omit_distance (m)", minimum=0)
+    check_int(n_iterations, "n_iterations", minimum=1)
     info, source = _read_info_input(info, verbose=verbose)
     fids, points = _digitisation(info, source)
     subjects_dir = cache_root() / "subjects" if subjects_dir is None else subjects_dir
     subject_dir = _write_template_subject(subjects_dir)
-    verbose = "warning" if verbose is None else verbose
+    icp = len(points) - len(fids) >= MIN_HEAD_SHAPE_POINTS
+    trans, n_omitted = _fit_template(
+        info, subjects_dir, icp=icp, omit_distance=omit_distance, n_iterations=n_iterations,
+        verbose="warning" if verbose is None else verbose,
+    )  # fmt: skip
+    scalp = mne.read_bem_surfaces(
+        subject_dir / "bem" / f"{TEMPLATE_SUBJECT}-head.fif", verbose=False
+    )[0]  # fmt: skip
+    tree = cKDTree(scalp["rr"])
+    return TemplateCoregistration(
+        trans=trans,
+        n_points=len(points),
+        n_omitted=int(n_omitted),
+        icp=icp,
+        distance_mm=_distances_mm(points, trans, tree),
+        standard_distance_mm=_distances_mm(points, _template_trans(), tree),
+        fiducial_error_mm=_fiducial_errors_mm(subject_dir, fids, trans),
+    )
 
-    n_shape = len(points) - len(fids)
-    icp = n_shape >= MIN_HEAD_SHAPE_POINTS
+
+def _fit_template(info, subjects_dir, *, icp, omit_distance, n_iterations, verbose):
+    """Head -> MRI transform fitted to the fiducials (and head shape when ``icp``).
+
+    Returns the transform and how many head-shape points the final ICP left out.
+    """
     n_omitted = 0
     with mne.utils.use_log_level(verbose):
         coreg = mne.coreg.Coregistration(
@@ -190,30 +215,22 @@ def coregister_template(
             coreg.omit_head_shape_points(distance=omit_distance)
             n_omitted = before - len(coreg.compute_dig_mri_distances())
             coreg.fit_icp(n_iterations=n_iterations, nasion_weight=2.0, verbose=verbose)
-    trans = mne.transforms.Transform("head", "mri", coreg.trans["trans"].copy())
+    return mne.transforms.Transform("head", "mri", coreg.trans["trans"].copy()), n_omitted
 
-    scalp = mne.read_bem_surfaces(
-        subject_dir / "bem" / f"{TEMPLATE_SUBJECT}-head.fif", verbose=False
-    )[0]  # fmt: skip
-    tree = cKDTree(scalp["rr"])
+
+def _fiducial_errors_mm(subject_dir, fids: dict, trans) -> dict:
+    """Distance (mm) of each digitised fiducial, moved by ``trans``, to the template's."""
     mri_fids = _cardinals(mne.io.read_fiducials(
         subject_dir / "bem" / f"{TEMPLATE_SUBJECT}-fiducials.fif", verbose=False
     )[0])  # fmt: skip
-    fid_error = {
+    return {
         name: float(np.linalg.norm(apply_trans(trans, fids[name]) - mri_fids[name]) * 1e3)
         for name in ("lpa", "nasion", "rpa")
     }
-    return TemplateCoregistration(
-        trans=trans,
-        n_points=len(points),
-        n_omitted=int(n_omitted),
-        icp=icp,
-        distance_mm=_distances_mm(points, trans, tree),
-        standard_distance_mm=_distances_mm(points, _template_trans(), tree),
-        fiducial_error_mm=fid_error,
-    )
 
 
+@verbose
+@fill_doc
 def iter_make_template_anatomy_headmodel(
     info, *, spacing="ico3", modality="meg", noise_cov="adhoc", coregister="auto",
     cache_dir=None, verbose=None,
@@ -234,21 +251,17 @@ def iter_make_template_anatomy_headmodel(
     spacing : str
         Template source spacing (see
         :func:`~napari_meg_unet.headmodel.make_template_headmodel`).
-    modality : str
-        ``"meg"``, ``"eeg"`` or ``"meg+eeg"``.
-    noise_cov : "adhoc" | mne.Covariance | path-like
-        See :func:`~napari_meg_unet.headmodel.prepare_noise_cov`.
+    %(modality)s
+    %(noise_cov)s
     coregister : bool | "auto"
         Fit the template to the digitisation, or use the standard transform;
         ``"auto"`` (default) fits when the recording has digitised fiducials.
-    cache_dir : path-like | None
-        Head-model cache (template subject and BEM).
-    verbose : bool | str | int | None
-        MNE log level.
+    %(cache_dir)s
+    %(verbose)s
 
     Yields
     ------
-    event : progress.Progress
+    %(progress_yields)s
 
     Returns
     -------
@@ -257,18 +270,8 @@ def iter_make_template_anatomy_headmodel(
     coreg : TemplateCoregistration | None
         None when the standard transform was used.
     """
-    from .headmodel import (
-        _read_info_input,
-        _template_trans,
-        cache_root,
-        check_modality,
-        iter_make_headmodel,
-        iter_make_template_headmodel,
-    )
-
     _, eeg = check_modality(modality)
-    if coregister not in (True, False, "auto"):
-        raise ValueError(f"coregister must be True, False or 'auto', got {coregister!r}.")
+    check_choice(coregister, "coregister", (True, False, "auto"))
     info_full, source = _read_info_input(info, verbose=verbose)
     if coregister == "auto":
         coregister = has_fiducials(info_full)

@@ -12,7 +12,6 @@ import pytest
 from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
 
-from napari_meg_unet import simulate as simulate_mod
 from napari_meg_unet.progress import Progress
 from napari_meg_unet.simulate import (
     SOURCE_COLUMNS,
@@ -22,6 +21,7 @@ from napari_meg_unet.simulate import (
     simulate,
     simulation_fingerprint,
 )
+from napari_meg_unet.simulate import core as simulate_mod
 
 
 def _whitener(hm, cov=None):
@@ -580,23 +580,23 @@ def test_iter_simulate_progress_and_epochs(template_hm):
     [
         (dict(design="random"), r"design must be one of \('sweep', 'multi', 'extended'\)"),
         (dict(timecourse="sine"), r"timecourse must be one of \('thesis', 'realistic'\)"),
-        (dict(noise="pink"), r"noise must be one of \('cov', 'white', None\)"),
+        (dict(noise="pink"), r"noise must be one of \('cov', 'white'\)"),
         (dict(hemi="left"), r"hemi must be one of \('lh', 'rh', 'both'\)"),
-        (dict(snr=0.0), "snr must be a finite number > 0"),
-        (dict(snr=-1.0), "snr must be a finite number > 0"),
-        (dict(snr=np.inf), "snr must be a finite number > 0"),
-        (dict(snr=np.nan), "snr must be a finite number > 0"),
+        (dict(snr=0.0), "snr must be > 0, got 0.0"),
+        (dict(snr=-1.0), "snr must be > 0, got -1.0"),
+        (dict(snr=np.inf), "snr must be a finite number, got inf"),
+        (dict(snr=np.nan), "snr must be a finite number, got nan"),
         (dict(snr=(2.0, 1.0)), "snr range"),
-        (dict(n_repeats=0), "n_repeats must be >= 1"),
-        (dict(nave=0), "nave must be >= 1"),
+        (dict(n_repeats=0), "n_repeats must be an integer >= 1"),
+        (dict(nave=0), "nave must be an integer >= 1"),
         (dict(n_events=10), "n_events must be None for design='sweep'"),
         (dict(min_separation_mm=10.0), "min_separation_mm only applies"),
         (dict(n_times=10), "n_times must be >= 20"),
-        (dict(sfreq=-5.0), "sfreq must be a finite number > 0"),
+        (dict(sfreq=-5.0), "sfreq must be > 0, got -5.0"),
         (dict(seed=1.5), "seed must be an int"),
         (dict(design="extended", extent_mm=-1.0), "extent_mm"),
         (dict(design="multi", n_events=2, n_dipoles=(3, 2)), "n_dipoles range"),
-        (dict(design="multi", n_events=2, n_dipoles=0), "n_dipoles must be >= 1"),
+        (dict(design="multi", n_events=2, n_dipoles=0), "n_dipoles must be an integer >= 1"),
         (dict(dense_spacing="ico4"), "dense_spacing only applies with off_grid=True"),
     ],
 )
@@ -647,3 +647,139 @@ def test_cli_simulate(template_hm, tmp_path, capsys):
     assert main(["simulate", "--snr", "0", "--out", str(tmp_path / "x"), "--no-progress"]) == 2
     assert "snr must be" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+# --------------------------------------------------------------------------- config
+def test_config_object_and_keywords_agree(template_hm):
+    from napari_meg_unet.configs import SimulationConfig
+
+    cfg = SimulationConfig(design="multi", n_events=5, snr=(1.0, 2.0), timecourse="realistic")
+    a = simulate(template_hm, config=cfg, seed=2)
+    b = simulate(template_hm, design="multi", n_events=5, snr=(1, 2), timecourse="realistic",
+                 seed=2)  # fmt: skip
+    assert a.fingerprint == b.fingerprint
+    assert a.meta["params"] == dict(
+        design="multi", hemi="rh", n_repeats=1, n_events=5, n_dipoles=[2, 5],
+        min_separation_mm=None, extent_mm=10.0, off_grid=False, dense_spacing=None,
+        timecourse="realistic", snr=[1.0, 2.0], noise="cov", nave=1, sfreq=250.0, n_times=32,
+        seed=2,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- size guard
+def test_size_guard_refuses_before_allocating(template_hm, monkeypatch):
+    from napari_meg_unet import _resources
+    from napari_meg_unet._resources import InsufficientResourcesError
+
+    monkeypatch.setattr(_resources, "available_memory", lambda: 2**30)
+
+    def no_layout(*args, **kwargs):
+        raise AssertionError("the size guard must refuse before drawing anything")
+
+    monkeypatch.setattr(simulate_mod, "_draw_layout", no_layout)
+    # 256,800 events = 400 sweeps of the 642 rows of the right hemisphere
+    with pytest.raises(
+        InsufficientResourcesError,
+        match=r"simulate 256800 events x 306 channels x 32 samples: it needs 9\.\d GiB of "
+        r"memory but only 1\.0 GiB is available.*force=True",
+    ):
+        simulate(template_hm, n_repeats=400)
+    estimate = simulate_mod.estimate_simulation(
+        template_hm, simulate_mod.SimulationConfig(n_repeats=400), saving=True
+    )
+    assert estimate.memory > estimate.disk > 256_800 * 306 * 32 * 4
+    # force lets a (tiny) request through even with almost no memory
+    monkeypatch.undo()
+    monkeypatch.setattr(_resources, "available_memory", lambda: 1)
+    with pytest.raises(InsufficientResourcesError):
+        simulate(template_hm, design="multi", n_events=2, noise=None)
+    sim = simulate(template_hm, design="multi", n_events=2, noise=None, force=True)
+    assert len(sim) == 2
+
+
+def test_save_checks_free_disk(template_hm, tmp_path, monkeypatch):
+    from napari_meg_unet import _resources
+    from napari_meg_unet._resources import InsufficientResourcesError
+
+    sim = simulate(template_hm, design="multi", n_events=3, noise=None)
+    monkeypatch.setattr(_resources, "free_disk", lambda path: 1000)
+    with pytest.raises(InsufficientResourcesError, match="saving a simulation of 3 events"):
+        sim.save(tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+    sim.save(tmp_path / "s", force=True)
+    assert load_simulation(tmp_path / "s").fingerprint == sim.fingerprint
+
+
+def test_save_streams_large_arrays_byte_identically(template_hm, tmp_path, monkeypatch):
+    from napari_meg_unet.simulate import container
+
+    sim = simulate(template_hm, design="multi", n_events=20, seed=5)
+    whole = sim.save(tmp_path / "whole")
+    monkeypatch.setattr(container, "_BLOCK_BYTES", 1000)  # every array is written in blocks
+    blocks = load_simulation(whole).save(tmp_path / "blocks")  # from memory-mapped arrays
+    names = sorted(p.name for p in whole.glob("*.npy"))
+    for name in names:
+        assert (whole / name).read_bytes() == (blocks / name).read_bytes(), name
+    assert load_simulation(blocks).fingerprint == sim.fingerprint
+
+
+def test_load_names_file_and_event_of_non_finite_data(template_hm, tmp_path):
+    sim = simulate(template_hm, design="multi", n_events=6, noise=None)
+    path = sim.save(tmp_path / "s")
+    data = np.load(path / "data.npy", mmap_mode="r+")
+    data[4, 10, 3] = np.nan
+    data.flush()
+    del data
+    with pytest.raises(ValueError, match=r"data\.npy' contains NaN or Inf values: event 4"):
+        load_simulation(path)
+    with pytest.raises(ValueError, match="event 4"):
+        load_simulation(path, mmap=False)
+
+
+def test_cli_size_guard_and_force(template_hm, tmp_path, monkeypatch, capsys):
+    from napari_meg_unet import _resources
+    from napari_meg_unet.cli import main
+
+    out = tmp_path / "big"
+    monkeypatch.setattr(_resources, "available_memory", lambda: 2**30)
+    assert main(["simulate", "--n-repeats", "400", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "256800 events" in err[0] and "GiB" in err[0]
+    assert "--force" in err[0] and not out.exists()
+    # not enough disk: refused before simulating, naming the output; --force writes anyway
+    monkeypatch.setattr(_resources, "free_disk", lambda path: 1000)
+    argv = ["simulate", "--design", "multi", "--n-events", "3", "--out", str(out),
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and repr(str(out)) in err[0] and not out.exists()
+    assert main([*argv, "--force", "--json"]) == 0
+    assert len(load_simulation(out)) == 3
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["estimate"].startswith("simulate 3 events x 306 channels x 32 samples: about")
+
+
+def test_cli_unwritable_out_fails_first(tmp_path, monkeypatch, capsys):
+    import os
+
+    from napari_meg_unet import headmodel
+    from napari_meg_unet.cli import main
+
+    def no_headmodel(*args, **kwargs):
+        raise AssertionError("the output must be checked before the head model is built")
+
+    monkeypatch.setattr(headmodel, "iter_make_template_headmodel", no_headmodel)
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    out = blocker / "sim"
+    assert main(["simulate", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and repr(str(out)) in err and ".tmp" not in err
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)  # as a non-root user
+    out = tmp_path / "sub" / "sim"
+    assert main(["simulate", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert repr(str(out)) in err and "is not writable" in err
+    # a bad option fails before anything else, too
+    assert main(["simulate", "--design", "multi", "--out", str(out), "--no-progress"]) == 2
+    assert "n_events is required" in capsys.readouterr().err

@@ -65,6 +65,28 @@ def check_output_path(path, *, overwrite: bool, what: str = "output") -> Path:
     return path
 
 
+def check_writable_output(path, *, overwrite: bool, what: str = "output") -> Path:
+    """:func:`check_output_path`, and the folder that will hold ``path`` must be writable.
+
+    The nearest existing ancestor of ``path`` (its parent, or a folder above a
+    parent that will be created) must be a writable folder; the error names
+    ``path`` itself, not the temporary path a writer would fail on later.
+    """
+    path = check_output_path(path, overwrite=overwrite, what=what)
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(
+            f"Cannot write the {what} {str(path)!r}: {str(parent)!r} is not a folder."
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"Cannot write the {what} {str(path)!r}: the folder {str(parent)!r} is not writable."
+        )
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path, *, suffix: str | None = None):
     """Yield a temporary path next to ``path`` and rename it onto ``path`` on success.

@@ -580,7 +580,7 @@ def test_iter_simulate_progress_and_epochs(template_hm):
     [
         (dict(design="random"), r"design must be one of \('sweep', 'multi', 'extended'\)"),
         (dict(timecourse="sine"), r"timecourse must be one of \('thesis', 'realistic'\)"),
-        (dict(noise="pink"), r"noise must be one of \('cov', 'white'\)"),
+        (dict(noise="pink"), r"noise must be one of \('cov', 'white', None\)"),
         (dict(hemi="left"), r"hemi must be one of \('lh', 'rh', 'both'\)"),
         (dict(snr=0.0), "snr must be > 0, got 0.0"),
         (dict(snr=-1.0), "snr must be > 0, got -1.0"),

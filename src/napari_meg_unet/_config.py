@@ -135,7 +135,7 @@ def _check_value(name: str, md: dict, value):
             raise ValueError(f"{name} must be True or False, got {value!r}.")
         return bool(value)
     if kind == "choice":
-        return V.check_choice(value, name, md["choices"])
+        return V.check_choice(value, name, md["choices"] + ((None,) if md["optional"] else ()))
     if kind == "choices":
         return V.check_choices(value, name, md["choices"])
     if kind == "str":
@@ -234,7 +234,7 @@ def _type_doc(md: dict) -> str:
             "int_range": "int | (int, int)",
             "float_range": "float | (float, float)",
         }[kind]
-    return text + (" | None" if md["optional"] and kind != "choice" else "")
+    return text + (" | None" if md["optional"] else "")
 
 
 def options_doc(cls) -> str:

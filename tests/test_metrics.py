@@ -14,9 +14,12 @@ from napari_meg_unet.metrics import (
     aggregate,
     auc_close_far,
     bootstrap_ci,
+    dle_density,
+    dle_density_grid,
     earth_movers_distance,
     overall_amplitude,
     peak_localisation_error,
+    per_event_mean,
     per_vertex_mean,
     roc_auc,
     sample_maps,
@@ -589,6 +592,41 @@ def test_per_vertex_mean():
     assert np.isnan(out[[1, 3, 5]]).all()
     with pytest.raises(ValueError, match="true_rows must be integers"):
         per_vertex_mean(values, rows, 4)
+
+
+def test_per_event_mean_drops_nan():
+    values = np.array([1.0, 3.0, np.nan, np.nan, 5.0])
+    events = np.array([7, 7, 2, 4, 4])
+    np.testing.assert_array_equal(per_event_mean(values, events), [5.0, 2.0])  # events 4, 7
+    with pytest.raises(ValueError, match="same length"):
+        per_event_mean(values, events[:3])
+
+
+def test_dle_density_is_reflected_kde_integrating_to_one_on_positive_axis():
+    values = np.random.default_rng(0).gamma(2.0, 5.0, size=300)
+    grid = np.linspace(0, 200, 20001)
+    out_grid, density = dle_density(values, grid)
+    np.testing.assert_array_equal(out_grid, grid)
+    assert np.trapezoid(density, grid) == pytest.approx(1.0, abs=1e-3)
+    assert density[0] > 0  # no artificial drop to zero at the boundary
+    # Scott's rule: bandwidth s * n^(-1/5), s the sample standard deviation
+    h = values.std(ddof=1) * values.size ** (-1 / 5)
+    x = grid[::1000, np.newaxis]
+    kernel = np.exp(-0.5 * ((x - values) / h) ** 2) + np.exp(-0.5 * ((x + values) / h) ** 2)
+    expected = kernel.sum(axis=1) / (values.size * h * np.sqrt(2 * np.pi))
+    np.testing.assert_allclose(density[::1000], expected, rtol=1e-10)
+    # default grid: 0 to just past the 99th percentile
+    default_grid, _ = dle_density(values)
+    assert default_grid[0] == 0 and default_grid[-1] == pytest.approx(
+        1.1 * np.percentile(values, 99) + 1
+    )
+    np.testing.assert_array_equal(default_grid, dle_density_grid(values))
+    assert dle_density(np.full(4, 2.0))[1] is None  # undefined for one distinct value
+    assert dle_density(np.array([2.0]))[1] is None
+    with pytest.raises(ValueError, match="negative"):
+        dle_density(np.array([-1.0, 2.0]))
+    with pytest.raises(ValueError, match="finite"):
+        dle_density(np.array([np.nan, 2.0]))
 
 
 def test_input_validation():

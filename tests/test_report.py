@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from napari_meg_unet import report
+from napari_meg_unet.metrics import dle_density, dle_density_grid
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -65,14 +66,6 @@ def test_key_value_table():
                                  "| cores | 2 |"]  # fmt: skip
 
 
-def test_reflected_kde_integrates_to_one_on_positive_axis():
-    values = np.random.default_rng(0).gamma(2.0, 5.0, size=300)
-    grid = np.linspace(0, 200, 20001)
-    density = report._reflected_kde(values, grid)
-    assert np.trapezoid(density, grid) == pytest.approx(1.0, abs=1e-3)
-    assert density[0] > 0  # no artificial drop to zero at the boundary
-
-
 def test_plot_dle_kde(tmp_path):
     rng = np.random.default_rng(1)
     dle = {
@@ -95,6 +88,22 @@ def test_plot_dle_kde(tmp_path):
     with pytest.raises(ValueError, match=".png"):
         report.plot_dle_kde(dle, tmp_path / "kde.jpg")
     assert not (tmp_path / "neg.png").exists()
+
+
+def test_plot_dle_kde_draws_metrics_dle_density(tmp_path, monkeypatch):
+    # One density for the report and the Evaluate widget (issue 9).
+    rng = np.random.default_rng(2)
+    dle = {"MNE (window)": rng.gamma(3.0, 5.0, 50), "one value": np.array([3.0])}
+    figures = []
+    monkeypatch.setattr(report, "save_figure", lambda fig, path, **kw: figures.append(fig))
+    report.plot_dle_kde(dle, tmp_path / "kde.png")
+    lines = {line.get_label().split(": mean")[0]: line for line in figures[0].axes[0].lines}
+    grid = dle_density_grid(np.concatenate(list(dle.values())))
+    np.testing.assert_array_equal(lines["MNE (window)"].get_xdata(), grid)
+    np.testing.assert_array_equal(
+        lines["MNE (window)"].get_ydata(), dle_density(dle["MNE (window)"], grid)[1]
+    )
+    assert list(lines["one value"].get_xdata()) == [3.0, 3.0]  # a vertical line
 
 
 def test_plot_training_curves(tmp_path):

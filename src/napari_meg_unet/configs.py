@@ -259,4 +259,4 @@ class EvaluationConfig(ConfigBase):
         PROTOCOLS, choices=PROTOCOLS, help="per sample (the thesis) and/or the window's mean map"
     )
     n_boot: int = option(2000, minimum=1, help="bootstrap resamples of the confidence intervals")
-    seed: int = option(0, minimum=0, help="seed of the bootstrap")
+    seed: int = option(0, minimum=0, help="seed of the bootstrap and of the AUC negative draws")

@@ -22,10 +22,26 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import metrics
-from .inverse import METHODS, apply_kernel, compute_kernel, make_inverse
-from .progress import Progress, run
+from ._config import takes_config
+from ._docs import fill_doc
+from ._logging import verbose
+from ._validation import check_choice, check_finite_data, check_int
+from .configs import METHODS, PROTOCOLS, EvaluationConfig, InverseConfig
+from .inverse import apply_kernel, compute_kernel, make_inverse
+from .progress import Progress, plain
 
-PROTOCOLS = ("samples", "window")
+__all__ = [
+    "METHODS",
+    "PROTOCOLS",
+    "TABLE_METRICS",
+    "Evaluation",
+    "evaluate_linear",
+    "grid_floor",
+    "iter_evaluate_linear",
+    "score_estimates",
+    "summarise",
+]
+
 #: Metrics reported in tables: key in :func:`metrics.score_maps` -> column title.
 TABLE_METRICS = {
     "dle_mm": "DLE (mm)",
@@ -126,8 +142,7 @@ def score_estimates(
         simulation event of each map) and ``true_row`` (index into ``sim.rows``
         of the event's first source, for per-vertex maps).
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
+    check_choice(protocol, "protocol", PROTOCOLS)
     estimates = np.asarray(estimates)
     events = np.arange(len(sim)) if events is None else np.asarray(events, dtype=int)
     rows = np.asarray(sim.rows)
@@ -136,8 +151,7 @@ def score_estimates(
             f"estimates must have shape (n_events={len(events)}, n_rows={len(rows)}, n_times), "
             f"got {estimates.shape}."
         )
-    if not np.isfinite(estimates).all():
-        raise ValueError("estimates contain NaN or Inf values.")
+    check_finite_data(estimates, where="estimates", axis_name="estimate")
     positions = hm.positions[rows]
     hemi = sim.meta["params"]["hemi"]
     adjacency = hm.adjacency(hemi)
@@ -198,6 +212,42 @@ def grid_floor(sim, *, n_boot=2000, seed=0) -> dict:
     return metrics.aggregate(dist, sim.sources["event"], n_boot=n_boot, seed=seed)
 
 
+def _check_headmodel(hm, sim) -> None:
+    made_with = sim.meta["headmodel"]["fingerprint"]
+    if made_with != hm.fingerprint:
+        raise ValueError(
+            f"The simulation was made with head model {made_with} but hm is {hm.fingerprint}; "
+            "for off-grid simulations pass the coarse head model they were simulated for."
+        )
+
+
+def _meta(hm, sim, inverse, config, *, nave) -> dict:
+    return {
+        "simulation": sim.fingerprint,
+        "headmodel": hm.fingerprint,
+        "methods": list(inverse.methods),
+        "lambda2": inverse.lambda2,
+        "loose": inverse.loose,
+        "depth": inverse.depth,
+        "nave": nave,
+        "protocols": list(config.protocols),
+        "n_events": len(sim),
+        "n_boot": config.n_boot,
+        "seed": config.seed,
+    }
+
+
+def _add_scores(result, key, scores, *, n_rows, config) -> None:
+    """Store the per-map scores of ``key`` with their summary and per-vertex mean DLE."""
+    summary, per_vertex = summarise(scores, n_rows=n_rows, n_boot=config.n_boot, seed=config.seed)
+    result.scores[key] = scores
+    result.summary[key] = summary
+    result.per_vertex_dle[key] = per_vertex
+
+
+@fill_doc
+@takes_config(EvaluationConfig)
+@verbose
 def iter_evaluate_linear(
     hm,
     sim,
@@ -206,13 +256,15 @@ def iter_evaluate_linear(
     lambda2=1.0 / 9.0,
     loose=0.0,
     depth=0.8,
-    protocols=PROTOCOLS,
     chunk=128,
-    n_boot=2000,
-    seed=0,
+    config,
     verbose=None,
 ):
-    """Score the linear inverses on a simulation (generator; returns an :class:`Evaluation`).
+    """Score the linear inverses on a simulation, yielding progress.
+
+    The inverse parameters are plain keywords (checked as the
+    :class:`~.configs.InverseConfig` options of the same names); the scoring
+    options are those of :class:`~.configs.EvaluationConfig`.
 
     Parameters
     ----------
@@ -220,76 +272,57 @@ def iter_evaluate_linear(
         Head model used for the inversion (the coarse model for off-grid data).
     sim : Simulation
         Simulated data; its ``rows`` define the scored hemisphere(s).
-    methods : sequence of str
-        Among ``"MNE"``, ``"dSPM"``, ``"sLORETA"``, ``"eLORETA"``.
-    lambda2, loose, depth
-        Inverse parameters (:func:`~.inverse.make_inverse`,
-        :func:`~.inverse.compute_kernel`); ``nave`` is taken from the simulation.
-    protocols : sequence of str
-        Among ``"samples"`` and ``"window"``.
+    %(methods)s
+    %(lambda2)s
+    loose : float
+        Tangential source variance factor (0: fixed orientation).
+    depth : float | None
+        Depth-weighting exponent (None: none). ``loose`` and ``depth`` go to
+        :func:`~.inverse.make_inverse`; ``nave`` is taken from the simulation.
     chunk : int
         Events inverted at once.
-    n_boot, seed
-        Bootstrap resamples and seed (AUC draws and bootstrap).
-    verbose : bool | str | int | None
-        MNE logging level.
+    %(options)s
+    %(verbose)s
+
+    Yields
+    ------
+    %(progress_yields)s
+
+    Returns
+    -------
+    evaluation : Evaluation
+        Scores, per-event summaries and per-vertex DLE of every method and
+        protocol.
     """
-    for protocol in protocols:
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
-    if sim.meta["headmodel"]["fingerprint"] != hm.fingerprint:
-        raise ValueError(
-            "The simulation was made with head model "
-            f"{sim.meta['headmodel']['fingerprint']} but hm is {hm.fingerprint}; for off-grid "
-            "simulations pass the coarse head model they were simulated for."
-        )
+    inverse = InverseConfig(methods=methods, lambda2=lambda2, loose=loose, depth=depth)
+    chunk = check_int(chunk, "chunk", minimum=1)
+    _check_headmodel(hm, sim)
     nave = int(sim.meta["params"].get("nave", 1))
-    inv = make_inverse(hm, loose=loose, depth=depth, verbose=verbose)
+    inv = make_inverse(hm, loose=inverse.loose, depth=inverse.depth, verbose=verbose)
     rows = np.asarray(sim.rows)
-    result = Evaluation(
-        meta={
-            "simulation": sim.fingerprint,
-            "headmodel": hm.fingerprint,
-            "methods": list(methods),
-            "lambda2": float(lambda2),
-            "loose": float(loose),
-            "depth": depth,
-            "nave": nave,
-            "protocols": list(protocols),
-            "n_events": len(sim),
-            "n_boot": n_boot,
-            "seed": seed,
-        }
-    )
-    total = len(methods) * len(sim)
-    done = 0
-    for method in methods:
-        kernel = compute_kernel(inv, method=method, lambda2=lambda2, nave=nave, verbose=verbose)
-        parts = {p: [] for p in protocols}
+    result = Evaluation(meta=_meta(hm, sim, inverse, config, nave=nave))
+    total, done = len(inverse.methods) * len(sim), 0
+    for method in inverse.methods:
+        kernel = compute_kernel(
+            inv, method=method, lambda2=inverse.lambda2, nave=nave, verbose=verbose
+        )
+        parts = {p: [] for p in config.protocols}
         for start in range(0, len(sim), chunk):
             stop = min(start + chunk, len(sim))
             est = apply_kernel(kernel, np.asarray(sim.data[start:stop], dtype=np.float64))
             est = est[:, rows]
-            for protocol in protocols:
-                parts[protocol].append(
-                    score_estimates(
-                        est, sim, hm, protocol=protocol, events=np.arange(start, stop), seed=seed
-                    )
+            for protocol in config.protocols:
+                scores = score_estimates(
+                    est, sim, hm, protocol=protocol, events=np.arange(start, stop), seed=config.seed
                 )
+                parts[protocol].append(scores)
             done += stop - start
             yield Progress("evaluate", done, total, message=method)
-        for protocol in protocols:
-            scores = {
-                k: np.concatenate([p[k] for p in parts[protocol]]) for k in parts[protocol][0]
-            }
-            result.scores[(method, protocol)] = scores
-            summary, per_vertex = summarise(scores, n_rows=len(rows), n_boot=n_boot, seed=seed)
-            result.summary[(method, protocol)] = summary
-            result.per_vertex_dle[(method, protocol)] = per_vertex
-    result.grid_floor = grid_floor(sim, n_boot=n_boot, seed=seed)
+        for protocol, chunks in parts.items():
+            scores = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+            _add_scores(result, (method, protocol), scores, n_rows=len(rows), config=config)
+    result.grid_floor = grid_floor(sim, n_boot=config.n_boot, seed=config.seed)
     return result
 
 
-def evaluate_linear(hm, sim, **kwargs) -> Evaluation:
-    """Run :func:`iter_evaluate_linear` to completion."""
-    return run(iter_evaluate_linear(hm, sim, **kwargs))
+evaluate_linear = plain(iter_evaluate_linear)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ._io import atomic_path, check_output_path
 from .evaluation import TABLE_METRICS
-from .metrics import format_aggregate
+from .metrics import dle_density, dle_density_grid, format_aggregate
 
 #: Colours of the estimators in every figure (others cycle through the rest of ``tab10``).
 ESTIMATOR_COLOURS = {
@@ -134,14 +134,6 @@ def _colour(label: str, index: int) -> str:
     return palette[index % len(palette)]
 
 
-def _reflected_kde(values, grid):
-    """Gaussian KDE of non-negative values with reflection at 0 (no mass below 0)."""
-    from scipy.stats import gaussian_kde
-
-    kde = gaussian_kde(values)
-    return kde(grid) + kde(-grid)
-
-
 def plot_dle_kde(
     dle: Mapping,
     path,
@@ -152,6 +144,9 @@ def plot_dle_kde(
     overwrite=False,
 ) -> Path:
     """Kernel-density curves of per-event DLE, one per estimator (cf. thesis Figure 28).
+
+    The curves are :func:`napari_meg_unet.metrics.dle_density` (reflected
+    Gaussian KDE, Scott's bandwidth), as in the Evaluate widget.
 
     Parameters
     ----------
@@ -166,7 +161,8 @@ def plot_dle_kde(
     title : str
         Figure title.
     xmax : float | None
-        Right end of the DLE axis (default: the 99th percentile of all values).
+        Right end of the DLE axis (default: just past the 99th percentile of
+        all values; :func:`napari_meg_unet.metrics.dle_density_grid`).
     overwrite : bool
         Replace an existing file.
 
@@ -185,16 +181,16 @@ def plot_dle_kde(
         if (values < 0).any():
             raise ValueError(f"dle[{label!r}] holds negative distances.")
         clean[label] = values
-    everything = np.concatenate(list(clean.values()))
-    xmax = float(np.percentile(everything, 99) * 1.1 + 1.0) if xmax is None else float(xmax)
-    grid = np.linspace(0.0, xmax, 400)
+    grid = dle_density_grid(np.concatenate(list(clean.values())), xmax=xmax)
+    xmax = grid[-1]
     fig, (ax,) = _new_figure()
     for i, (label, values) in enumerate(clean.items()):
         colour = _colour(label, i)
         style = "--" if "sample" in label else "-"
         text = f"{label}: mean {values.mean():.1f} mm (n={values.size})"
-        if values.size > 1 and np.ptp(values) > 0:
-            ax.plot(grid, _reflected_kde(values, grid), style, color=colour, lw=1.8, label=text)
+        density = dle_density(values, grid)[1]
+        if density is not None:
+            ax.plot(grid, density, style, color=colour, lw=1.8, label=text)
         else:  # a KDE of one distinct value is undefined: mark the value
             ax.axvline(values.mean(), ls=style, color=colour, lw=1.8, label=text)
     if grid_floor_mm is not None and np.isfinite(grid_floor_mm):

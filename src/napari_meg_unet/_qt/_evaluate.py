@@ -8,7 +8,7 @@ from qtpy.QtWidgets import QFileDialog, QTableWidget, QTableWidgetItem
 
 from ..evaluation import TABLE_METRICS
 from ..layers import META_KEY, STACK_ORDER
-from ..metrics import format_aggregate
+from ..metrics import dle_density, dle_density_grid, format_aggregate, per_event_mean
 from ._common import DockWidget, PlotCanvas, is_sensor_layer, layer_combo, show_on_cortex
 from ._inputs import PROTOCOLS, EvaluateInputs, InverseInputs
 from ._tasks import iter_evaluate, write_evaluation
@@ -134,26 +134,32 @@ class EvaluateWidget(DockWidget):
             if floor else f"{len(keys)} estimator/protocol rows"
         )
 
-    def _draw_density(self):
-        from scipy.stats import gaussian_kde
+    def per_event_dle(self) -> dict:
+        """``{"<estimator> (<protocol>)": per-event mean DLE (mm)}`` of the last evaluation.
 
+        Estimator/protocol pairs without a finite DLE are left out; these are
+        the values whose densities :meth:`_draw_density` draws.
+        """
+        out = {}
+        for (estimator, protocol), scores in self.evaluation.scores.items():
+            values = per_event_mean(scores["dle_mm"], scores["event"])
+            if values.size:
+                out[f"{estimator} ({protocol})"] = values
+        return out
+
+    def _draw_density(self):
         fig = self.plot.figure
         fig.clear()
         ax = fig.add_subplot()
-        for (estimator, protocol), scores in self.evaluation.scores.items():
-            dle = np.asarray(scores["dle_mm"], float)
-            events = np.asarray(scores["event"])
-            ok = np.isfinite(dle)
-            if not ok.any():
-                continue
-            ids, inverse = np.unique(events[ok], return_inverse=True)
-            per_event = np.bincount(inverse, weights=dle[ok]) / np.bincount(inverse)
-            label = f"{estimator} ({protocol})"
-            if len(per_event) > 1 and np.ptp(per_event) > 0:
-                grid = np.linspace(0, per_event.max() * 1.1, 200)
-                ax.plot(grid, gaussian_kde(per_event)(grid), label=label)
-            else:
-                ax.axvline(per_event[0], label=label)
+        dle = self.per_event_dle()
+        if dle:
+            grid = dle_density_grid(np.concatenate(list(dle.values())))
+        for label, values in dle.items():
+            density = dle_density(values, grid)[1]
+            if density is not None:
+                ax.plot(grid, density, label=label)
+            else:  # a density of one distinct value is undefined: mark the value
+                ax.axvline(values.mean(), label=label)
         ax.set_xlabel("per-event DLE (mm)")
         ax.set_ylabel("density")
         ax.legend(fontsize=7)

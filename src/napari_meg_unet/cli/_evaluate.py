@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._config import add_cli_options, config_from_args
 from .._io import atomic_dir, check_output_path, write_json
-from ._common import add_common, drive, number
+from ..configs import METHODS, EvaluationConfig, InverseConfig
+from ._common import add_common, drive
 
 #: Benchmark designs: name -> simulate() keyword arguments.
 DESIGNS = {
@@ -24,8 +26,10 @@ def _run(args):
             "evaluate currently needs --linear-only; networks are evaluated by "
             "'napari-meg-unet bench accuracy'."
         )
+    evaluation = config_from_args(EvaluationConfig, args)
+    inverse = config_from_args(InverseConfig, args)
     out = check_output_path(args.out, overwrite=args.overwrite, what="--out") if args.out else None
-    lambda2 = args.lambda2
+    lambda2 = inverse.lambda2
     hm = make_template_headmodel(spacing=args.spacing, modality=args.modality, verbose=False)
     results, tables, per_vertex = [], [], {}
     for design in args.design:
@@ -46,10 +50,9 @@ def _run(args):
                 iter_evaluate_linear(
                     hm,
                     sim,
-                    methods=args.methods,
+                    methods=inverse.methods,
                     lambda2=lambda2,
-                    n_boot=args.n_boot,
-                    seed=args.seed,
+                    config=evaluation,
                     verbose=False,
                 ),
                 args,
@@ -108,10 +111,10 @@ def add_parser(subparsers) -> None:
         help="whitened per-sample SNRs (default 0.5 1 3)",
     )
     parser.add_argument("--design", nargs="+", choices=sorted(DESIGNS), default=["single", "multi"])
-    parser.add_argument("--methods", nargs="+", default=["MNE", "dSPM", "sLORETA", "eLORETA"])
-    parser.add_argument(
-        "--lambda2", type=number("--lambda2"), default=1 / 9, help="regularisation (default 1/9)"
-    )
+    add_cli_options(
+        parser, InverseConfig, only=("methods", "lambda2"),
+        defaults={"methods": METHODS, "lambda2": "1/9"},
+    )  # fmt: skip
     parser.add_argument("--spacing", default="ico3")
     parser.add_argument("--modality", default="meg", choices=["meg", "eeg", "meg+eeg"])
     parser.add_argument("--hemi", default="rh", choices=["lh", "rh", "both"])
@@ -122,8 +125,12 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="simulate on the inversion grid (the 'inverse crime')",
     )
-    parser.add_argument("--n-boot", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=0)
+    add_cli_options(parser, EvaluationConfig, exclude=("seed",))
+    # One seed for the simulations and the scoring (read into EvaluationConfig.seed).
+    parser.add_argument(
+        "--seed", type=int, default=0,
+        help="seed of the simulations, the AUC negative draws and the bootstrap (default: 0)",
+    )  # fmt: skip
     parser.add_argument(
         "--out", "-o", help="output folder (results.json, results.md, per-vertex DLE .npz)"
     )

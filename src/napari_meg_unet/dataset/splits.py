@@ -28,8 +28,6 @@ from ..configs import DatasetConfig, InverseConfig, SimulationConfig
 from ..progress import Progress, plain
 from . import _docs  # noqa: F401  (registers the package's docdict entries)
 from .building import (
-    DEFAULT_HEMI,
-    DEFAULT_NAVE,
     _inverse_kernels,
     _iter_build,
     chunk_bytes,
@@ -101,8 +99,9 @@ def split_configs(*, dataset=None, simulation=None, inverse=None, **options) -> 
     simulation's are used, and the simulation always uses the inverse's (its
     sources lie in the image rows, its noise matches the inverse's ``nave``).
     The simulation's ``seed``, ``n_events`` and ``n_repeats`` are set per
-    split by :func:`make_splits`; here they are those of the training split
-    (``n_events = n_train`` for designs that need it).
+    split by :func:`make_splits` (:func:`split_seeds` and the split sizes);
+    here they only make the config valid (``n_events = n_train`` for the
+    designs that need one).
 
     Returns
     -------
@@ -122,13 +121,12 @@ def split_configs(*, dataset=None, simulation=None, inverse=None, **options) -> 
         if k in SimulationConfig.option_names() and k not in ds_names
     }  # fmt: skip
     design = sim_options.get("design", simulation.design if simulation is not None else "sweep")
-    if design != "sweep":
-        sim_options.update(n_events=dataset.n_train, n_repeats=1)
+    sim_options.update(n_events=None if design == "sweep" else dataset.n_train, n_repeats=1)
     simulation = SimulationConfig.build(simulation, **sim_options)
     hemi = simulation.hemi if inverse.hemi is None else inverse.hemi
     nave = simulation.nave if inverse.nave is None else inverse.nave
-    simulation = simulation.replace(hemi=hemi or DEFAULT_HEMI, nave=nave or DEFAULT_NAVE)
-    inverse = inverse.replace(hemi=simulation.hemi, nave=simulation.nave)
+    simulation = simulation.replace(hemi=hemi, nave=nave)
+    inverse = inverse.replace(hemi=hemi, nave=nave)
     return dataset, simulation, inverse
 
 

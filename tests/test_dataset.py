@@ -22,6 +22,7 @@ from napari_meg_unet.dataset import (
     split_seeds,
     write_dataset,
 )
+from napari_meg_unet.dataset import splits as splits_mod
 
 N_ROWS, N_TIMES, METHODS = 12, 8, ["MNE", "dSPM", "sLORETA"]
 
@@ -350,10 +351,119 @@ def test_make_splits_disjoint(template_hm, tmp_path):
 
 def test_make_splits_refuses_leaking_splits(template_hm, tmp_path, monkeypatch):
     """Identical seeds make identical splits: make_splits must refuse and leave nothing."""
-    monkeypatch.setattr(ds_mod, "split_seeds", lambda seed: dict(train=1, val=2, test=1))
+    monkeypatch.setattr(splits_mod, "split_seeds", lambda seed: dict(train=1, val=2, test=1))
     with pytest.raises(ValueError, match="of 'test' equal examples of 'train'"):
         make_splits(
             template_hm, design="multi", n_train=2, n_val=2, n_test=2, seed=0,
             out=tmp_path / "splits", n_dipoles=1, verbose=False,
         )  # fmt: skip
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------- configs, guards, bad data
+def test_make_splits_configs_equal_keywords(template_hm, tmp_path):
+    """The config form gives the same sets as the keyword form; unknown keywords are named."""
+    from napari_meg_unet.configs import DatasetConfig, InverseConfig, SimulationConfig
+
+    kwargs = dict(design="multi", n_train=2, n_val=1, n_test=1, seed=5, n_dipoles=1,
+                  hemi="lh", lambda2=0.5, verbose=False)  # fmt: skip
+    by_keywords = make_splits(template_hm, out=tmp_path / "kw", **kwargs)
+    by_configs = make_splits(
+        template_hm,
+        dataset=DatasetConfig(n_train=2, n_val=1, n_test=1, seed=5),
+        simulation=SimulationConfig(design="multi", n_events=9, n_dipoles=1, seed=123),
+        inverse=InverseConfig(hemi="lh", lambda2=0.5),
+        out=tmp_path / "cfg",
+        verbose=False,
+    )
+    for name in ("train", "val", "test"):
+        assert by_configs[name].fingerprint == by_keywords[name].fingerprint
+        np.testing.assert_array_equal(by_configs[name].inputs, by_keywords[name].inputs)
+        assert by_configs[name].meta["hemi"] == "lh"
+    with pytest.raises(TypeError, match="did you mean 'n_dipoles'"):
+        make_splits(template_hm, out=tmp_path / "x", design="multi", n_dipole=1)
+    with pytest.raises(ValueError, match="n_events is set by make_splits"):
+        make_splits(template_hm, out=tmp_path / "x", design="multi", n_events=3)
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("short", ["available_memory", "free_disk"])
+def test_size_guard_refuses_before_any_work(template_hm, small_sim, tmp_path, monkeypatch, short):
+    """Too little memory or disk: refused before simulating or inverting, nothing on disk."""
+    from napari_meg_unet import _resources, simulate
+    from napari_meg_unet._resources import InsufficientResourcesError
+    from napari_meg_unet.dataset import building
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the size guard")
+
+    monkeypatch.setattr(_resources, short, lambda *args: 1024)
+    monkeypatch.setattr(simulate, "iter_simulate", no_work)
+    monkeypatch.setattr(building, "_inverse_kernels", no_work)
+    monkeypatch.setattr(splits_mod, "_inverse_kernels", no_work)
+    with pytest.raises(InsufficientResourcesError, match="force=True"):
+        make_splits(template_hm, design="multi", n_train=2, n_val=1, n_test=1,
+                    out=tmp_path / "splits", n_dipoles=1)  # fmt: skip
+    with pytest.raises(InsufficientResourcesError, match="example set of 5 examples"):
+        build_dataset(template_hm, small_sim, out=tmp_path / "set")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_size_estimate_scales_with_the_request(template_hm):
+    from napari_meg_unet.configs import DatasetConfig, SimulationConfig
+
+    def estimate(n_train, **sim):
+        dataset, simulation, inverse = ds_mod.split_configs(
+            dataset=DatasetConfig(n_train=n_train, n_val=10, n_test=10),
+            simulation=SimulationConfig(**sim),
+        )
+        n_rows = len(template_hm.rows(inverse.hemi))
+        sizes = {"train": n_train, "val": 10, "test": 10}
+        sims = {k: splits_mod._split_simulation(simulation, n=n, n_hemi_rows=n_rows, seed=0)
+                for k, n in sizes.items()}  # fmt: skip
+        return splits_mod._splits_estimate(
+            template_hm, sims, sizes, inverse, amplitudes=False, chunk=256
+        )
+
+    small, big = estimate(100), estimate(256_800)
+    n_rows = len(template_hm.rows("rh"))
+    inputs = 256_800 * 3 * n_rows * 32 * 4
+    assert inputs < big.disk < 1.5 * inputs
+    assert big.memory > 256_800 * len(template_hm.ch_names) * 32 * 4  # the training simulation
+    assert small.disk < big.disk / 1000 and small.memory < big.memory
+
+
+def test_non_finite_inputs_name_the_file_and_example(tmp_path):
+    examples = _write(tmp_path / "set", n=6)
+    read_dataset(examples.path, check_finite=True)  # clean: fine
+    inputs = np.load(examples.path / "inputs.npy", mmap_mode="r+")
+    inputs[4, 1, 2, 3] = np.nan
+    inputs.flush()
+    del inputs
+    message = r"inputs.npy' contains NaN or Inf values: example 4"
+    with pytest.raises(ValueError, match=message):
+        read_dataset(examples.path, check_finite=True)
+    with pytest.raises(ValueError, match=message):
+        read_dataset(examples.path).check_finite(chunk=2)
+    amplitudes = np.full((6, N_ROWS, N_TIMES), 1.0, np.float32)
+    amplitudes[2, 0, 0] = np.inf
+    np.save(examples.path / "amplitudes.npy", amplitudes)
+    np.save(examples.path / "inputs.npy", np.zeros((6, len(METHODS), N_ROWS, N_TIMES), np.float32))
+    with pytest.raises(ValueError, match=r"amplitudes.npy' contains NaN or Inf values: example 2"):
+        read_dataset(examples.path, check_finite=True)
+
+
+def test_dataset_command_size_guard_and_force(tmp_path, capsys, monkeypatch, template_hm):
+    from napari_meg_unet import _resources
+    from napari_meg_unet.cli import main
+
+    monkeypatch.setattr(_resources, "free_disk", lambda *args: 1024)
+    out = tmp_path / "ds"
+    argv = ["dataset", "--out", str(out), "--design", "multi", "--n-dipoles", "1",
+            "--n-train", "2", "--n-val", "1", "--n-test", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "free" in err and "--force" in err and "Traceback" not in err
+    assert not out.exists()
+    assert main([*argv, "--force", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["splits"]["test"]["n"] == 1

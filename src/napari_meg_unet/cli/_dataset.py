@@ -9,36 +9,75 @@ Simulate train, validation and test sets from disjoint seeds on a head model
 (the fsaverage5 template by default), invert them and write memory-mapped
 example sets (OUT/train, OUT/val, OUT/test, OUT/splits.json) for
 'napari-meg-unet train'. No test example appears twice, and no example is
-shared between splits (checked before anything is written to OUT).
+shared between splits (checked before anything is written to OUT). The memory
+and disk the sets need are estimated first; a request that would not fit is
+refused unless --force.
 """
+
+#: Simulation options of this command (seed: the dataset's master seed; n_events and
+#: n_repeats: set per split from the split sizes).
+SIMULATION_OPTIONS = (
+    "design",
+    "hemi",
+    "n_dipoles",
+    "min_separation_mm",
+    "extent_mm",
+    "off_grid",
+    "dense_spacing",
+    "timecourse",
+    "snr",
+    "noise",
+    "nave",
+    "sfreq",
+    "n_times",
+)
+#: Defaults of this command that differ from the configs'.
+DEFAULTS = {"timecourse": "realistic"}
 
 
 def add_parser(subparsers) -> None:
-    from ..headmodel import HEMIS, MODALITIES, TEMPLATE_SPACINGS
-    from ..inverse import METHODS, NORMALISATIONS
-    from ..simulate import DESIGNS, TIMECOURSES
+    from .._config import add_cli_options
+    from ..configs import DatasetConfig, InverseConfig, SimulationConfig
+    from ..headmodel import MODALITIES, TEMPLATE_SPACINGS
 
     parser = subparsers.add_parser(
         "dataset", help="build train/val/test example sets", description=DESCRIPTION
     )
-    parser.add_argument("--headmodel", metavar="DIR", help="saved head model directory")
-    parser.add_argument("--spacing", default="ico3", choices=TEMPLATE_SPACINGS)
-    parser.add_argument("--modality", default="meg", choices=MODALITIES)
-    parser.add_argument("--design", default="sweep", choices=DESIGNS)
-    parser.add_argument("--hemi", default="rh", choices=HEMIS)
-    parser.add_argument("--n-train", type=int, default=2000)
-    parser.add_argument("--n-val", type=int, default=300)
-    parser.add_argument("--n-test", type=int, default=642)
-    parser.add_argument("--n-dipoles", type=int, nargs="+", default=[2, 5], metavar="N")
-    parser.add_argument("--off-grid", action="store_true", help="dipoles off the inversion grid")
-    parser.add_argument("--timecourse", default="realistic", choices=TIMECOURSES)
-    parser.add_argument("--snr", type=_common.number("--snr"), default=1.0)
-    parser.add_argument("--methods", nargs="+", default=["MNE", "dSPM", "sLORETA"], choices=METHODS)
-    parser.add_argument("--lambda2", type=_common.number("--lambda2"), default=1 / 9)
-    parser.add_argument("--normalisation", default="column-max", choices=NORMALISATIONS)
-    parser.add_argument("--seed", type=int, default=0)
+    hm = parser.add_argument_group("head model")
+    hm.add_argument("--headmodel", metavar="DIR", help="saved head model directory")
+    hm.add_argument(
+        "--spacing", default="ico3", choices=TEMPLATE_SPACINGS, help="template source spacing"
+    )
+    hm.add_argument("--modality", default="meg", choices=MODALITIES, help="template sensors")
+    add_cli_options(parser.add_argument_group("splits"), DatasetConfig)
+    add_cli_options(
+        parser.add_argument_group("simulation (hemi and nave also apply to the inverse)"),
+        SimulationConfig,
+        only=SIMULATION_OPTIONS,
+        defaults=DEFAULTS,
+    )
+    add_cli_options(parser.add_argument_group("inverse"), InverseConfig, exclude=("hemi", "nave"))
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="build even when the estimated memory or disk use exceeds what is available",
+    )
     _common.add_common(parser, output=True)
     parser.set_defaults(func=handler)
+
+
+def configs_from_args(args) -> tuple:
+    """The dataset, simulation and inverse configs of the command line."""
+    from .._config import config_from_args
+    from ..configs import DatasetConfig, InverseConfig, SimulationConfig
+    from ..dataset import split_configs
+
+    dataset = config_from_args(DatasetConfig, args)
+    # make_splits sets n_events per split; the training split's makes the config valid
+    n_events = None if args.design == "sweep" else dataset.n_train
+    simulation = config_from_args(SimulationConfig, args, n_events=n_events)
+    inverse = config_from_args(InverseConfig, args)
+    return split_configs(dataset=dataset, simulation=simulation, inverse=inverse)
 
 
 def handler(args) -> dict:
@@ -47,37 +86,20 @@ def handler(args) -> dict:
     from ..headmodel import iter_make_template_headmodel, load_headmodel
 
     out = check_output_path(args.out, overwrite=args.overwrite, what="dataset")
+    dataset, simulation, inverse = configs_from_args(args)
     if args.headmodel:
         hm = load_headmodel(args.headmodel, verbose=False)
     else:
         hm = _common.drive(
             iter_make_template_headmodel(spacing=args.spacing, modality=args.modality), args
         )
-    sim_kwargs = dict(off_grid=args.off_grid, timecourse=args.timecourse, snr=args.snr)
-    if args.design == "multi":
-        n = args.n_dipoles
-        if len(n) not in (1, 2):
-            raise ValueError(f"--n-dipoles takes N or LO HI, got {len(n)} values.")
-        sim_kwargs["n_dipoles"] = n[0] if len(n) == 1 else tuple(n)
     sets = _common.drive(
         iter_make_splits(
-            hm,
-            design=args.design,
-            n_train=args.n_train,
-            n_val=args.n_val,
-            n_test=args.n_test,
-            seed=args.seed,
-            out=out,
-            methods=args.methods,
-            lambda2=args.lambda2,
-            hemi=args.hemi,
-            normalisation=args.normalisation,
-            overwrite=args.overwrite,
-            verbose=False,
-            **sim_kwargs,
+            hm, dataset=dataset, simulation=simulation, inverse=inverse, out=out,
+            overwrite=args.overwrite, force=args.force, verbose=False,
         ),
         args,
-    )
+    )  # fmt: skip
     return {
         "path": str(out),
         "splits": {name: {"n": len(s), "fingerprint": s.fingerprint} for name, s in sets.items()},

@@ -26,6 +26,7 @@ from .._resources import ResourceEstimate, check_resources
 from .._validation import check_int
 from ..configs import DatasetConfig, InverseConfig, SimulationConfig
 from ..progress import Progress, plain
+from ..simulate import estimate_simulation
 from . import _docs  # noqa: F401  (registers the package's docdict entries)
 from .building import (
     _inverse_kernels,
@@ -42,10 +43,6 @@ SPLITS = ("train", "val", "test")
 PER_SPLIT = ("seed", "n_events", "n_repeats")
 #: Options declared by both the simulation and the inverse: one value sets both.
 SHARED = ("hemi", "nave")
-#: Vertices of the full fsaverage5 mesh (the densest source space of off-grid dipoles).
-_DENSE_VERTICES = 20484
-#: Simulation working buffers (a few chunks of ``simulate._CHUNK_BYTES``).
-_SIMULATION_WORK = 4 * 32 * 2**20
 
 
 def split_seeds(seed) -> dict:
@@ -144,17 +141,6 @@ def _sources_per_event(simulation) -> int:
     return simulation.n_dipoles[1] if simulation.design == "multi" else 1
 
 
-def simulation_bytes(simulation, *, n_events: int, n_channels: int) -> int:
-    """Memory of a simulation of ``n_events`` events (data, per-source tables, buffers)."""
-    n_times = simulation.resolved_n_times
-    n_src = n_events * _sources_per_event(simulation)
-    total = n_events * n_channels * n_times * 4  # float32 sensor data
-    total += n_src * (n_channels + n_times + 16) * 8  # fields, time courses, source tables
-    if simulation.off_grid:
-        total += _DENSE_VERTICES * n_channels * 3 * 8  # the dense forward
-    return int(total + _SIMULATION_WORK)
-
-
 def _splits_estimate(hm, sims: dict, sizes: dict, inverse, *, amplitudes, chunk):
     """Peak memory (one split simulated and built at a time) and the disk of all sets."""
     n_rows, n_methods = len(hm.rows(inverse.hemi)), len(inverse.methods)
@@ -162,8 +148,7 @@ def _splits_estimate(hm, sims: dict, sizes: dict, inverse, *, amplitudes, chunk)
     for name in SPLITS:
         sim, n = sims[name], sizes[name]
         n_times, k_max = sim.resolved_n_times, _sources_per_event(sim)
-        n_events = sim.n_repeats * n_rows if sim.design == "sweep" else sim.n_events
-        memory = simulation_bytes(sim, n_events=n_events, n_channels=len(hm.ch_names))
+        memory = estimate_simulation(hm, sim).memory
         memory += chunk_bytes(
             hm, chunk=min(chunk, n), n_methods=n_methods, n_rows=n_rows, n_times=n_times
         )

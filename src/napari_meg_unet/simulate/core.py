@@ -115,13 +115,17 @@ def iter_simulate(hm, *, config, force=False, verbose=None):
 simulate = plain(iter_simulate)
 
 
+#: Vertices of the full fsaverage5 mesh (the densest source space of off-grid dipoles).
+_DENSE_VERTICES = 20484
+
 @fill_doc
 def estimate_simulation(hm, config: SimulationConfig, *, saving: bool = False) -> ResourceEstimate:
     """Bytes a simulation will hold in memory (and write to disk, when ``saving``).
 
     Counts the float32 data (events x channels x samples), the float64
-    waveforms and fields, the source table and the temporaries of one chunk;
-    computed from the options alone, before anything is drawn.
+    waveforms and fields, the source table, the dense forward of off-grid
+    dipoles and the temporaries of one chunk; computed from the options alone,
+    before anything is drawn.
 
     Parameters
     ----------
@@ -146,7 +150,9 @@ def estimate_simulation(hm, config: SimulationConfig, *, saving: bool = False) -
     waveforms = 8 * n_src * n_times  # unit waveforms; the scaled time courses again
     fields = 8 * n_fields * n_ch  # fields; their whitened copy again
     table = _SOURCE_BYTES * n_src + n_events * (n_times + 8 * (per_event + 4))
-    memory = data + 2 * waveforms + 2 * fields + table + 4 * _CHUNK_BYTES
+    # the dense forward of off-grid dipoles (free orientation), at most the full ico5 mesh
+    dense = 8 * 3 * n_ch * _DENSE_VERTICES if config.off_grid else 0
+    memory = data + 2 * waveforms + 2 * fields + table + dense + 4 * _CHUNK_BYTES
     disk = data + waveforms + fields + table if saving else 0
     what = f"simulate {n_events} events x {n_ch} channels x {n_times} samples"
     return ResourceEstimate(what, memory=memory, disk=disk)

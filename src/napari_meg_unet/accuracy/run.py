@@ -16,6 +16,7 @@ from .._logging import verbose as verbose_decorator
 from .._machine import machine_description
 from .._validation import check_int, check_number
 from ..progress import Progress, plain
+from . import _docs  # noqa: F401  (registers %(accuracy_run)s)
 from .conditions import iter_condition
 from .data import linear_kernels
 from .networks import iter_kind_networks, network_label
@@ -165,32 +166,7 @@ def iter_run_accuracy(
     ----------
     p : AccuracyPreset
         What to run (conditions, sizes, networks).
-    checkpoint_dir : path-like | None
-        Directory of trained networks, one sub-directory per network
-        (``<kind>-<model>-<preset>/best.pt``): existing ones are loaded instead
-        of trained, missing ones are trained there. None trains into the
-        temporary work directory (networks are discarded).
-    work_dir : path-like | None
-        Where the temporary example sets go (default: the system temporary
-        directory); removed at the end.
-    %(device)s
-        Used for training and prediction.
-    seed : int
-        Master seed of every simulation, weight initialisation and bootstrap.
-    epochs : int | None
-        Epochs per network, replacing ``p.epochs``.
-    max_train_s : float | None
-        Wall-clock limit per network: once it is exceeded (and at least one
-        epoch was validated), training stops before the next batch; the best
-        epoch so far is used and the result records the stop.
-    stability : bool
-        Also run the thesis §4.3 experiments (:func:`iter_stability`).
-    n_boot : int
-        Bootstrap resamples of the confidence intervals.
-    num_threads : int | None
-        CPU threads for training (see :func:`~napari_meg_unet.train.fit`).
-    command : str | None
-        The command line, recorded in the result.
+    %(accuracy_run)s
     %(verbose)s
 
     Returns

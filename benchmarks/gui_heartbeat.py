@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 
-def main(argv=None) -> dict:
+def _parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="write the result as JSON to this file")
     parser.add_argument("--interval", type=float, default=10.0, help="heartbeat period (ms)")
@@ -37,15 +37,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--model", default="thesis", choices=("thesis", "mesh"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cache-dir", help="head-model cache (default: the user cache)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def _train_widget(args):
+    """A viewer showing the template cortex, with a Train dock widget set up from ``args``."""
     import napari
-    import torch
     from napari.layers import Layer
-    from qtpy.QtCore import QEventLoop, QTimer
 
-    from napari_meg_unet import __version__, layers
-    from napari_meg_unet._qt._tasks import default_threads
+    from napari_meg_unet import layers
     from napari_meg_unet._qt._train import TrainWidget
     from napari_meg_unet.headmodel import make_template_headmodel
 
@@ -65,10 +65,16 @@ def main(argv=None) -> dict:
     widget.n_val.value = args.n_val
     widget.batch_size.value = args.batch_size
     widget.device.value = args.device
+    return viewer, widget
+
+
+def _measure(widget, interval_ms):
+    """Train with the widget while a timer beats; returns (beat times, event times, seconds)."""
+    from qtpy.QtCore import QEventLoop, QTimer
 
     beats: list[float] = []
     timer = QTimer()
-    timer.setInterval(int(args.interval))
+    timer.setInterval(int(interval_ms))
     timer.timeout.connect(lambda: beats.append(time.perf_counter()))
     loop = QEventLoop()
     batches: list[float] = []
@@ -89,12 +95,17 @@ def main(argv=None) -> dict:
     loop.exec()
     elapsed = time.perf_counter() - start
     timer.stop()
-    viewer.close()
+    return beats, batches, elapsed
 
-    if widget.last_error:
-        raise SystemExit(f"training failed: {widget.last_error}")
+
+def _result(args, widget, beats, batches, elapsed) -> dict:
+    import torch
+
+    from napari_meg_unet import __version__
+    from napari_meg_unet._qt._tasks import default_threads
+
     gaps = np.diff(beats) * 1e3
-    result = {
+    return {
         "benchmark": "gui_heartbeat",
         "version": __version__,
         "machine": {
@@ -119,6 +130,16 @@ def main(argv=None) -> dict:
             for key in ("epochs_done", "best_epoch", "best_dle_mm", "stopped")
         },
     }
+
+
+def main(argv=None) -> dict:
+    args = _parse_args(argv)
+    viewer, widget = _train_widget(args)
+    beats, batches, elapsed = _measure(widget, args.interval)
+    viewer.close()
+    if widget.last_error:
+        raise SystemExit(f"training failed: {widget.last_error}")
+    result = _result(args, widget, beats, batches, elapsed)
     print(
         f"{result['n_beats']} beats over {elapsed:.1f} s ({result['n_events']} training events): "
         f"max gap {result['gap_ms']['max']:.1f} ms, p99 {result['gap_ms']['p99']:.1f} ms, "

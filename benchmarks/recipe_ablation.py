@@ -41,7 +41,7 @@ def parse_variant(text: str) -> dict:
 
 def train_variant(variant, *, p, train_set, val_set, hm, out_dir, seed, epochs, max_train_s):
     """Train one variant as ``bench accuracy`` trains its networks; returns its epoch curve."""
-    from napari_meg_unet.bench import accuracy as acc
+    from napari_meg_unet.accuracy import iter_network
     from napari_meg_unet.progress import run
 
     def report(event):
@@ -49,7 +49,7 @@ def train_variant(variant, *, p, train_set, val_set, hm, out_dir, seed, epochs, 
             print(f"  {variant['label']}: {event.message}", flush=True)
 
     info = run(
-        acc._iter_network(
+        iter_network(
             model=variant["model"], model_preset=variant["preset"], train_set=train_set,
             val_set=val_set, run_dir=out_dir, mesh=hm, p=p, device="cpu", seed=seed,
             epochs=epochs, max_train_s=max_train_s, reference_dle=None, num_threads=1,
@@ -84,17 +84,18 @@ def main(argv=None) -> dict:
     import torch
 
     from napari_meg_unet import __version__
-    from napari_meg_unet.bench import accuracy as acc
+    from napari_meg_unet.accuracy import iter_kind_sets
+    from napari_meg_unet.bench.accuracy import get_preset
     from napari_meg_unet.headmodel import make_template_headmodel
     from napari_meg_unet.progress import run
 
     torch.set_num_threads(1)
-    p = acc.get_preset(args.preset, n_train=args.n_train, n_val=args.n_val)
+    p = get_preset(args.preset, n_train=args.n_train, n_val=args.n_val)
     hm = make_template_headmodel(spacing=p.spacing, modality=p.modality)
     with tempfile.TemporaryDirectory(dir=args.work_dir, prefix="recipe-ablation-") as tmp:
         work = Path(tmp)
         train_set, val_set, _ = run(
-            acc._iter_kind_sets(
+            iter_kind_sets(
                 hm, p, kind=args.kind, work=work, seed=args.seed, lambda2=p.lambda2,
                 verbose=False,
             )  # fmt: skip

@@ -58,7 +58,7 @@ def test_presets():
         get_preset("huge")
     with pytest.raises(ValueError, match="Unknown preset field"):
         get_preset("small", n_trian=3)
-    with pytest.raises(ValueError, match="n_train must be a positive integer"):
+    with pytest.raises(ValueError, match="n_train must be an integer >= 1"):
         get_preset("small", n_train=0)
     with pytest.raises(ValueError, match="is unknown"):
         get_preset("small", networks=(("mesh", "thesis"),))

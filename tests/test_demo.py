@@ -104,3 +104,13 @@ def test_demo_target_is_computed(tiny_demo):
 def test_demo_settings_are_the_readme_job():
     assert DEMO_SETTINGS["networks"] == (("mesh", "small"),)
     assert DEMO_SETTINGS["n_test"] == 642  # the whole right hemisphere, once each
+
+
+def test_demo_protocol_is_the_small_benchmark_preset():
+    """The core demo spells its protocol out; it must stay ``bench accuracy``'s small preset."""
+    from napari_meg_unet.accuracy import with_overrides
+    from napari_meg_unet.bench.accuracy import get_preset
+    from napari_meg_unet.demo import DEMO_PROTOCOL, TINY_SETTINGS
+
+    assert DEMO_PROTOCOL == get_preset("small", **DEMO_SETTINGS)
+    assert with_overrides(DEMO_PROTOCOL, **TINY_SETTINGS) == get_preset("small", **TINY_SETTINGS)

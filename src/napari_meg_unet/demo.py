@@ -1,7 +1,7 @@
 """The README's main job: template head model to a trained U-Net that beats dSPM, as a report.
 
-:func:`iter_demo` runs the ``small`` accuracy benchmark
-(:mod:`napari_meg_unet.bench.accuracy`) with the demo's network on the
+:func:`iter_demo` runs the accuracy protocol (:mod:`napari_meg_unet.accuracy`)
+as the ``small`` preset of ``bench accuracy`` does, with the demo's network, on the
 embedded fsaverage5 template (ico3, MEG; nothing is downloaded): off-grid single
 dipoles in the right hemisphere with realistic time courses at whitened SNR 1,
 disjoint seeds for the training, validation and test sets; MNE, dSPM, sLORETA
@@ -26,8 +26,19 @@ from __future__ import annotations
 
 import time
 
+from ._docs import fill_doc
 from ._io import atomic_dir, atomic_path, check_output_path, write_json
-from .progress import run
+from ._logging import verbose as verbose_decorator
+from .accuracy import (
+    AccuracyPreset,
+    Condition,
+    find_row,
+    format_table,
+    iter_run_accuracy,
+    with_overrides,
+)
+from .progress import plain
+from .report import format_aggregate
 
 #: Sizes and training of the demo (the ``small`` preset with the demo's network).
 DEMO_SETTINGS = dict(
@@ -50,6 +61,18 @@ TINY_SETTINGS = dict(
 DEMO_MAX_TRAIN_S = 8 * 60
 #: The demo's test condition (the ``small`` preset's only one).
 _CONDITION = "single-snr1"
+#: The demo's protocol: the ``small`` preset of ``bench accuracy`` (off-grid single
+#: dipoles in the right hemisphere, realistic time courses, whitened SNR 1) with
+#: :data:`DEMO_SETTINGS` (tests check that it stays so).
+DEMO_PROTOCOL = AccuracyPreset(
+    name="small",
+    off_grid=True,
+    timecourse="realistic",
+    conditions=(Condition(_CONDITION, "single", 1.0),),
+    train_snr=1.0,
+    stability_network=("mesh", "small"),
+    **DEMO_SETTINGS,
+)
 #: File names of the report's figures (see AccuracyResult.save).
 FIGURE_NAMES = {
     "dle_kde": "dle_kde.png",
@@ -69,7 +92,7 @@ def demo_target(summary: dict) -> dict:
     Parameters
     ----------
     summary : dict
-        :attr:`~napari_meg_unet.bench.accuracy.AccuracyResult.summary`.
+        :attr:`~napari_meg_unet.accuracy.AccuracyResult.summary`.
 
     Returns
     -------
@@ -77,8 +100,6 @@ def demo_target(summary: dict) -> dict:
         ``met`` (bool), ``network``, ``network_dle_mm``, ``dspm_window_dle_mm``,
         ``dspm_samples_dle_mm``, ratios and whether the 95% CIs are separated.
     """
-    from .bench.accuracy import find_row
-
     cond = summary["conditions"][_CONDITION]
     nets = [
         row for row in cond["results"]
@@ -106,6 +127,8 @@ def demo_target(summary: dict) -> dict:
     }
 
 
+@verbose_decorator
+@fill_doc
 def iter_demo(
     out,
     *,
@@ -125,14 +148,12 @@ def iter_demo(
     ----------
     out : path-like
         Report folder, written atomically (a temporary sibling renamed at the end).
-    overwrite : bool
-        Replace an existing ``out`` folder as a whole.
+    %(overwrite)s
     epochs : int | None
         Training epochs (default :data:`DEMO_SETTINGS`).
     seed : int
         Master seed of the simulations, the network and the bootstrap.
-    device : str
-        Torch device (``"auto"``: CUDA, MPS, else CPU).
+    %(device)s
     max_train_s : float | None
         Wall-clock limit of the training: once exceeded, and once at least one
         epoch has been validated, training stops and the best epoch so far is
@@ -143,8 +164,7 @@ def iter_demo(
         The command line, quoted in the report.
     tiny : bool
         Use :data:`TINY_SETTINGS` (seconds; for tests, not for conclusions).
-    verbose : bool | str | int | None
-        MNE log level.
+    %(verbose)s
 
     Returns
     -------
@@ -152,57 +172,88 @@ def iter_demo(
         ``out``, ``target`` (see :func:`demo_target`), ``runtime_s``, the
         result ``table`` (markdown) and the written ``files``.
     """
-    from .bench.accuracy import iter_bench_accuracy
-
     out = check_output_path(out, overwrite=overwrite, what="demo report folder")
-    settings = dict(TINY_SETTINGS if tiny else DEMO_SETTINGS)
+    settings = dict(TINY_SETTINGS) if tiny else {}
     if epochs is not None:
         settings["epochs"] = epochs
+    p = with_overrides(DEMO_PROTOCOL, **settings)
     t0 = time.perf_counter()
-    result = yield from iter_bench_accuracy(
-        "small", device=device, seed=seed, max_train_s=max_train_s, n_boot=n_boot,
-        command=command, verbose=verbose, **settings,
+    result = yield from iter_run_accuracy(
+        p, device=device, seed=seed, max_train_s=max_train_s, n_boot=n_boot, command=command,
+        verbose=verbose,
     )  # fmt: skip
     target = demo_target(result.summary)
     result.summary["demo"] = {"target": target, "tiny": bool(tiny)}
     with atomic_dir(out, overwrite=overwrite, what="demo report folder") as tmp:
-        files = result.write(tmp, figure_names=FIGURE_NAMES, markdown=False)
-        runtime = time.perf_counter() - t0
-        result.summary["demo"]["runtime_s"] = runtime
-        summary = result.to_dict()
-        summary["files"] = {**files, "report": "report.md"}
-        write_json(tmp / "results.json", summary)
-        text = format_report(summary)
-        with atomic_path(tmp / "report.md") as path:
-            path.write_text(text)
+        summary, text = _write_report(result, tmp, t0)
     return {
         "out": str(out),
         "target": target,
-        "runtime_s": runtime,
+        "runtime_s": summary["demo"]["runtime_s"],
         "files": summary["files"],
         "table": text,
     }
 
 
-def demo(out, **kwargs) -> dict:
-    """Run :func:`iter_demo` to completion."""
-    return run(iter_demo(out, **kwargs))
+demo = plain(iter_demo)
+
+
+def _write_report(result, directory, t0) -> tuple:
+    """Figures, per-vertex arrays, ``results.json`` and ``report.md`` into ``directory``.
+
+    The runtime (since ``t0``) is recorded before the JSON and the report are
+    written; returns ``(summary, report text)``.
+    """
+    files = result.write(directory, figure_names=FIGURE_NAMES, markdown=False)
+    result.summary["demo"]["runtime_s"] = time.perf_counter() - t0
+    summary = result.to_dict()
+    summary["files"] = {**files, "report": "report.md"}
+    write_json(directory / "results.json", summary)
+    text = format_report(summary)
+    with atomic_path(directory / "report.md") as path:
+        path.write_text(text)
+    return summary, text
 
 
 def format_report(summary: dict) -> str:
     """The demo's ``report.md`` from its results summary."""
-    from .bench.accuracy import format_table
-    from .report import format_aggregate
-
-    target = summary["demo"]["target"]
     cond = summary["conditions"][_CONDITION]
-    m = summary["machine"]
+    lines = ["# napari-meg-unet demo report", "", _verdict(summary["demo"]["target"])]
+    if summary["demo"].get("tiny"):
+        lines += ["", "*Tiny test configuration: the numbers mean nothing.*"]
+    lines += [
+        "",
+        "## What was run",
+        "",
+        *_what_was_run(summary),
+        "",
+        "## Results",
+        "",
+        "Mean over test events with per-event bootstrap 95% CIs. Grid floor (mean distance "
+        "from the true dipoles to the nearest grid vertex, the DLE no grid-bound estimate can "
+        f"beat): {format_aggregate(cond['grid_floor_mm'])} mm.",
+        "",
+        _results_section(format_table(summary)),
+        "",
+        "![DLE density per method](dle_kde.png)",
+        "",
+        "![Training curves](training_curves.png)",
+        "",
+        "![Example test event: truth, dSPM, network](example.png)",
+        "",
+        "## Reproduce",
+        "",
+        *_reproduce(summary),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _verdict(target: dict) -> str:
+    """The report's first paragraph: whether the network beat dSPM, with the numbers."""
     verdict = "MET" if target["met"] else "NOT MET"
     comparison = "below" if target["met"] else "not below"
-    net = next(iter(summary["networks"].values()))
-    lines = [
-        "# napari-meg-unet demo report",
-        "",
+    return (
         f"**Target {verdict}:** the {target['network']}'s mean dipole localisation error "
         f"({target['network_dle_mm']:.1f} mm) is {comparison} dSPM's "
         f"({target['dspm_window_dle_mm']:.1f} mm) on the same {target['n_test_events']} "
@@ -212,14 +263,15 @@ def format_report(summary: dict) -> str:
         + (", non-overlapping 95% CIs" if target["ci_separated_vs_dspm_window"] else "")
         + f". Against dSPM scored per sample (the thesis protocol, "
         f"{target['dspm_samples_dle_mm']:.1f} mm) the ratio is "
-        f"{target['ratio_vs_dspm_samples']:.2f}.",
-    ]
-    if summary["demo"].get("tiny"):
-        lines += ["", "*Tiny test configuration: the numbers mean nothing.*"]
-    lines += [
-        "",
-        "## What was run",
-        "",
+        f"{target['ratio_vs_dspm_samples']:.2f}."
+    )
+
+
+def _what_was_run(summary: dict) -> list:
+    """The bullet list of the head model, data, inverses and network."""
+    cond = summary["conditions"][_CONDITION]
+    net = next(iter(summary["networks"].values()))
+    return [
         f"- Head model: the embedded fsaverage5 template, {summary['headmodel']['spacing']}, "
         f"{summary['headmodel']['n_channels']} MEG channels, {summary['headmodel']['n_sources']} "
         "sources (nothing downloaded).",
@@ -240,23 +292,13 @@ def format_report(summary: dict) -> str:
             else f"; its validation DLE did not beat dSPM's ({net['val_reference_dle_mm']:.1f} "
             "mm) during training."
         ),
-        "",
-        "## Results",
-        "",
-        "Mean over test events with per-event bootstrap 95% CIs. Grid floor (mean distance "
-        "from the true dipoles to the nearest grid vertex, the DLE no grid-bound estimate can "
-        f"beat): {format_aggregate(cond['grid_floor_mm'])} mm.",
-        "",
-        _results_section(format_table(summary)),
-        "",
-        "![DLE density per method](dle_kde.png)",
-        "",
-        "![Training curves](training_curves.png)",
-        "",
-        "![Example test event: truth, dSPM, network](example.png)",
-        "",
-        "## Reproduce",
-        "",
+    ]
+
+
+def _reproduce(summary: dict) -> list:
+    """The command, machine, versions, seed and runtime."""
+    m = summary["machine"]
+    return [
         f"- Command: `{summary.get('command') or 'napari-meg-unet demo'}`",
         f"- Machine: {m['cpu']}, {m['cores']} cores"
         + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
@@ -264,9 +306,7 @@ def format_report(summary: dict) -> str:
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in summary["versions"].items()),
         f"- Seed: {summary['seed']}",
         f"- Runtime: {summary['demo']['runtime_s']:.0f} s",
-        "",
     ]
-    return "\n".join(lines)
 
 
 def _rate(value) -> str:

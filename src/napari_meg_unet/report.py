@@ -241,27 +241,15 @@ def plot_training_curves(
     -------
     path : Path
     """
-    if not isinstance(histories, Mapping) or not histories:
-        raise ValueError("histories must be a non-empty dict of network -> history records.")
-    batch_losses = dict(batch_losses or {})
-    unknown = sorted(set(batch_losses) - set(histories))
-    if unknown:
-        raise ValueError(f"batch_losses names {unknown} that are not in histories.")
+    batch_losses = _check_histories(histories, batch_losses)
     fig, (ax_loss, ax_dle) = _new_figure(2)
     last_epoch = 1
     for i, (name, history) in enumerate(histories.items()):
-        if not history:
-            raise ValueError(f"histories[{name!r}] is empty (no epoch finished).")
-        for key in ("epoch", "train_loss", "val_loss", "dle_mm"):
-            if key not in history[0]:
-                raise ValueError(f"histories[{name!r}] records lack {key!r}.")
         epochs = [r["epoch"] for r in history]
         last_epoch = max(last_epoch, max(epochs))
         colour = _colour(name, i)
         if name in batch_losses:
             curve = batch_losses[name]
-            if len(curve["epoch"]) != len(curve["loss"]):
-                raise ValueError(f"batch_losses[{name!r}] has epoch and loss of different length.")
             ax_loss.plot(curve["epoch"], curve["loss"], "-", lw=0.8, alpha=0.6, color=colour,
                          label=f"{name} train (batches)")  # fmt: skip
         ax_loss.plot(epochs, [r["train_loss"] for r in history], "-o", ms=4, color=colour,
@@ -273,6 +261,33 @@ def plot_training_curves(
         if value is not None and np.isfinite(value):
             ax_dle.axhline(value, color=_colour(label, j), ls=":", lw=1.5,
                            label=f"{label} {value:.1f} mm")  # fmt: skip
+    _label_training_axes(ax_loss, ax_dle, last_epoch)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path, overwrite=overwrite)
+
+
+def _check_histories(histories, batch_losses) -> dict:
+    """Validate :func:`plot_training_curves`' inputs; returns ``batch_losses`` as a dict."""
+    if not isinstance(histories, Mapping) or not histories:
+        raise ValueError("histories must be a non-empty dict of network -> history records.")
+    batch_losses = dict(batch_losses or {})
+    unknown = sorted(set(batch_losses) - set(histories))
+    if unknown:
+        raise ValueError(f"batch_losses names {unknown} that are not in histories.")
+    for name, history in histories.items():
+        if not history:
+            raise ValueError(f"histories[{name!r}] is empty (no epoch finished).")
+        for key in ("epoch", "train_loss", "val_loss", "dle_mm"):
+            if key not in history[0]:
+                raise ValueError(f"histories[{name!r}] records lack {key!r}.")
+        curve = batch_losses.get(name)
+        if curve is not None and len(curve["epoch"]) != len(curve["loss"]):
+            raise ValueError(f"batch_losses[{name!r}] has epoch and loss of different length.")
+    return batch_losses
+
+
+def _label_training_axes(ax_loss, ax_dle, last_epoch) -> None:
     from matplotlib.ticker import MaxNLocator
 
     for ax in (ax_loss, ax_dle):
@@ -285,9 +300,6 @@ def plot_training_curves(
     ax_dle.set_ylabel("validation DLE (mm)")
     ax_dle.set_ylim(bottom=0)
     ax_dle.set_title("validation DLE")
-    if title:
-        fig.suptitle(title)
-    return save_figure(fig, path, overwrite=overwrite)
 
 
 def _pool_rows(image, block):

@@ -1,27 +1,9 @@
-"""Benchmarks run by ``napari-meg-unet bench <name>``: each prints a table and writes JSON."""
+"""Benchmarks run by ``napari-meg-unet bench <name>``: each prints a table and writes JSON.
 
-import os
-import platform
+Only the command line (:mod:`napari_meg_unet.cli`) and this package import
+``napari_meg_unet.bench``; the core never does.
+"""
 
+from .._machine import machine_description
 
-def machine_description() -> dict:
-    """Name the machine a benchmark ran on (CPU model, cores, torch device)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "gpu": gpu,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
+__all__ = ["machine_description"]

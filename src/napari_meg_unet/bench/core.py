@@ -17,20 +17,26 @@ import time
 import mne
 import numpy as np
 
+from .._machine import machine_description
+from .._validation import check_int
+from ..configs import METHODS, InverseConfig, SimulationConfig
 from ..headmodel import make_template_headmodel
 from ..inverse import apply_inverse_batch, apply_kernel, compute_kernel, make_inverse
 from ..progress import Progress
 from ..simulate import simulate
-from . import machine_description
 
 THESIS_METHODS = ("MNE", "dSPM", "sLORETA")
+#: The thesis design: a right-hemisphere sweep of 10 Hz bursts at whitened SNR 1.
+THESIS_SIMULATION = SimulationConfig(design="sweep", hemi="rh", timecourse="thesis", snr=1.0)
+#: Fixed orientation, depth weighting 0.8 (both paths).
+INVERSE = InverseConfig()
 
 
 def _ours(hm, *, methods, lambda2, seed):
     t0 = time.perf_counter()
-    sim = simulate(hm, design="sweep", hemi="rh", timecourse="thesis", snr=1.0, seed=seed)
+    sim = simulate(hm, **THESIS_SIMULATION.replace(seed=seed).as_kwargs())
     t_sim = time.perf_counter() - t0
-    inv = make_inverse(hm, loose=0.0, depth=0.8, verbose=False)
+    inv = make_inverse(hm, loose=INVERSE.loose, depth=INVERSE.depth, verbose=False)
     out = apply_inverse_batch(inv, sim.data, methods=methods, lambda2=lambda2, verbose=False)
     return time.perf_counter() - t0, t_sim, sim, out
 
@@ -59,7 +65,7 @@ def _thesis_path(hm, sim, *, methods, lambda2):
     raw = mne.concatenate_raws(raws, verbose=False)
     mne.simulation.add_noise(raw, hm.noise_cov, rng=0, verbose=False)
     inv = mne.minimum_norm.make_inverse_operator(
-        info, hm.fwd, hm.noise_cov, loose=0.0, depth=0.8, verbose=False
+        info, hm.fwd, hm.noise_cov, loose=INVERSE.loose, depth=INVERSE.depth, verbose=False
     )
     for method in methods:
         mne.minimum_norm.apply_inverse_raw(raw, inv, lambda2, method=method, verbose=False)
@@ -69,7 +75,7 @@ def _thesis_path(hm, sim, *, methods, lambda2):
 def _epoch_loop(hm, sim, *, method, lambda2, n_epochs):
     """apply_inverse on each epoch's evoked versus our batched kernel; outputs compared."""
     epochs = sim.to_epochs(verbose=False)[:n_epochs]
-    inv = make_inverse(hm, loose=0.0, depth=0.8, verbose=False)
+    inv = make_inverse(hm, loose=INVERSE.loose, depth=INVERSE.depth, verbose=False)
     t0 = time.perf_counter()
     ref = np.stack(
         [
@@ -110,15 +116,12 @@ def _epoch_loop(hm, sim, *, method, lambda2, n_epochs):
 
 def iter_bench_core(*, spacing="ico3", lambda2=1.0 / 9.0, repeats=3, n_epochs=30, seed=0):
     """Run the core benchmark (generator of Progress; returns the result dict)."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}.")
+    check_int(repeats, "repeats", minimum=1)
     yield Progress("bench core", 0, 4, message="head model")
     hm = make_template_headmodel(spacing=spacing, modality="meg", verbose=False)
     ours, ours_sim = [], []
     for _ in range(repeats):
-        t, t_sim, sim, _ = _ours(
-            hm, methods=("MNE", "dSPM", "sLORETA", "eLORETA"), lambda2=lambda2, seed=seed
-        )
+        t, t_sim, sim, _ = _ours(hm, methods=METHODS, lambda2=lambda2, seed=seed)
         ours.append(t)
         ours_sim.append(t_sim)
     yield Progress("bench core", 1, 4, message="thesis path")
@@ -128,10 +131,7 @@ def iter_bench_core(*, spacing="ico3", lambda2=1.0 / 9.0, repeats=3, n_epochs=30
         _ours(hm, methods=THESIS_METHODS, lambda2=lambda2, seed=seed)[0] for _ in range(repeats)
     )
     yield Progress("bench core", 3, 4, message="epoch loop")
-    loops = [
-        _epoch_loop(hm, sim, method=m, lambda2=lambda2, n_epochs=n_epochs)
-        for m in ("MNE", "dSPM", "sLORETA", "eLORETA")
-    ]
+    loops = [_epoch_loop(hm, sim, method=m, lambda2=lambda2, n_epochs=n_epochs) for m in METHODS]
     yield Progress("bench core", 4, 4)
     return {
         "benchmark": "core",

@@ -149,10 +149,13 @@ def add_parser(subparsers) -> None:
     sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     core = sub.add_parser("core", help="simulation + inversion speed versus the thesis path")
     core.add_argument("--spacing", default="ico3", help="template source spacing (default ico3)")
-    core.add_argument("--repeats", type=int, default=3, help="timing repeats (best is kept)")
     core.add_argument(
-        "--n-epochs", type=int, default=30, help="epochs in the apply_inverse loop comparison"
+        "--repeats", type=positive_int, default=3, help="timing repeats (best is kept)"
     )
+    core.add_argument(
+        "--n-epochs", type=positive_int, default=30,
+        help="epochs in the apply_inverse loop comparison",
+    )  # fmt: skip
     core.add_argument("--seed", type=int, default=0)
     core.add_argument("--out", "-o", help="write the result JSON here")
     add_common(core)

@@ -1,0 +1,229 @@
+"""The accuracy protocol from start to end: networks, test conditions, targets, summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._docs import fill_doc
+from .._logging import verbose as verbose_decorator
+from .._machine import machine_description
+from .._validation import check_int, check_number
+from ..progress import Progress, plain
+from . import _docs  # noqa: F401  (registers %(accuracy_run)s)
+from .conditions import iter_condition
+from .data import linear_kernels
+from .networks import iter_kind_networks, network_label
+from .result import AccuracyResult
+from .spec import LINEAR_METHODS, check_preset
+from .stability import iter_stability
+from .targets import compute_targets
+
+
+@dataclass
+class _Run:
+    """What the steps of one run share: the protocol, head model, kernels and options."""
+
+    p: object
+    hm: object
+    work: Path
+    checkpoint_dir: Path | None
+    device: str
+    seed: int
+    epochs: int | None
+    max_train_s: float | None
+    n_boot: int
+    num_threads: int | None
+    verbose: object
+    kernels: dict | None = None
+
+    def training_options(self) -> dict:
+        """The keyword arguments of :func:`.networks.iter_kind_networks` beyond the sets'."""
+        return dict(
+            work=self.work, checkpoint_dir=self.checkpoint_dir, device=self.device,
+            seed=self.seed, epochs=self.epochs, max_train_s=self.max_train_s,
+            num_threads=self.num_threads, verbose=self.verbose,
+        )  # fmt: skip
+
+
+def _check_options(*, checkpoint_dir, work_dir, seed, max_train_s, n_boot):
+    """Validate the run's options up front; returns ``checkpoint_dir`` as a Path (or None)."""
+    if max_train_s is not None:
+        check_number(max_train_s, "max_train_s", minimum=0)
+    check_int(n_boot, "n_boot", minimum=1)
+    check_int(seed, "seed", minimum=0)
+    checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+    if checkpoint_dir is not None and checkpoint_dir.exists() and not checkpoint_dir.is_dir():
+        raise ValueError(f"checkpoint_dir {str(checkpoint_dir)!r} is not a directory.")
+    if work_dir is not None and not Path(work_dir).is_dir():
+        raise FileNotFoundError(f"work_dir {str(work_dir)!r} is not an existing directory.")
+    return checkpoint_dir
+
+
+def _iter_networks(run: _Run, timings: dict):
+    """Train (or load) the networks of every kind; returns ``(networks, train_sets)``."""
+    networks, train_sets = {}, {}
+    for kind in run.p.kinds:
+        t0 = time.perf_counter()
+        nets, sets = yield from iter_kind_networks(
+            run.hm, run.p, kind=kind, kernels=run.kernels, **run.training_options()
+        )
+        networks.update(nets)
+        train_sets[kind] = sets
+        timings[f"networks_{kind}_s"] = time.perf_counter() - t0
+    return networks, train_sets
+
+
+def _iter_conditions(run: _Run, networks, train_sets, timings: dict):
+    """Score every estimator on every test condition; returns four dicts by condition."""
+    p = run.p
+    conditions, per_vertex, per_event, examples = {}, {}, {}, {}
+    offset = p.n_train + p.n_val
+    t0 = time.perf_counter()
+    for cond in p.conditions:
+        nets = {k: v for k, v in networks.items() if v["kind"] == cond.kind}
+        res, pv, pe, ex = yield from iter_condition(
+            run.hm, p, cond, kernels=run.kernels, networks=nets, work=run.work, seed=run.seed,
+            n_boot=run.n_boot, device=run.device, verbose=run.verbose, event_offset=offset,
+            train_sets=train_sets,
+        )  # fmt: skip
+        offset += p.n_test
+        conditions[cond.name], per_vertex[cond.name] = res, pv
+        per_event[cond.name], examples[cond.name] = pe, ex
+    timings["evaluation_s"] = time.perf_counter() - t0
+    return conditions, per_vertex, per_event, examples
+
+
+def _summary(run: _Run, *, networks, conditions, command) -> dict:
+    """The JSON-friendly summary of a run (without its timings)."""
+    labels = sorted({network_label(n["model"]) for n in networks.values()})
+    return {
+        "benchmark": "accuracy",
+        "preset": run.p.name,
+        "description": run.p.describe(),
+        "config": dataclasses.asdict(run.p),
+        "seed": run.seed,
+        "device": run.device,
+        "command": command,
+        "machine": machine_description(),
+        "versions": _versions(),
+        "headmodel": run.hm.summary(),
+        "networks": networks,
+        "conditions": conditions,
+        "targets": compute_targets(conditions, labels),
+    }
+
+
+def _iter_stability(run: _Run, summary: dict, timings: dict):
+    t0 = time.perf_counter()
+    result = yield from iter_stability(
+        run.hm, run.p, networks=summary["networks"], conditions=summary["conditions"],
+        kernels=run.kernels, n_boot=run.n_boot, **run.training_options(),
+    )  # fmt: skip
+    timings["stability_s"] = time.perf_counter() - t0
+    return result
+
+
+def _forget_temporary_checkpoints(summary: dict, work: Path) -> None:
+    """Networks trained in the work directory are gone with it: their checkpoint is None."""
+    trained = [*summary["networks"].values(), *summary.get("stability", {}).get("networks", {})
+               .values()]  # fmt: skip
+    for net in trained:
+        if str(net["checkpoint"]).startswith(str(work)):
+            net["checkpoint"] = None
+
+
+@verbose_decorator
+@fill_doc
+def iter_run_accuracy(
+    p,
+    *,
+    checkpoint_dir=None,
+    work_dir=None,
+    device="auto",
+    seed=0,
+    epochs=None,
+    max_train_s=None,
+    stability=False,
+    n_boot=2000,
+    num_threads=None,
+    command=None,
+    verbose=None,
+):
+    """Run the accuracy protocol ``p`` (generator of Progress; returns an :class:`AccuracyResult`).
+
+    Each network is trained on its own simulations and scored, next to the
+    linear inverses, on test simulations drawn from other seeds (see
+    :mod:`napari_meg_unet.accuracy`).
+
+    Parameters
+    ----------
+    p : AccuracyPreset
+        What to run (conditions, sizes, networks).
+    %(accuracy_run)s
+    %(verbose)s
+
+    Returns
+    -------
+    result : AccuracyResult
+    """
+    from ..headmodel import iter_make_template_headmodel
+
+    t_start = time.perf_counter()
+    check_preset(p)
+    checkpoint_dir = _check_options(
+        checkpoint_dir=checkpoint_dir, work_dir=work_dir, seed=seed, max_train_s=max_train_s,
+        n_boot=n_boot,
+    )  # fmt: skip
+    hm = yield from iter_make_template_headmodel(
+        spacing=p.spacing, modality=p.modality, verbose=verbose
+    )
+    work = Path(tempfile.mkdtemp(prefix="napari-meg-unet-accuracy-", dir=work_dir))
+    run = _Run(p, hm, work, checkpoint_dir, device, seed, epochs, max_train_s, n_boot,
+               num_threads, verbose)  # fmt: skip
+    try:
+        result = yield from _iter_steps(run, stability=stability, command=command)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result.summary["timings"]["total_s"] = time.perf_counter() - t_start
+    _forget_temporary_checkpoints(result.summary, work)
+    return result
+
+
+run_accuracy = plain(iter_run_accuracy)
+
+
+def _iter_steps(run: _Run, *, stability, command):
+    """Kernels, networks, test conditions, summary and (optionally) stability experiments."""
+    p, timings = run.p, {}
+    yield Progress("inverse kernels", 0, 1, ", ".join(LINEAR_METHODS))
+    config = p.inverse_config(methods=LINEAR_METHODS)
+    run.kernels = linear_kernels(run.hm, config, verbose=run.verbose)
+    yield Progress("inverse kernels", 1, 1, ", ".join(LINEAR_METHODS))
+    networks, train_sets = yield from _iter_networks(run, timings)
+    conditions, per_vertex, per_event, examples = yield from _iter_conditions(
+        run, networks, train_sets, timings
+    )
+    summary = _summary(run, networks=networks, conditions=conditions, command=command)
+    if stability:
+        summary["stability"] = yield from _iter_stability(run, summary, timings)
+    summary["timings"] = timings
+    return AccuracyResult(summary, per_vertex=per_vertex, per_event_dle=per_event,
+                          examples=examples)  # fmt: skip
+
+
+def _versions() -> dict:
+    import mne
+    import torch
+
+    from .. import __version__
+
+    return {"napari_meg_unet": __version__, "mne": mne.__version__, "torch": torch.__version__,
+            "numpy": np.__version__}  # fmt: skip
+

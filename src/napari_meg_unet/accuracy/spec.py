@@ -1,0 +1,182 @@
+"""What one run of the accuracy protocol is: its test conditions, sizes, networks and seeds."""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._validation import check_choice, check_int, check_number
+from ..configs import METHODS, InverseConfig, SimulationConfig
+
+#: Linear inverse methods scored by the protocol.
+LINEAR_METHODS = METHODS
+#: Network image channels (the thesis's inputs).
+INPUT_METHODS = ("MNE", "dSPM", "sLORETA")
+#: Kinds of training/test sets.
+KINDS = ("single", "multi")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One test set: ``kind`` (``"single"`` sweep or ``"multi"``-dipole) at whitened ``snr``."""
+
+    name: str
+    kind: str
+    snr: float
+
+
+@dataclass(frozen=True)
+class AccuracyPreset:
+    """Everything that defines a run of the accuracy protocol.
+
+    Attributes
+    ----------
+    name : str
+        Preset name.
+    spacing, modality, hemi : str
+        Template head model and image hemisphere.
+    off_grid : bool
+        Simulate at dense off-grid vertices (invert on the coarse grid).
+    timecourse : ``"thesis"`` | ``"realistic"``
+        Waveform preset of :func:`~napari_meg_unet.simulate.simulate`.
+    lambda2 : float
+        Regularisation of every inverse (inputs and linear baselines).
+    normalisation : str
+        Network input normalisation (:func:`~napari_meg_unet.inverse.make_input_stack`).
+    conditions : tuple of Condition
+        Test sets.
+    train_snr : float | (float, float)
+        SNR of the training and validation simulations (a range is drawn
+        log-uniformly per event).
+    n_train, n_val, n_test : int
+        Examples per training / validation set (per kind) and per test set.
+    multi_dipoles : (int, int)
+        Dipoles per event of the ``"multi"`` sets.
+    networks : tuple of (str, str)
+        ``(model, model preset)`` pairs to train, e.g. ``("mesh", "small")``.
+    epochs : int | None
+        Epochs per network (None: the model recipe's).
+    patience : int | None
+        Early-stopping patience (None: the recipe's).
+    stability_network : (str, str)
+        The network of the stability experiments
+        (:func:`~napari_meg_unet.accuracy.iter_stability`).
+    """
+
+    name: str
+    off_grid: bool
+    timecourse: str
+    conditions: tuple
+    train_snr: object
+    n_train: int
+    n_val: int
+    n_test: int
+    networks: tuple
+    stability_network: tuple
+    epochs: int | None = None
+    patience: int | None = None
+    spacing: str = "ico3"
+    modality: str = "meg"
+    hemi: str = "rh"
+    lambda2: float = 1.0 / 9.0
+    normalisation: str = "column-max"
+    multi_dipoles: tuple = (2, 5)
+
+    @property
+    def kinds(self) -> tuple:
+        """The kinds of training sets the conditions need, in :data:`KINDS` order."""
+        return tuple(k for k in KINDS if any(c.kind == k for c in self.conditions))
+
+    def describe(self) -> str:
+        grid = "off-grid" if self.off_grid else "on-grid"
+        snrs = ", ".join(f"{c.snr:g}" for c in self.conditions if c.kind == self.conditions[0].kind)
+        kinds = " and ".join(
+            "single dipoles" if k == "single" else f"{self.multi_dipoles[0]}-"
+            f"{self.multi_dipoles[1]} dipoles"
+            for k in self.kinds
+        )
+        return (
+            f"{grid} {kinds}, {self.timecourse} time courses, whitened SNR {snrs}, "
+            f"template {self.spacing} {self.hemi} {self.modality.upper()}, "
+            f"lambda2 = {self.lambda2:.4g}"
+        )
+
+    def simulation_config(self, hm, *, kind, n, snr, seed) -> SimulationConfig:
+        """The simulation of ``n`` events of ``kind`` (a sweep: enough repeats to hold ``n``)."""
+        common = dict(
+            hemi=self.hemi, off_grid=self.off_grid, timecourse=self.timecourse, snr=snr,
+            seed=seed,
+        )  # fmt: skip
+        if kind == "single":
+            n_rows = len(hm.rows(self.hemi))
+            return SimulationConfig(design="sweep", n_repeats=-(-n // n_rows), **common)
+        return SimulationConfig(
+            design="multi", n_events=n, n_dipoles=tuple(self.multi_dipoles), **common
+        )
+
+    def inverse_config(self, *, lambda2=None, methods=INPUT_METHODS) -> InverseConfig:
+        """The inverses of the network inputs (or, with ``methods``, of the linear baselines)."""
+        return InverseConfig(
+            methods=methods, lambda2=self.lambda2 if lambda2 is None else lambda2, nave=1,
+            hemi=self.hemi, normalisation=self.normalisation,
+        )  # fmt: skip
+
+
+def check_preset(p: AccuracyPreset) -> None:
+    """Raise ValueError naming the first invalid field of ``p``."""
+    from ..models import PRESETS as MODEL_PRESETS
+
+    for key in ("n_train", "n_val", "n_test"):
+        check_int(getattr(p, key), key, minimum=1)
+    for key in ("epochs", "patience"):  # None: the model recipe's
+        if getattr(p, key) is not None:
+            check_int(getattr(p, key), key, minimum=1)
+    if not p.networks:
+        raise ValueError("networks must name at least one (model, preset) pair.")
+    for model, preset in (*p.networks, p.stability_network):
+        if model not in MODEL_PRESETS or preset not in MODEL_PRESETS[model]:
+            raise ValueError(
+                f"network ({model!r}, {preset!r}) is unknown; models and presets: "
+                f"{ {m: tuple(v) for m, v in MODEL_PRESETS.items()} }."
+            )
+    if len({m for m, _ in p.networks}) != len(p.networks):
+        raise ValueError(f"networks must name each model once, got {p.networks}.")
+    if not p.conditions:
+        raise ValueError("conditions must hold at least one test set.")
+    for c in p.conditions:
+        check_choice(c.kind, f"condition {c.name!r}: kind", KINDS)
+        check_number(c.snr, f"condition {c.name!r}: snr", minimum=0)
+
+
+def with_overrides(p: AccuracyPreset, **overrides) -> AccuracyPreset:
+    """``p`` with fields replaced by ``overrides`` (None values ignored), checked.
+
+    Raises
+    ------
+    ValueError
+        An unknown field name, or an invalid resulting preset.
+    """
+    fields = {f.name for f in dataclasses.fields(AccuracyPreset)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"Unknown preset field(s) {unknown}; expected some of {sorted(fields)}.")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "networks" in overrides:
+        overrides["networks"] = tuple(tuple(n) for n in overrides["networks"])
+    p = dataclasses.replace(p, **overrides)
+    check_preset(p)
+    return p
+
+
+def derive_seed(seed: int, *keys) -> int:
+    """A 32-bit seed for the stream named by ``keys``, derived from ``seed``.
+
+    Different keys (``("train", "single")``, ``("test", "single-snr1")``, ...)
+    give independent simulation streams, so training, validation and test
+    data never share a seed.
+    """
+    entropy = [int(seed)] + [zlib.crc32(str(k).encode()) for k in keys]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])

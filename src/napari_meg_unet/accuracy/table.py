@@ -1,0 +1,144 @@
+"""The markdown report of an accuracy result summary."""
+
+from __future__ import annotations
+
+import math
+
+from ..report import format_aggregate, results_table
+
+#: The targets of :func:`~napari_meg_unet.accuracy.compute_targets`, as the table words them.
+_TARGET_TEXT = (
+    ("per_sample_half", "best network DLE <= 0.5 x best linear per-sample DLE (single "
+     "dipoles)"),
+    ("window_better_ci", "best network better than best linear, same window, "
+     "non-overlapping 95% CIs (single dipoles)"),
+    ("multi_0.7", "best network DLE <= 0.7 x best linear window DLE (multi-dipole)"),
+    ("mesh_0.8_thesis", "mesh U-Net DLE <= 0.8 x thesis U-Net DLE"),
+)  # fmt: skip
+
+
+def _fmt(value, digits=1, unit=""):
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.{digits}f}{unit}"
+
+
+def _yes_no(value) -> str:
+    return "n/a" if value is None else ("yes" if value else "no")
+
+
+def format_table(summary: dict) -> str:
+    """Markdown report of an accuracy result summary (:attr:`AccuracyResult.summary`)."""
+    lines = _header(summary)
+    for name, cond in summary["conditions"].items():
+        lines += _condition_section(name, cond)
+    if summary["networks"]:
+        lines += _networks_section(summary)
+    lines += _targets_section(summary["targets"])
+    if summary.get("stability"):
+        lines += _stability_section(summary["stability"])
+    return "\n".join(lines)
+
+
+def _header(summary) -> list:
+    m = summary["machine"]
+    lines = [
+        f"bench accuracy — preset `{summary['preset']}`: {summary['description']}",
+        "",
+        f"Machine: {m['cpu']} ({m['cores']} cores)"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
+        + f"; device {summary['device']}; seed {summary['seed']}; "
+        f"total runtime {summary['timings']['total_s']:.0f} s.",
+    ]
+    if summary.get("command"):
+        lines += ["", f"Command: `{summary['command']}`"]
+    return lines
+
+
+def _condition_section(name, cond) -> list:
+    return [
+        "",
+        f"### {name}: {cond['n_events']} test events, whitened SNR {cond['snr']:g}",
+        "",
+        results_table(cond["results"]),
+        "",
+        f"Grid floor (mean distance from the true dipoles to the nearest grid vertex): "
+        f"{format_aggregate(cond['grid_floor_mm'])} mm. Means over events with "
+        "per-event bootstrap 95% CIs; `window` = mean |estimate| (networks: mean "
+        "probability) over the whole epoch, `samples` = every active sample scored.",
+    ]
+
+
+def _networks_section(summary) -> list:
+    lines = [
+        "",
+        "### Networks",
+        "",
+        "| network | trained on | parameters | epochs (best) | training time (s) "
+        "| train samples/s | best val DLE (mm) | dSPM val DLE (mm) | time to target (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, net in summary["networks"].items():
+        loaded = " (loaded)" if net.get("loaded") else ""
+        stopped = ", time limit" if net.get("stopped_by_time_limit") else ""
+        lines.append(
+            f"| {net['estimator']} {net['preset']}{loaded} | {key} | {net['n_parameters']:,} "
+            f"| {net['epochs_done']} ({net['best_epoch']}{stopped}) "
+            f"| {_fmt(net['train_time_s'], 0)} | {_fmt(net.get('train_samples_per_s'))} "
+            f"| {_fmt(net['best_val_dle_mm'])} | {_fmt(net['val_reference_dle_mm'])} "
+            f"| {_fmt(net['time_to_target_s'], 0)} |"
+        )
+    infer = {
+        f"{k}: {v:.0f}/s"
+        for cond in summary["conditions"].values()
+        for k, v in cond["inference_samples_per_s"].items()
+    }
+    if infer:
+        lines += ["", "Inference throughput: " + ", ".join(sorted(infer)) + "."]
+    return lines
+
+
+def _targets_section(t) -> list:
+    lines = [
+        "",
+        "### Targets",
+        "",
+        "| target | at SNR 1 | every condition |",
+        "|---|---|---|",
+    ]
+    snr1 = t.get("at_snr1") or {}
+    for key, text in _TARGET_TEXT:
+        lines.append(f"| {text} | {_yes_no(snr1.get(key))} | {_yes_no(t[key])} |")
+    lines += [
+        "",
+        "| condition | best network (mm) | best linear per sample (mm) | ratio "
+        "| best linear window (mm) | ratio | mesh / thesis |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, e in t["per_condition"].items():
+        lines.append(
+            f"| {name} | {e['best_network'] or 'n/a'} {_fmt(e['best_network_dle_mm'])} "
+            f"| {e['best_linear_samples']} {_fmt(e['best_linear_samples_dle_mm'])} "
+            f"| {_fmt(e.get('ratio_vs_linear_samples'), 2)} "
+            f"| {e['best_linear_window']} {_fmt(e['best_linear_window_dle_mm'])} "
+            f"| {_fmt(e.get('ratio_vs_linear_window'), 2)} "
+            f"| {_fmt(e.get('ratio_mesh_vs_thesis'), 2)} |"
+        )
+    return lines
+
+
+def _stability_section(stab) -> list:
+    lines = ["", f"### Stability (thesis §4.3), {stab['network']} on {stab['condition']}",
+             "", "| estimator | trained at lambda2 | tested at lambda2 | DLE (mm) | SD (mm) |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for r in stab["lambda2"]:
+        train = "-" if r["train_lambda2"] is None else f"{r['train_lambda2']:.3g}"
+        lines.append(f"| {r['estimator']} | {train} | {r['test_lambda2']:.3g} "
+                     f"| {format_aggregate(r['dle_mm'])} | {format_aggregate(r['sd_mm'])} |")
+    lines += ["", f"Single-dipole network on {stab['single_to_multi']['condition']}:", "",
+              results_table(stab["single_to_multi"]["results"])]  # fmt: skip
+    if "modality" in stab:
+        rows = stab["modality"]["meg"] + stab["modality"]["meg+eeg"]
+        lines += ["", "MEG only versus MEG+EEG:", "",
+                  results_table(rows, columns=("modality", "estimator", "protocol"))]
+    return lines

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import metrics
 from ..evaluation import summarise
 from ..progress import Progress
-from .data import _build_set, _estimates, _grid_floor, _per_event, _score, _simulate_kind
+from .data import _build_set, _estimates, _grid_floor, _score, _simulate_kind
 from .networks import _iter_predict, network_label
 from .spec import derive_seed
 
@@ -29,7 +30,7 @@ class _Scores:
         summary, vertex = summarise(scores, n_rows=n_rows, n_boot=n_boot, seed=seed)
         self.rows.append({"estimator": estimator, "protocol": protocol, **summary})
         self.per_vertex[label] = vertex
-        self.per_event[label] = _per_event(scores["dle_mm"], scores["event"])
+        self.per_event[label] = metrics.per_event_mean(scores["dle_mm"], scores["event"])
 
 
 def _iter_linear(scores, sim, hm, *, kernels, events, stage, n_steps, n_boot, seed):

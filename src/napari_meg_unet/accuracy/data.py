@@ -73,14 +73,6 @@ def _score(estimates, sim, hm, *, protocol, events, seed):
     return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
 
 
-def _per_event(values, event_ids) -> np.ndarray:
-    """Per-event mean of a per-map metric (NaNs dropped), in event order."""
-    values = np.asarray(values, float)
-    keep = np.isfinite(values)
-    events, inverse = np.unique(np.asarray(event_ids)[keep], return_inverse=True)
-    return np.bincount(inverse, weights=values[keep]) / np.bincount(inverse)
-
-
 def _grid_floor(sim, events, *, n_boot, seed) -> dict:
     """Mean distance from the true sources of ``events`` to the nearest grid vertex (mm)."""
     mask = np.isin(sim.sources["event"], events)

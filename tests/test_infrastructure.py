@@ -76,6 +76,28 @@ def test_takes_config_signature_doc_and_overrides():
         run(None, design="multi")
 
 
+def test_takes_config_passes_other_keywords_to_var_keyword():
+    """A function with **kwargs receives the keywords that are not options; others refuse them."""
+
+    @takes_config(InverseConfig)
+    def with_extra(x, *, config, **extra):
+        return config, extra
+
+    cfg, extra = with_extra(1, loose=0.2, dropout=0.0, config=InverseConfig(depth=None))
+    assert (cfg.loose, cfg.depth) == (0.2, None) and extra == {"dropout": 0.0}
+    params = inspect.signature(with_extra).parameters
+    assert "loose" in params and list(params.values())[-1].kind is inspect.Parameter.VAR_KEYWORD
+    with pytest.raises(ValueError, match="loose must be"):
+        with_extra(1, loose=2.0, dropout=0.0)
+
+    @takes_config(InverseConfig)
+    def without(x, *, config):
+        return config
+
+    with pytest.raises(TypeError, match="Unknown InverseConfig option"):
+        without(1, dropout=0.0)
+
+
 def test_plain_function_has_the_generator_signature_and_doc():
     def iter_work(n, *, scale=2):
         """Do work, yielding progress.

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from napari_meg_unet import train as train_mod
 from napari_meg_unet.checkpoint import (
     CheckpointError,
     check_checkpoint_compatible,
@@ -29,11 +28,14 @@ from napari_meg_unet.train import (
     Stopped,
     Validated,
     fit,
+    load_model,
     predict,
     resolve_device,
     to_source_estimate,
     train,
 )
+from napari_meg_unet.train import loop as train_mod
+from napari_meg_unet.train.settings import _amp_dtype
 
 N_ROWS, N_TIMES = 24, 16
 #: A tiny thesis U-Net: trains in well under a second per epoch on one core.
@@ -374,7 +376,7 @@ def test_predict_probabilities(reference, sets):
     probs = predict(best, sets["val"], device="cpu", batch_size=4)
     assert probs.shape == (6, N_ROWS, N_TIMES) and probs.dtype == np.float32
     assert probs.min() >= 0 and probs.max() <= 1
-    model, _ = train_mod.load_model(best)
+    model, _ = load_model(best)
     with torch.inference_mode():
         logits = model(torch.from_numpy(np.asarray(sets["val"].inputs)))
     np.testing.assert_allclose(probs, torch.softmax(logits, 1)[:, 1].numpy(), atol=1e-6)
@@ -457,11 +459,11 @@ def test_resolve_device_and_amp():
     with pytest.raises(ValueError, match="device must be"):
         resolve_device("quantum")
     cpu = torch.device("cpu")
-    assert train_mod._amp_dtype("auto", cpu) is None
-    assert train_mod._amp_dtype("bf16", cpu) is torch.bfloat16
-    assert train_mod._amp_dtype("off", cpu) is None
+    assert _amp_dtype("auto", cpu) is None
+    assert _amp_dtype("bf16", cpu) is torch.bfloat16
+    assert _amp_dtype("off", cpu) is None
     with pytest.raises(ValueError, match="amp must be"):
-        train_mod._amp_dtype("fp8", cpu)
+        _amp_dtype("fp8", cpu)
 
 
 def test_bf16_autocast_on_cpu_trains(sets, tmp_path):

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
 import torch
 
-from napari_meg_unet import train as train_mod
 from napari_meg_unet.checkpoint import load_checkpoint
 from napari_meg_unet.cli import main
 from napari_meg_unet.cli._train import parse_overrides
+from napari_meg_unet.train import loop as train_mod
+from napari_meg_unet.train import predict
 from test_train import make_set
 
 TINY_ARGS = ["--device", "cpu", "--set", "root_features=4", "--set", "levels=2"]
@@ -82,6 +85,29 @@ def test_train_cli_refusals(sets, tmp_path, capsys, monkeypatch):
     assert "--lr must be a number such as 0.111, 1/9 or 1e-3" in capsys.readouterr().err
 
 
+def test_train_cli_ctrl_c_keeps_last_checkpoint(sets, tmp_path, capsys, monkeypatch):
+    """A first Ctrl-C stops after the batch; the CLI says what was kept and how to go on."""
+    from napari_meg_unet.cli import _train as cli_train
+    from napari_meg_unet.train import BatchDone
+
+    original = cli_train.TrainingProgress.__call__
+
+    def interrupt_after_first_batch(self, event):
+        original(self, event)
+        if isinstance(event, BatchDone) and (event.epoch, event.batch) == (1, 1):
+            os.kill(os.getpid(), signal.SIGINT)  # the handler's request_stop sets its stop
+
+    monkeypatch.setattr(cli_train.TrainingProgress, "__call__", interrupt_after_first_batch)
+    out = tmp_path / "run"
+    previous = signal.getsignal(signal.SIGINT)
+    assert main(_train_args(sets, out, "--epochs", "2", "--no-progress")) == 130
+    assert signal.getsignal(signal.SIGINT) is previous  # restored
+    err = capsys.readouterr().err
+    assert f"interrupted, kept {out / 'last.pt'} (continue with --resume)" in err
+    ckpt = load_checkpoint(out / "last.pt")
+    assert (ckpt["epoch"], ckpt["batch"]) == (0, 1)
+
+
 def test_parse_overrides():
     assert parse_overrides(
         [
@@ -110,7 +136,7 @@ def test_predict_cli(sets, trained, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     probs = np.load(out / "probabilities.npy")
     assert probs.shape == (4, 24, 16) and result["shape"] == [4, 24, 16]
-    expected = train_mod.predict(trained / "best.pt", sets["val"], device="cpu")
+    expected = predict(trained / "best.pt", sets["val"], device="cpu")
     np.testing.assert_array_equal(probs, expected)
     meta = json.loads((out / "meta.json").read_text())
     assert meta["data_fingerprint"] == sets["val"].fingerprint

@@ -265,6 +265,8 @@ def takes_config(cls, *, param: str = "config"):
     ``f(hm, config=cfg, snr=3)``. Validation happens at call time (before a
     generator's first step). The generated signature lists every option as a
     keyword-only argument, and ``%(options)s`` in the docstring lists them.
+    Unknown keywords are a TypeError, unless the function has a ``**kwargs``
+    parameter: then keywords that are not options are passed on to it.
     """
 
     def decorate(func):
@@ -272,14 +274,18 @@ def takes_config(cls, *, param: str = "config"):
         if param not in sig.parameters:
             raise TypeError(f"{func.__qualname__} has no {param!r} parameter.")
         own = set(sig.parameters) - {param}
-        clash = own & set(cls.option_names())
+        names = set(cls.option_names())
+        clash = own & names
         if clash:
             raise TypeError(f"{func.__qualname__} repeats options of {cls.__name__}: {clash}.")
+        var_kw = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
             cfg = kwargs.pop(param, None)
-            options = {k: kwargs.pop(k) for k in list(kwargs) if k not in own}
+            options = {
+                k: kwargs.pop(k) for k in list(kwargs) if k in names or not (var_kw or k in own)
+            }
             return func(*args, **kwargs, **{param: cls.build(cfg, **options)})
 
         params = [p for p in sig.parameters.values() if p.name != param]

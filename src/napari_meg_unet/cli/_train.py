@@ -8,6 +8,8 @@ import signal
 import sys
 import threading
 
+from .._config import add_cli_options, config_from_args
+from ..configs import TrainingConfig
 from . import _common
 
 HELP = "train a U-Net on example sets (checkpoints, resume, early stopping)"
@@ -19,6 +21,9 @@ another after every epoch. OUT receives last.pt (every epoch), best.pt
 batch and saves last.pt; continue with --resume. Under torchrun the same
 command trains with DistributedDataParallel (--batch-size is the global batch).
 """
+
+#: Options of the "network and recipe" group; the others go to "run".
+NETWORK_OPTIONS = ("model", "preset", "epochs", "lr", "batch_size", "early_stopping")
 
 
 def add_parser(subparsers) -> None:
@@ -33,23 +38,7 @@ def add_parser(subparsers) -> None:
         "data were made with)",
     )
     net = parser.add_argument_group("network and recipe")
-    net.add_argument(
-        "--model",
-        choices=("thesis", "mesh"),
-        help="network (default thesis; a resumed run keeps its own)",
-    )
-    net.add_argument("--preset", help="model/recipe preset (default small)")
-    net.add_argument(
-        "--epochs", type=_common.positive_int, help="number of epochs (default: recipe)"
-    )
-    net.add_argument(
-        "--lr",
-        type=_common.number("--lr"),
-        help="learning rate, e.g. 0.02 or 1/50 (default: recipe)",
-    )
-    net.add_argument(
-        "--batch-size", type=_common.positive_int, help="global batch size (default: recipe)"
-    )
+    add_cli_options(net, TrainingConfig, only=NETWORK_OPTIONS)
     net.add_argument(
         "--set",
         action="append",
@@ -58,20 +47,9 @@ def add_parser(subparsers) -> None:
         help="recipe or model hyper-parameter, e.g. --set dropout=0 --set lr_decay=0.9 "
         "(VALUE is JSON, or a plain string; repeatable)",
     )
-    net.add_argument(
-        "--no-early-stopping", action="store_true", help="train all epochs regardless of DLE"
-    )
     run = parser.add_argument_group("run")
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    run.add_argument(
-        "--amp", default="auto", choices=("auto", "bf16", "off"), help="mixed precision"
-    )
-    run.add_argument("--seed", type=int, default=0, help="random seed")
-    run.add_argument("--deterministic", action="store_true", help="deterministic algorithms only")
+    add_cli_options(run, TrainingConfig, exclude=NETWORK_OPTIONS)
     run.add_argument("--resume", action="store_true", help="continue the run saved in OUT")
-    run.add_argument("--compile", action="store_true", help="use torch.compile")
-    run.add_argument("--num-threads", type=_common.positive_int, help="CPU threads")
-    run.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
     _common.add_common(parser, output=True)
     parser.set_defaults(func=handler)
 
@@ -173,34 +151,16 @@ def handler(args) -> dict:
     from ..progress import run
     from ..train import fit
 
+    config = config_from_args(TrainingConfig, args)
     overrides = parse_overrides(args.set)
     mesh = None
-    if args.model == "mesh" and not args.resume:
+    if config.model == "mesh" and not args.resume:
         mesh = _headmodel_for(args)
     stop = threading.Event()
     gen = fit(
-        model=args.model,
-        preset=args.preset,
-        train=args.train,
-        val=args.val,
-        out_dir=args.out,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        device=args.device,
-        amp=args.amp,
-        seed=args.seed,
-        deterministic=args.deterministic,
-        resume=args.resume,
-        stop=stop,
-        mesh=mesh,
-        early_stopping=not args.no_early_stopping,
-        compile=args.compile,
-        num_threads=args.num_threads,
-        num_workers=args.num_workers,
-        overwrite=args.overwrite,
-        **overrides,
-    )
+        train=args.train, val=args.val, out_dir=args.out, config=config, resume=args.resume,
+        stop=stop, mesh=mesh, overwrite=args.overwrite, **overrides,
+    )  # fmt: skip
     progress = TrainingProgress(enabled=not args.no_progress)
 
     def request_stop(signum, frame):
@@ -219,6 +179,8 @@ def handler(args) -> dict:
             signal.signal(signal.SIGINT, previous)
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: only rank 0 reports
         return None
+    if summary["stopped"]:  # the first Ctrl-C: stopped after the batch, state saved
+        raise _common.Interrupted(f"kept {summary['last_checkpoint']} (continue with --resume)")
     summary = dict(summary)
     summary["table"] = _table(summary)
     return summary

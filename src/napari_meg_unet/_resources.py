@@ -13,7 +13,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._logging import logger
+from ._logging import logger as package_logger
+
+#: The estimates are logged here; the command line shows this logger at INFO level.
+logger = package_logger.getChild("resources")
 
 #: Fraction of the available memory a step may plan to use.
 MEMORY_FRACTION = 0.8

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 
 from .. import __version__
 from .._resources import InsufficientResourcesError
+from .._resources import logger as resources_logger
 
 #: Subcommand modules, in the order they appear in ``--help``.
 SUBCOMMANDS = (
@@ -90,6 +92,7 @@ def main(argv=None) -> int:
     from ._common import Interrupted, emit
 
     mne.set_log_level("WARNING")
+    resources_logger.setLevel(logging.INFO)  # size estimates are printed before each step
     prefix = f"napari-meg-unet {args.command}"
     try:
         result = args.func(args)

@@ -398,6 +398,27 @@ def test_inverse_stack_template(template_hm):
     assert_allclose(np.abs(col).max(axis=2), 1.0, rtol=1e-6)
 
 
+def test_inverse_stack_checks_the_data(template_hm):
+    """NaN/Inf are refused before any work, naming the event; flat channels are warned about."""
+    hm = template_hm
+    data = _scaled_data(hm.info, (3, 4), seed=5)
+    bad = data.copy()
+    bad[2, 7, 1] = np.inf
+    with pytest.raises(ValueError, match="data contains NaN or Inf values: event 2"):
+        inverse_stack(hm, bad, methods=("MNE",))
+    # three flat channels are named; a NaN in a channel the inverse does not use is no concern
+    used = [name for name in hm.info.ch_names if name not in hm.info["bads"]]
+    idx = [hm.info.ch_names.index(name) for name in used[:3]]
+    data[:, idx] = 0.0
+    extra = np.concatenate([data, np.full((3, 1, 4), np.nan)], axis=1)
+    with pytest.warns(RuntimeWarning, match=r"3 channel\(s\) are flat") as record:
+        stack = inverse_stack(hm, extra, methods=("MNE",), ch_names=[*hm.info.ch_names, "STI"])
+        expected = inverse_stack(hm, data, methods=("MNE",))
+    message = next(str(w.message) for w in record if "are flat" in str(w.message))
+    assert ", ".join(used[:3]) in message and "STI" not in message
+    assert_allclose(stack, expected, rtol=1e-6)
+
+
 # --------------------------------------------------------------------------- (c) sample
 @pytest.mark.slow
 @pytest.mark.sample
@@ -604,13 +625,12 @@ def test_torch_backend_equals_numpy(loose_inv, monkeypatch):
             assert_allclose(tens.numpy(), ref, rtol=1e-12, atol=1e-14 * np.abs(ref).max())
     assert apply_kernel(kernels[0], data).shape == (2, 3, 150, 4)
     assert apply_kernel(kernels[0], data, pick_ori="normal").shape == (2, 3, 150, 4)
-    # without CUDA, "auto" is the CPU and an explicit CUDA request falls back with a warning
+    # without CUDA, "auto" is the CPU and an explicit CUDA request is an error
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert minv.resolve_device("auto").type == "cpu"
     assert minv.resolve_device(None).type == "cpu"
-    with pytest.warns(RuntimeWarning, match="CUDA is not available"):
-        out = apply_kernel(kernels[0], data, backend="torch", device="cuda")
-    assert_allclose(out, apply_kernel(kernels[0], data), rtol=1e-12)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        apply_kernel(kernels[0], data, backend="torch", device="cuda")
 
 
 def test_normal_needs_local_frame(sphere_megeeg):

@@ -146,6 +146,49 @@ def test_cli_simulation(template_hm, tmp_path, capsys):
     assert not (tmp_path / "o2").exists()
 
 
+def test_cli_refuses_nan_naming_the_file_and_event(template_hm, tmp_path, capsys):
+    from napari_meg_unet.simulate import simulate
+
+    sim = simulate(template_hm, design="multi", n_events=3, n_dipoles=1, n_times=20, seed=1)
+    sim.save(tmp_path / "sim")
+    data = np.load(tmp_path / "sim" / "data.npy", mmap_mode="r+")
+    data[2, 5, 3] = np.nan
+    data.flush()
+    del data
+    rc, _, stderr = _run(capsys, "--sim", tmp_path / "sim", "--out", tmp_path / "o")
+    assert rc == 2 and "data.npy" in stderr and "NaN or Inf values: event 2" in stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_flat_channels_and_size_guard(template_hm, tmp_path, capsys, monkeypatch):
+    from napari_meg_unet import _resources
+
+    hm = template_hm
+    data = _data(hm.info, 2, 5, seed=3)
+    flat = [name for name in hm.info.ch_names if name not in hm.info["bads"]][:30]
+    data[:, [hm.info.ch_names.index(name) for name in flat]] = 0.0
+    evokeds = [mne.EvokedArray(x, hm.info, nave=2, verbose=False) for x in data]
+    fname = tmp_path / "flat-ave.fif"
+    mne.write_evokeds(fname, evokeds, verbose=False)
+    out = tmp_path / "out"
+
+    # too little memory: refused before any work (after the flat-channel warning)
+    monkeypatch.setattr(_resources, "available_memory", lambda: 2**20)
+    with pytest.warns(RuntimeWarning, match=r"30 channel\(s\) are flat") as record:
+        rc, _, stderr = _run(capsys, "--data", fname, "--out", out)
+    assert rc == 2 and "of memory" in stderr and "--force" in stderr, stderr
+    assert not out.exists()
+    message = next(str(w.message) for w in record if "are flat" in str(w.message))
+    assert str(fname) in message and ", ".join(flat[:10]) in message
+    assert "and 20 more" in message and flat[10] not in message
+
+    with pytest.warns(RuntimeWarning, match="are flat"):
+        rc, stdout, stderr = _run(capsys, "--data", fname, "--out", out, "--force", "--json",
+                                  "--methods", "MNE")  # fmt: skip
+    assert rc == 0, stderr
+    assert json.loads(stdout)["stack_shape"] == [2, len(hm.rows("rh")), 5]
+
+
 def test_cli_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["inverse", "--data", "x-ave.fif", "--out", str(tmp_path), "--lambda2", "0"])

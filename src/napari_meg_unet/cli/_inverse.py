@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,24 +14,10 @@ _EVOKED_ENDINGS = ("-ave.fif", "_ave.fif", "-ave.fif.gz", "_ave.fif.gz")
 _EPOCHS_ENDINGS = ("-epo.fif", "_epo.fif", "-epo.fif.gz", "_epo.fif.gz")
 
 
-def _parse_depth(text: str):
-    import argparse
-
-    if text.strip().lower() in ("none", "0"):
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--depth must be a non-negative number or 'none', got {text!r}"
-        ) from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"--depth must be non-negative, got {text!r}")
-    return value
-
-
 def add_parser(subparsers) -> None:
-    from ..inverse import BACKENDS, METHODS, NORMALISATIONS
+    from .._config import add_cli_options, option_spec
+    from ..configs import InverseConfig
+    from ..inverse import BACKENDS
 
     parser = subparsers.add_parser(
         "inverse",
@@ -66,44 +52,54 @@ def add_parser(subparsers) -> None:
         "--modality", default=None, help="template modality meg, eeg or meg+eeg (default: the "
         "simulation's, else meg)",
     )  # fmt: skip
+    add_cli_options(parser, InverseConfig, exclude=("lambda2",))
+    # lambda2 is checked while parsing (a usage error, as every argparse type error).
+    spec = option_spec(InverseConfig, "lambda2")
     parser.add_argument(
-        "--methods", nargs="+", default=["MNE", "dSPM", "sLORETA"], choices=METHODS,
-        help="inverse methods = stack channels, in order (default: MNE dSPM sLORETA)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--lambda2", type=_common.number("--lambda2"), default=1.0 / 9.0,
-        help="regularisation lambda^2, fractions allowed (default: 1/9)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--loose", type=float, default=0.0,
-        help="tangential variance factor; 0 = fixed orientation (default: 0)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--depth", type=_parse_depth, default=0.8,
-        help="depth-weighting exponent or 'none' (default: 0.8)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--nave", type=int, default=None,
-        help="number of averages (default: the simulation's / the evoked nave / 1 for epochs)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--hemi", default=None, choices=("lh", "rh", "both"),
-        help="image rows (default: the simulation's hemisphere, else rh)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--normalisation", default="column-max", choices=NORMALISATIONS,
-        help="per-image scaling of the stacks (default: column-max, as the thesis)",
+        "--lambda2", type=_common.number("--lambda2"), default=spec["default"],
+        help=f"{spec['help']} (default: 1/9)",
     )  # fmt: skip
     parser.add_argument("--backend", default="numpy", choices=BACKENDS, help="array backend")
     parser.add_argument(
         "--device", default=None, help="torch device (default: CUDA when available, else CPU)"
     )
+    parser.add_argument(
+        "--force", action="store_true",
+        help="run even when the estimated memory or disk use exceeds what is available",
+    )  # fmt: skip
     _common.add_common(parser, output=True)
     parser.set_defaults(func=handler)
 
 
+def _config_from_args(args):
+    """The InverseConfig of the command line (repeated methods count once; --depth 0 is none)."""
+    from .._config import config_from_args
+    from ..configs import InverseConfig
+
+    return config_from_args(
+        InverseConfig,
+        args,
+        methods=tuple(dict.fromkeys(args.methods)),
+        depth=None if args.depth == 0 else args.depth,
+    )
+
+
+@dataclass
+class _Inputs:
+    """What the command works on."""
+
+    data: np.ndarray  # (n_samples, n_channels, n_times)
+    ch_names: list
+    nave: int
+    hemi: str
+    hm: object
+    what: str  # description for the summary
+    where: str  # the file, for messages about its content
+    sample: str  # what one sample of ``data`` is called ("event", "epoch", ...)
+
+
 def _read_fif_data(path: Path):
-    """(data (n, n_ch, n_times), ch_names, nave or None, description) from an evoked/epochs FIF."""
+    """(data (n, n_ch, n_times), ch_names, nave or None, description, sample name) of a FIF."""
     import mne
 
     if not path.is_file():
@@ -111,7 +107,7 @@ def _read_fif_data(path: Path):
     name = path.name
     if name.endswith(_EPOCHS_ENDINGS):
         epochs = mne.read_epochs(path, preload=True, verbose=False)
-        return epochs.get_data(), epochs.ch_names, 1, f"{len(epochs)} epochs"
+        return epochs.get_data(), epochs.ch_names, 1, f"{len(epochs)} epochs", "epoch"
     if not name.endswith(_EVOKED_ENDINGS):
         raise ValueError(
             f"--data {str(path)!r}: expected an evoked file ending in {_EVOKED_ENDINGS} or an "
@@ -128,35 +124,14 @@ def _read_fif_data(path: Path):
     naves = sorted({int(ev.nave) for ev in evokeds})
     nave = naves[0] if len(naves) == 1 else None
     data = np.stack([ev.data for ev in evokeds])
-    return data, ch_names, nave, f"{len(evokeds)} evoked conditions (nave {naves})"
+    what = f"{len(evokeds)} evoked conditions (nave {naves})"
+    return data, ch_names, nave, what, "evoked condition"
 
 
-def _load_inputs(args):
-    """Data, channel names, nave, hemi and the head model for the handler."""
+def _load_headmodel(args, hm_meta: dict):
+    """The saved head model, or the template with the simulation's (or given) settings."""
     from ..headmodel import load_headmodel, make_template_headmodel
 
-    sim_meta = {}
-    if args.sim is not None:
-        from ..simulate import load_simulation
-
-        sim = load_simulation(args.sim)
-        data = np.asarray(sim.data)
-        ch_names = list(sim.info["ch_names"])
-        sim_meta = sim.meta
-        nave = int(sim_meta.get("params", {}).get("nave", 1))
-        hemi = sim_meta.get("params", {}).get("hemi", "rh")
-        what = f"simulation {args.sim} ({len(sim)} events)"
-    else:
-        data, ch_names, nave, what = _read_fif_data(Path(args.data))
-        hemi = "rh"
-        if nave is None and args.nave is None:
-            raise ValueError(
-                f"--data {args.data!r}: the evoked conditions have different nave; pass --nave "
-                "(dSPM/sLORETA scale with sqrt(nave))."
-            )
-    nave = args.nave if args.nave is not None else nave
-    hemi = args.hemi if args.hemi is not None else hemi
-    hm_meta = sim_meta.get("headmodel", {})
     if args.headmodel is not None:
         hm = load_headmodel(args.headmodel)
     else:
@@ -170,19 +145,49 @@ def _load_inputs(args):
             f"but the head model used here is {hm.fingerprint}; pass the matching "
             "--headmodel/--spacing/--modality."
         )
-    return data, ch_names, nave, hemi, hm, what
+    return hm
 
 
-def _iter_inverse(args):
-    from .. import inverse as inv_mod
-    from .._io import check_output_path, save_npy, write_json
+def _load_inputs(args, config) -> _Inputs:
+    """Data, channel names, nave, hemi and the head model of the command."""
+    sim_meta = {}
+    if args.sim is not None:
+        from ..simulate import load_simulation
 
-    stage = "inverse"
-    methods = list(dict.fromkeys(args.methods))
-    total = len(methods) + 4
-    yield Progress(stage, 0, total, "loading")
-    data, ch_names, nave, hemi, hm, what = _load_inputs(args)
-    out = Path(args.out)
+        sim = load_simulation(args.sim)
+        data = np.asarray(sim.data)
+        ch_names = list(sim.info["ch_names"])
+        sim_meta = sim.meta
+        nave = int(sim_meta.get("params", {}).get("nave", 1))
+        hemi = sim_meta.get("params", {}).get("hemi", "rh")
+        what = f"simulation {args.sim} ({len(sim)} events)"
+        where, sample = f"simulation {str(Path(args.sim) / 'data.npy')!r}", "event"
+    else:
+        data, ch_names, nave, what, sample = _read_fif_data(Path(args.data))
+        where = f"--data {str(args.data)!r}"
+        hemi = "rh"
+        if nave is None and config.nave is None:
+            raise ValueError(
+                f"--data {args.data!r}: the evoked conditions have different nave; pass --nave "
+                "(dSPM/sLORETA scale with sqrt(nave))."
+            )
+    hm = _load_headmodel(args, sim_meta.get("headmodel", {}))
+    return _Inputs(
+        data=data,
+        ch_names=ch_names,
+        nave=config.nave if config.nave is not None else nave,
+        hemi=config.hemi if config.hemi is not None else hemi,
+        hm=hm,
+        what=what,
+        where=where,
+        sample=sample,
+    )
+
+
+def _output_files(out: Path, methods, *, overwrite: bool) -> dict:
+    """The output paths, refused up front when one exists without --overwrite."""
+    from .._io import check_output_path
+
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} exists and is not a directory.")
     files = {
@@ -193,59 +198,82 @@ def _iter_inverse(args):
         **{f"kernel-{m}-sidecar": out / f"kernel-{m}.json" for m in methods},
     }
     for path in files.values():
-        check_output_path(path, overwrite=args.overwrite)
+        check_output_path(path, overwrite=overwrite)
+    return files
 
-    yield Progress(stage, 1, total, "operator")
-    inv = inv_mod.make_inverse(hm, loose=args.loose, depth=args.depth, verbose=False)
-    kernels = {}
-    for ii, method in enumerate(methods):
-        yield Progress(stage, 2 + ii, total, f"kernel {method}")
-        kernels[method] = inv_mod.compute_kernel(
-            inv, method=method, lambda2=args.lambda2, nave=nave, fingerprint=hm.fingerprint,
-            verbose=False,
-        )  # fmt: skip
-    yield Progress(stage, total - 2, total, "stacks")
-    stack = inv_mod.make_input_stack(
-        kernels, data, rows=hm.rows(hemi), normalisation=args.normalisation,
-        ch_names=ch_names, backend=args.backend, device=args.device,
+
+def _check_data(inputs: _Inputs) -> None:
+    """NaN/Inf (an error naming the file and sample) and flat channels (a warning)."""
+    from ..inverse import check_data_finite, warn_flat_channels
+
+    used = set(inputs.hm.info["ch_names"]) - set(inputs.hm.info["bads"])
+    check_data_finite(
+        inputs.data, where=inputs.where, axis_name=inputs.sample, ch_names=inputs.ch_names,
+        used=used,
     )  # fmt: skip
-    spectrum = inv_mod.svd_spectrum(inv, lambda2=args.lambda2)
+    warn_flat_channels(inputs.data, inputs.ch_names, where=inputs.where, used=used)
+
+
+def _estimate(inputs: _Inputs, config):
+    """Memory and disk the command will use (stacks, estimates, data copies, kernels)."""
+    from .._resources import ResourceEstimate
+
+    n_samples, n_channels, n_times = inputs.data.shape
+    n_methods = len(config.methods)
+    n_rows = len(inputs.hm.rows(inputs.hemi))
+    # a loose/free operator has 3 rows per source location
+    n_components = inputs.hm.n_sources * (1 if config.loose == 0 else 3)
+    stack = n_samples * n_methods * n_rows * n_times * 4  # float32
+    estimates = n_samples * n_components * n_times * 8  # one method's float64 estimates
+    data64 = n_samples * n_channels * n_times * 8  # float64 copies of the data
+    kernels = n_methods * n_components * n_channels * 8
+    return ResourceEstimate(
+        f"inverse of {n_samples} samples x {n_methods} methods x {n_rows} rows x {n_times} times",
+        # the stacks, one method's estimates (and their selected rows), and the data as
+        # float64 twice (applied, and whitened for the explained variance)
+        memory=stack + 2 * estimates + 2 * data64 + kernels,
+        disk=stack + kernels + n_components * n_channels * 8,  # + the operator's leads
+    )
+
+
+def _explained_variance(inv, inputs: _Inputs, config) -> dict:
+    """Mean, min and max explained variance over the samples, per data fit."""
+    from ..inverse import explained_variance
+
     explained = {}
-    for method in methods:
+    for method in config.methods:
         # MNE, dSPM and sLORETA share the SVD and hence the data fit; eLORETA has its own.
         key = "eLORETA" if method == "eLORETA" else "MNE/dSPM/sLORETA"
-        if key not in explained:
-            ev = np.atleast_1d(
-                inv_mod.explained_variance(
-                    inv,
-                    data,
-                    lambda2=args.lambda2,
-                    nave=nave,
-                    method=method,
-                    ch_names=ch_names,
-                    verbose=False,
-                )  # fmt: skip
+        if key in explained:
+            continue
+        ev = np.atleast_1d(
+            explained_variance(
+                inv,
+                inputs.data,
+                lambda2=config.lambda2,
+                nave=config.nave,
+                method=method,
+                ch_names=inputs.ch_names,
+                verbose=False,
             )
-            explained[key] = dict(mean=float(ev.mean()), min=float(ev.min()), max=float(ev.max()))
+        )
+        explained[key] = dict(mean=float(ev.mean()), min=float(ev.min()), max=float(ev.max()))
+    return explained
 
-    yield Progress(stage, total - 1, total, "writing")
-    out.mkdir(parents=True, exist_ok=True)
-    inv_mod.write_operator(inv, files["operator"], overwrite=args.overwrite, verbose=False)
-    for mi, method in enumerate(methods):
-        save_npy(files[f"stack-{method}"], stack[:, mi])
-        inv_mod.save_kernel(kernels[method], files[f"kernel-{method}"], overwrite=args.overwrite)
-    summary = dict(
-        input=what,
+
+def _summary(inputs: _Inputs, config, stack, spectrum, explained, files) -> dict:
+    return dict(
+        input=inputs.what,
         n_samples=int(stack.shape[0]),
         stack_shape=[int(stack.shape[0]), int(stack.shape[2]), int(stack.shape[3])],
-        methods=methods,
-        lambda2=args.lambda2,
-        nave=int(nave),
-        loose=args.loose,
-        depth=args.depth,
-        hemi=hemi,
-        normalisation=args.normalisation,
-        headmodel=hm.summary(),
+        methods=list(config.methods),
+        lambda2=config.lambda2,
+        nave=int(config.nave),
+        loose=config.loose,
+        depth=config.depth,
+        hemi=config.hemi,
+        normalisation=config.normalisation,
+        headmodel=inputs.hm.summary(),
         svd=dict(
             rank=spectrum["rank"],
             n_channels=spectrum["n_channels"],
@@ -256,7 +284,56 @@ def _iter_inverse(args):
         explained_variance=explained,
         files={key: str(path) for key, path in files.items()},
     )
+
+
+def _write(files, inv, kernels, stack, summary, *, overwrite: bool) -> None:
+    from .._io import save_npy, write_json
+    from ..inverse import save_kernel, write_operator
+
+    Path(files["summary"]).parent.mkdir(parents=True, exist_ok=True)
+    write_operator(inv, files["operator"], overwrite=overwrite, verbose=False)
+    for mi, method in enumerate(kernels):
+        save_npy(files[f"stack-{method}"], stack[:, mi])
+        save_kernel(kernels[method], files[f"kernel-{method}"], overwrite=overwrite)
     write_json(files["summary"], summary)
+
+
+def _iter_inverse(args):
+    from .._resources import check_resources
+    from ..inverse import compute_kernel, make_input_stack, make_inverse, svd_spectrum
+
+    config = _config_from_args(args)
+    stage = "inverse"
+    total = len(config.methods) + 4
+    yield Progress(stage, 0, total, "loading")
+    inputs = _load_inputs(args, config)
+    config = config.replace(nave=inputs.nave, hemi=inputs.hemi)
+    out = Path(args.out)
+    files = _output_files(out, config.methods, overwrite=args.overwrite)
+    _check_data(inputs)
+    check_resources(_estimate(inputs, config), out=out, force=args.force)
+
+    yield Progress(stage, 1, total, "operator")
+    hm = inputs.hm
+    inv = make_inverse(hm, loose=config.loose, depth=config.depth, verbose=False)
+    kernels = {}
+    for ii, method in enumerate(config.methods):
+        yield Progress(stage, 2 + ii, total, f"kernel {method}")
+        kernels[method] = compute_kernel(
+            inv, method=method, lambda2=config.lambda2, nave=config.nave,
+            fingerprint=hm.fingerprint, verbose=False,
+        )  # fmt: skip
+    yield Progress(stage, total - 2, total, "stacks")
+    stack = make_input_stack(
+        kernels, inputs.data, rows=hm.rows(config.hemi), normalisation=config.normalisation,
+        ch_names=inputs.ch_names, backend=args.backend, device=args.device,
+    )  # fmt: skip
+    spectrum = svd_spectrum(inv, lambda2=config.lambda2)
+    explained = _explained_variance(inv, inputs, config)
+
+    yield Progress(stage, total - 1, total, "writing")
+    summary = _summary(inputs, config, stack, spectrum, explained, files)
+    _write(files, inv, kernels, stack, summary, overwrite=args.overwrite)
     yield Progress(stage, total, total, "done")
     return summary
 

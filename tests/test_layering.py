@@ -84,3 +84,35 @@ def test_layers_are_imported_only_from_above(layer):
     assert not offences, f"only {LAYERS[layer]} may import {PACKAGE}.{layer}:\n" + "\n".join(
         offences
     )
+
+
+#: The levels of docs/architecture.md: a module may import its own level and the ones below.
+LEVELS = {
+    "foundation": (
+        "__init__", "_config", "_docs", "_io", "_logging", "_machine", "_parse", "_resources",
+        "_validation", "configs", "device", "fingerprint", "progress",
+    ),
+    "model": ("bids", "coreg", "headmodel", "inverse", "metrics", "models", "simulate"),
+    "pipelines": (
+        "accuracy", "checkpoint", "dataset", "demo", "evaluation", "layers", "report", "train",
+    ),
+    "applications": ("_qt", "_reader", "_sample_data", "bench", "cli"),
+}  # fmt: skip
+_LEVEL = {name: rank for rank, names in enumerate(LEVELS.values()) for name in names}
+
+
+def test_every_module_has_a_level():
+    names = {p.stem if p.is_file() else p.name for p in SRC.iterdir()}
+    names = {n for n in names if not n.startswith("__pycache__") and n != "napari"}
+    assert names - {"__init__"} <= set(_LEVEL), sorted(names - set(_LEVEL))
+
+
+def test_modules_import_only_their_level_and_below():
+    offences = []
+    for path in sorted(SRC.rglob("*.py")):
+        own = _layer(_module_name(path)) or "__init__"
+        for line, name in _imported(path):
+            target = _layer(name)
+            if target in _LEVEL and _LEVEL[target] > _LEVEL[own]:
+                offences.append(f"{path.relative_to(SRC.parent)}:{line} imports {name}")
+    assert not offences, "a module imports a higher level:\n" + "\n".join(offences)

@@ -82,6 +82,10 @@ class ResourceEstimate:
 def check_resources(estimate: ResourceEstimate, *, out=None, force: bool = False) -> None:
     """Log ``estimate`` and refuse it when memory or disk would not suffice.
 
+    With ``force`` the estimate is neither checked nor shown (DEBUG level): the
+    caller has checked it already (e.g. the CLI before the core step) or the
+    user overrides the guard.
+
     Parameters
     ----------
     estimate : ResourceEstimate
@@ -96,9 +100,10 @@ def check_resources(estimate: ResourceEstimate, *, out=None, force: bool = False
     InsufficientResourcesError
         Naming the estimate, what is available and how to proceed.
     """
-    logger.info(estimate.describe())
-    if force:
+    if force:  # the caller has checked already, or the user overrides the guard
+        logger.debug(estimate.describe() + " (not checked: force)")
         return
+    logger.info(estimate.describe())
     problems = []
     mem = available_memory()
     if mem is not None and estimate.memory > MEMORY_FRACTION * mem:

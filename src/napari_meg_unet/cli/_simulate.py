@@ -75,7 +75,7 @@ def handler(args) -> dict:
     check_resources(estimate, out=out, force=args.force)
     # memory checked just above, with the disk space
     sim = _common.drive(iter_simulate(hm, config=config, force=True, verbose=False), args)
-    path = sim.save(out, overwrite=args.overwrite, force=args.force)
+    path = sim.save(out, overwrite=args.overwrite, force=True)  # checked above, with the data
     return {
         "path": str(path),
         "n_events": len(sim),

@@ -2,59 +2,48 @@
 
 from __future__ import annotations
 
-from ..._docs import fill_doc
-from ..._logging import verbose as verbose_decorator
+import dataclasses
+import inspect
+
 from ...accuracy import AccuracyPreset, iter_run_accuracy, with_overrides
 from ...progress import plain
 from .presets import get_preset
 
+_PRESET_FIELDS = frozenset(f.name for f in dataclasses.fields(AccuracyPreset))
 
-@verbose_decorator
-@fill_doc
-def iter_bench_accuracy(
-    preset="small",
-    *,
-    checkpoint_dir=None,
-    work_dir=None,
-    device="auto",
-    seed=0,
-    epochs=None,
-    max_train_s=None,
-    stability=False,
-    n_boot=2000,
-    num_threads=None,
-    command=None,
-    verbose=None,
-    **overrides,
-):
+
+def iter_bench_accuracy(preset="small", **options):
     """Run the accuracy benchmark (generator of Progress; returns an :class:`AccuracyResult`).
 
     Parameters
     ----------
     preset : str | AccuracyPreset
         A name of :data:`PRESETS` or a preset object.
-    %(accuracy_run)s
-    %(verbose)s
-    **overrides
+    **options
         :class:`~napari_meg_unet.accuracy.AccuracyPreset` fields replacing the
-        preset's (e.g. ``n_train=64``, ``networks=(("mesh", "small"),)``).
+        preset's (e.g. ``n_train=64``, ``networks=(("mesh", "small"),)``); every
+        other keyword is an option of
+        :func:`~napari_meg_unet.accuracy.iter_run_accuracy` (``checkpoint_dir``,
+        ``device``, ``seed``, ``epochs``, ``max_train_s``, ...).
 
     Returns
     -------
     result : AccuracyResult
         See :func:`~napari_meg_unet.accuracy.iter_run_accuracy`.
     """
+    overrides = {k: options.pop(k) for k in list(options) if k in _PRESET_FIELDS}
     if isinstance(preset, AccuracyPreset):
         p = with_overrides(preset, **overrides)
     else:
         p = get_preset(preset, **overrides)
-    return (
-        yield from iter_run_accuracy(
-            p, checkpoint_dir=checkpoint_dir, work_dir=work_dir, device=device, seed=seed,
-            epochs=epochs, max_train_s=max_train_s, stability=stability, n_boot=n_boot,
-            num_threads=num_threads, command=command, verbose=verbose,
-        )
-    )  # fmt: skip
+    return iter_run_accuracy(p, **options)
 
+
+_run_params = list(inspect.signature(iter_run_accuracy).parameters.values())[1:]
+iter_bench_accuracy.__signature__ = inspect.Signature(
+    [inspect.Parameter("preset", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="small")]
+    + _run_params
+    + [inspect.Parameter("overrides", inspect.Parameter.VAR_KEYWORD)]
+)
 
 bench_accuracy = plain(iter_bench_accuracy)

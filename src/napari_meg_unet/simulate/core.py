@@ -343,6 +343,8 @@ def _meta(hm, config, *, n_events, n_src, rank, dense) -> dict:
     """Head-model identity, the parameters (sfreq and n_times resolved) and the sizes."""
     params = config.to_dict()
     params.update(sfreq=config.resolved_sfreq, n_times=config.resolved_n_times)
+    if params["precision"] == "float64":  # the reference path: fingerprints as before
+        del params["precision"]
     return dict(
         format=FORMAT_NAME,
         format_version=FORMAT_VERSION,

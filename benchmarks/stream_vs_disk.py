@@ -20,10 +20,10 @@ protocol's seeds) next to the linear inverses. Each variant is one process writi
 
 Commands (docs/benchmark.md):
 
-    python benchmarks/stream_vs_disk.py --variant disk --out benchmarks/results/stream-vs-disk/disk.json
-    python benchmarks/stream_vs_disk.py --variant stream --out benchmarks/results/stream-vs-disk/stream.json
-    python benchmarks/stream_vs_disk.py --table benchmarks/results/stream-vs-disk/disk.json \
-        benchmarks/results/stream-vs-disk/stream.json
+    out=benchmarks/results/stream-vs-disk
+    python benchmarks/stream_vs_disk.py --variant disk --out $out/disk.json
+    python benchmarks/stream_vs_disk.py --variant stream --out $out/stream.json
+    python benchmarks/stream_vs_disk.py --table $out/disk.json $out/stream.json
 """
 
 from __future__ import annotations

@@ -129,11 +129,11 @@ class StreamSpec:
     def fingerprint(self) -> str:
         """Hash of the configs, the head model and the model-error forward models."""
         if "_fingerprint" not in self.__dict__:
-            core = self.core("cpu")
             self._fingerprint = array_fingerprint(
                 kind="stream", simulation=self.simulation.to_dict(),
                 inverse=self.inverse.to_dict(), stream=self.stream.to_dict(),
-                **core.fingerprint_parts(),
+                headmodel=self.headmodel.fingerprint,
+                model_error=[m.fingerprint for m in self.model_error],
             )  # fmt: skip
         return self._fingerprint
 

@@ -281,12 +281,6 @@ class TorchCore:
         """
         return self.stacker.stack(data)
 
-    def fingerprint_parts(self) -> dict:
-        """What defines the batches beyond the configs: head model and true models."""
-        return {"headmodel": self.hm.fingerprint,
-                "model_error": [m.fingerprint for m in self.true_models],
-                "dense": None if self.dense is None else self.dense.spacing}  # fmt: skip
-
 
 def compute_kernels(hm, inverse: InverseConfig, *, verbose=None) -> dict:
     """``{method: InverseKernel}`` of ``inverse.methods`` (plus MNE when the family needs it)."""

@@ -93,7 +93,7 @@ def run(args) -> dict:
                                                    seed=0),
                 inverse=p.inverse_config(),
                 stream=StreamConfig(examples_per_epoch=p.n_train, n_val=p.n_val,
-                                    seed=derive_seed(args.seed, "stream", KIND)),
+                                    data_seed=derive_seed(args.seed, "stream", KIND)),
             )  # fmt: skip
         log(f"training {NETWORK} on {'the stream' if args.variant == 'stream' else 'the set'}")
         cpu0, t0 = time.process_time(), time.perf_counter()

@@ -18,7 +18,8 @@ INV = InverseConfig(methods=("MNE", "dSPM"))
 
 @pytest.fixture(scope="module")
 def spec(template_hm):
-    return StreamSpec(template_hm, SIM, INV, StreamConfig(examples_per_epoch=16, n_val=8, seed=7))
+    stream = StreamConfig(examples_per_epoch=16, n_val=8, data_seed=7)
+    return StreamSpec(template_hm, SIM, INV, stream)
 
 
 def _stream_inputs(spec, n_batches, batch_size, **kwargs):
@@ -124,7 +125,7 @@ def test_resume_mid_stream_sees_the_uninterrupted_batches(spec, val_set, tmp_pat
         assert torch.equal(a["model"][key], b["model"][key]), key
     # not vacuous: a run on another stream position ends elsewhere
     other = StreamSpec(spec.headmodel, spec.simulation, spec.inverse,
-                       spec.stream.replace(seed=8))  # fmt: skip
+                       spec.stream.replace(data_seed=8))  # fmt: skip
     train(train=other, val=val_set, out_dir=tmp_path / "other", epochs=3, **TINY)
     c = load_checkpoint(tmp_path / "other" / "last.pt")
     assert any(not torch.equal(a["model"][k], c["model"][k]) for k in a["model"])

@@ -24,7 +24,7 @@ DDP_SCRIPT = textwrap.dedent(
 
     val, out = sys.argv[1:3]
     hm = make_template_headmodel(spacing="ico3", modality="meg", verbose=False)
-    spec = StreamSpec(hm, {sim!r}, {inv!r}, StreamConfig(examples_per_epoch=16, seed=7))
+    spec = StreamSpec(hm, {sim!r}, {inv!r}, StreamConfig(examples_per_epoch=16, data_seed=7))
     events = list(fit(train=spec, val=val, out_dir=out, epochs=2, model="thesis",
                       root_features=4, levels=2, dropout=0.0, batch_size=8, device="cpu",
                       num_threads=1, deterministic=True))
@@ -41,7 +41,7 @@ def test_ddp_streaming_fit_two_processes(template_hm, tmp_path):
     from napari_meg_unet.configs import StreamConfig
     from napari_meg_unet.dataset import StreamSpec
 
-    spec = StreamSpec(template_hm, SIM, INV, StreamConfig(examples_per_epoch=16, seed=7))
+    spec = StreamSpec(template_hm, SIM, INV, StreamConfig(examples_per_epoch=16, data_seed=7))
     val = spec.make_val_set(tmp_path / "val", n=8, chunk=4)
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT.format(sim=spec.simulation, inv=spec.inverse))

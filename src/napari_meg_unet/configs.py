@@ -240,9 +240,10 @@ class StreamConfig(ConfigBase):
         25680, minimum=1, help="examples drawn per epoch (never repeated: the stream is endless)"
     )
     n_val: int = option(321, minimum=1, help="examples of the fixed validation set")
-    seed: int = option(
-        0, minimum=0, help="master seed: the stream and the validation set get disjoint seeds"
-    )
+    data_seed: int = option(
+        0, minimum=0, help="master seed of the data: the stream and the validation set get "
+        "disjoint seeds (the weights' seed is the training's)",
+    )  # fmt: skip
 
 
 @config

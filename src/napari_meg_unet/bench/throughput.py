@@ -106,7 +106,7 @@ def iter_bench_throughput(*, spacing="ico3", n_batches=12, networks=NETWORKS, se
             batch = int(training_defaults(model, preset)["batch_size"])
             n = (n_batches + 1) * batch
             spec = StreamSpec(hm, SIMULATION, InverseConfig(),
-                              StreamConfig(examples_per_epoch=n, n_val=batch, seed=seed))
+                              StreamConfig(examples_per_epoch=n, n_val=batch, data_seed=seed))
             val = spec.make_val_set(work / f"val-{k}", n=batch, chunk=batch)
             disk = _drive_set(spec, work / f"train-{k}", n=n, chunk=batch)
             yield Progress("bench throughput", k, len(networks), f"{model} {preset}")

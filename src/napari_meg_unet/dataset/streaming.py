@@ -64,7 +64,7 @@ class StreamSpec:
         The images; ``hemi``/``nave`` None take the simulation's (and the
         simulation always uses the inverse's, as :func:`make_splits`).
     stream : StreamConfig
-        ``examples_per_epoch``, ``n_val`` and the master ``seed``.
+        ``examples_per_epoch``, ``n_val`` and the master ``data_seed``.
     model_error : sequence of HeadModel | TrueModel
         Alternative forward models of the signal (see the module docstring).
     """
@@ -93,6 +93,24 @@ class StreamSpec:
         self.model_error = tuple(self.model_error)
         self._cores = {}
 
+    @classmethod
+    def from_meta(cls, meta: dict, headmodel, *, model_error=()) -> StreamSpec:
+        """The stream described by ``meta`` (a stream's :attr:`meta`, e.g. a checkpoint's
+        ``dataset_meta``) on ``headmodel``; its fingerprint is checked against the meta's."""
+        if meta.get("kind") != "stream":
+            raise ValueError("meta does not describe a stream (it is an example set's).")
+        inverse = {key: meta[key] for key in InverseConfig.option_names() if key in meta}
+        spec = cls(headmodel, SimulationConfig.from_dict(meta["simulation"]["params"]),
+                   InverseConfig.from_dict(inverse), StreamConfig.from_dict(meta["stream"]),
+                   model_error=model_error)  # fmt: skip
+        if spec.fingerprint != meta.get("fingerprint"):
+            raise ValueError(
+                f"The stream rebuilt from its description has fingerprint {spec.fingerprint!r}, "
+                f"not {meta.get('fingerprint')!r}: another head model (or model_error) than "
+                "the one it was made with."
+            )
+        return spec
+
     def __getstate__(self):  # DataLoader workers get the CPU core (no kernels to recompute)
         state = dict(self.__dict__)
         state["_cores"] = {k: v for k, v in self._cores.items() if k == "cpu"}
@@ -101,11 +119,11 @@ class StreamSpec:
     # ------------------------------------------------------------------ seeds and sizes
     @property
     def train_seed(self) -> int:
-        return split_seeds(self.stream.seed)["train"]
+        return split_seeds(self.stream.data_seed)["train"]
 
     @property
     def val_seed(self) -> int:
-        return split_seeds(self.stream.seed)["val"]
+        return split_seeds(self.stream.data_seed)["val"]
 
     @property
     def examples_per_epoch(self) -> int:
@@ -170,7 +188,8 @@ class StreamSpec:
         )
         return (
             f"stream of {grid}{sim.design} events ({sim.timecourse}, SNR {sim.snr}), "
-            f"{self.examples_per_epoch} examples per epoch, seed {self.stream.seed}{extra}"
+            f"{self.examples_per_epoch} examples per epoch, data seed "
+            f"{self.stream.data_seed}{extra}"
         )
 
     # ------------------------------------------------------------------ data

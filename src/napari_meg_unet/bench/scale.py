@@ -56,7 +56,7 @@ def _median_time(func, repeats=3) -> float:
     return float(np.median(times))
 
 
-def _network_costs(record, hm, hemi, stacks, *, batch_size, num_threads):
+def _network_costs(record, hm, hemi, stacks, *, batch_size, num_threads, networks=NETWORKS):
     import torch
 
     from ..models import MeshHierarchy, build_model, class_weights_from_targets, loss_fn
@@ -66,7 +66,7 @@ def _network_costs(record, hm, hemi, stacks, *, batch_size, num_threads):
     y = torch.zeros((len(x), x.shape[2], x.shape[3]), dtype=torch.long)
     y[:, x.shape[2] // 2, 4:12] = 1
     weights = class_weights_from_targets(y)
-    for model, preset in NETWORKS:
+    for model, preset in networks:
         kwargs = dict(in_channels=x.shape[1], n_rows=x.shape[2], n_times=x.shape[3], preset=preset)
         if model == "mesh":
             kwargs["mesh"] = MeshHierarchy.from_headmodel(hm, hemi)
@@ -93,7 +93,8 @@ def _network_costs(record, hm, hemi, stacks, *, batch_size, num_threads):
         record[f"parameters_{model}"] = int(sum(p.numel() for p in net.parameters()))
 
 
-def measure(spacing, hemi, *, n_events=256, batch_size=8, num_threads=None, seed=0) -> dict:
+def measure(spacing, hemi, *, n_events=256, batch_size=8, num_threads=None, seed=0,
+            networks=NETWORKS) -> dict:
     """Every step of one configuration, in this process (see the module docstring)."""
     import torch
 
@@ -130,7 +131,8 @@ def measure(spacing, hemi, *, n_events=256, batch_size=8, num_threads=None, seed
         for b, s in enumerate(range(0, n_events, 64))
     ])  # fmt: skip
     del stack
-    _network_costs(record, hm, hemi, stacks, batch_size=batch_size, num_threads=num_threads)
+    _network_costs(record, hm, hemi, stacks, batch_size=batch_size, num_threads=num_threads,
+                   networks=networks)
     record["peak_mb"] = _peak_mb()
     return record
 

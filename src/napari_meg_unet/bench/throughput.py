@@ -61,7 +61,7 @@ def _fit_rate(train, val, *, model, preset, hm, batch_size, out, num_threads) ->
     return float(batch_size / np.median(gaps))
 
 
-def _latency(checkpoint, inputs, *, hm, num_threads) -> dict:
+def _latency(checkpoint, inputs, *, hm, num_threads, batches=LATENCY_BATCHES) -> dict:
     """ms per event of the network's forward pass (inference mode), per batch size."""
     import torch
 
@@ -74,7 +74,7 @@ def _latency(checkpoint, inputs, *, hm, num_threads) -> dict:
         torch.set_num_threads(num_threads)
     try:
         with torch.inference_mode():
-            for b in LATENCY_BATCHES:
+            for b in batches:
                 x = inputs[:b]
                 model(x)  # warm-up
                 reps = max(3, 64 // b)
@@ -88,8 +88,12 @@ def _latency(checkpoint, inputs, *, hm, num_threads) -> dict:
 
 
 def iter_bench_throughput(*, spacing="ico3", n_batches=12, networks=NETWORKS, seed=0,
-                          num_threads=None, work_dir=None):  # fmt: skip
-    """Run the throughput benchmark (generator of Progress; returns the result dict)."""
+                          num_threads=None, work_dir=None, batch_size=None,
+                          latency_batches=LATENCY_BATCHES):  # fmt: skip
+    """Run the throughput benchmark (generator of Progress; returns the result dict).
+
+    ``batch_size`` None uses each network's recipe batch size.
+    """
     import torch
 
     from ..dataset import StreamSpec
@@ -103,7 +107,7 @@ def iter_bench_throughput(*, spacing="ico3", n_batches=12, networks=NETWORKS, se
     rows = []
     try:
         for k, (model, preset) in enumerate(networks):
-            batch = int(training_defaults(model, preset)["batch_size"])
+            batch = int(batch_size or training_defaults(model, preset)["batch_size"])
             n = (n_batches + 1) * batch
             spec = StreamSpec(hm, SIMULATION, InverseConfig(),
                               StreamConfig(examples_per_epoch=n, n_val=batch, data_seed=seed))
@@ -122,9 +126,9 @@ def iter_bench_throughput(*, spacing="ico3", n_batches=12, networks=NETWORKS, se
             row["generator_share"] = (row["training_examples_per_s"]
                                       / row["generator_examples_per_s"])  # fmt: skip
             inputs = torch.from_numpy(np.array(val.inputs))
-            inputs = inputs.repeat(-(-max(LATENCY_BATCHES) // len(inputs)), 1, 1, 1)
+            inputs = inputs.repeat(-(-max(latency_batches) // len(inputs)), 1, 1, 1)
             row["latency"] = _latency(work / f"disk-{k}" / "last.pt", inputs, hm=hm,
-                                      num_threads=num_threads)  # fmt: skip
+                                      num_threads=num_threads, batches=latency_batches)
             rows.append(row)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -135,6 +139,7 @@ def iter_bench_throughput(*, spacing="ico3", n_batches=12, networks=NETWORKS, se
         "torch_threads": num_threads or torch.get_num_threads(),
         "conditions": f"template {spacing} rh, off-grid single dipoles, realistic, SNR 0.5-3",
         "n_batches": n_batches,
+        "latency_batches": list(latency_batches),
         "networks": rows,
     }
 
@@ -165,10 +170,11 @@ def format_table(result: dict) -> str:
             f"{r['generator_examples_per_s']:.0f} | {r['training_examples_per_s']:.1f} | "
             f"{r['together_examples_per_s']:.1f} | {r['generator_share']:.2f} |"
         )
-    lines += ["", "| network | " + " | ".join(f"batch {b} (ms/event)" for b in LATENCY_BATCHES)
-              + " |", "|---|" + "---|" * len(LATENCY_BATCHES)]  # fmt: skip
+    batches = result.get("latency_batches", LATENCY_BATCHES)
+    lines += ["", "| network | " + " | ".join(f"batch {b} (ms/event)" for b in batches)
+              + " |", "|---|" + "---|" * len(batches)]  # fmt: skip
     for r in result["networks"]:
         lat = r["latency"]
         lines.append(f"| {r['model']} U-Net `{r['preset']}` | " + " | ".join(
-            f"{lat[f'batch_{b}_ms_per_event']:.2f}" for b in LATENCY_BATCHES) + " |")  # fmt: skip
+            f"{lat[f'batch_{b}_ms_per_event']:.2f}" for b in batches) + " |")  # fmt: skip
     return "\n".join(lines)

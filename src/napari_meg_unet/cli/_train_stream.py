@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ._dataset import DEFAULTS, SIMULATION_OPTIONS
@@ -72,11 +73,33 @@ def _resumed_spec(out: Path, args):
     return StreamSpec.from_meta(meta, hm), hm
 
 
+#: How long other torchrun ranks wait for rank 0 to write OUT/val (s).
+VAL_WAIT_S = 3600.0
+
+
+def _wait_for(path: Path, timeout=VAL_WAIT_S) -> None:
+    """Under torchrun, ranks > 0 wait for rank 0's validation set (OUT on shared storage)."""
+    import time
+
+    t0 = time.monotonic()
+    while not (path / "meta.json").is_file():
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(
+                f"Rank {os.environ.get('RANK')} waited {timeout:.0f} s for rank 0 to write "
+                f"{str(path)!r}; on nodes without a shared OUT pass --val DIR (a set on every "
+                "node, e.g. made by 'napari-meg-unet dataset --precision float32')."
+            )
+        time.sleep(2.0)
+
+
 def _val_set(spec, out: Path, *, overwrite: bool):
-    """OUT/val: reused when it is this stream's validation set, else simulated."""
+    """OUT/val: reused when it is this stream's validation set, else simulated (rank 0)."""
     from ..dataset import check_compatible, read_dataset
 
     path = out / VAL_DIR
+    if int(os.environ.get("RANK", "0")) > 0:
+        _wait_for(path)
+        overwrite = False
     if path.exists() and not overwrite:
         val = read_dataset(path)
         seed = val.meta.get("simulation", {}).get("params", {}).get("seed")

@@ -109,6 +109,11 @@ class TorchCore:
         )
         self.simulation, self.inverse, self.hm = simulation, inverse, hm
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        if self.device.type == "mps":
+            raise ValueError(
+                "The torch core draws in float64, which Apple MPS lacks; make the batches on "
+                "device='cpu' (the training stream does so on MPS and moves them)."
+            )
         self.dtype = dtype
         if simulation.off_grid and dense is None:
             dense = _dense_sources(hm, simulation, verbose)

@@ -393,8 +393,7 @@ def _stream_batches(run: _Run, epoch_index: int, start: int):
     workers = run.config.num_workers
     stream = run.train_set.stream_dataset(
         batch_size=run.local_batch, rank=run.dist.rank, world=run.dist.world,
-        start=first + start, stop=first + run.n_batches,
-        device=run.device if workers == 0 else "cpu",
+        start=first + start, stop=first + run.n_batches, device=run.stream_device,
     )  # fmt: skip
     if workers == 0:
         return iter(stream)

@@ -104,6 +104,14 @@ class _Run:
         return isinstance(self.train_set, StreamSpec)
 
     @property
+    def stream_device(self) -> torch.device:
+        """Where the stream's batches are made: the training device, or the CPU in DataLoader
+        workers and for MPS (whose lack of float64 the counter-based draws need)."""
+        if self.config.num_workers > 0 or self.device.type == "mps":
+            return torch.device("cpu")
+        return self.device
+
+    @property
     def stream_position(self) -> int:
         """Global batches of the stream consumed so far (what a checkpoint stores)."""
         return self.epochs_done * self.n_batches + self.batch
@@ -255,7 +263,7 @@ def _start_or_resume(run: _Run) -> None:
     )  # fmt: skip
     run.val_data = run.val_set.torch_dataset()
     if run.streaming:  # the batches are made per epoch (loop._stream_batches)
-        run.train_set.core(run.device if run.config.num_workers == 0 else "cpu")
+        run.train_set.core(run.stream_device)
     else:
         run.train_data = run.train_set.torch_dataset()
         run.sampler = DistributedSampler(
@@ -272,7 +280,7 @@ def _class_targets(run: _Run):
         return run.train_set.targets
     if run.hp.get("class_weighting") != "inverse-frequency":
         return None
-    return run.train_set.class_weight_targets(device=run.device)
+    return run.train_set.class_weight_targets(device=run.stream_device)
 
 
 def _channels_last(run: _Run) -> bool:

@@ -33,6 +33,10 @@ PROTOCOLS = ("samples", "window")
 MODELS = ("thesis", "mesh")
 #: Mixed-precision modes of training.
 AMP_MODES = ("auto", "bf16", "off")
+#: Numerical paths of simulation and inversion: the float64 numpy path (the reference, MNE
+#: parity) and the float32 torch core (:mod:`napari_meg_unet.simulate.torch_core`, also the
+#: training stream's).
+PRECISIONS = ("float64", "float32")
 
 #: Sampling rate (Hz) of the MNE sample raw file the 2017 thesis simulated with.
 THESIS_SFREQ = 600.614990234375
@@ -48,6 +52,14 @@ THESIS_DURATION = 20
 REALISTIC_FREQ = (4.0, 20.0)
 REALISTIC_REL_AMPLITUDE = (0.5, 2.0)
 REALISTIC_DURATION = (0.25, 0.75)
+
+
+def _precision_option():
+    """The ``precision`` option, declared once for the simulation and the inverse steps."""
+    return option(
+        "float64", choices=PRECISIONS, help="float64: the numpy reference path; float32: the "
+        "torch core (the training stream's path; other random draws than float64's)",
+    )  # fmt: skip
 
 
 @config
@@ -112,6 +124,7 @@ class SimulationConfig(ConfigBase):
         None, kind="int", minimum=1, help=f"samples per event (None: {DEFAULT_N_TIMES})"
     )
     seed: int = option(0, minimum=0, help="seed of every random draw")
+    precision: str = _precision_option()
 
     def _check(self) -> None:
         design = self.design
@@ -203,6 +216,7 @@ class InverseConfig(ConfigBase):
     normalisation: str = option(
         "column-max", choices=NORMALISATIONS, help="per-image scaling of the input stacks"
     )
+    precision: str = _precision_option()
 
 
 @config
@@ -216,6 +230,20 @@ class DatasetConfig(ConfigBase):
     amplitudes: bool = option(
         False, help="also store the true source amplitudes (A·m) of every example"
     )
+
+
+@config
+class StreamConfig(ConfigBase):
+    """Training data simulated on the fly (:class:`napari_meg_unet.dataset.StreamSpec`)."""
+
+    examples_per_epoch: int = option(
+        25680, minimum=1, help="examples drawn per epoch (never repeated: the stream is endless)"
+    )
+    n_val: int = option(321, minimum=1, help="examples of the fixed validation set")
+    data_seed: int = option(
+        0, minimum=0, help="master seed of the data: the stream and the validation set get "
+        "disjoint seeds (the weights' seed is the training's)",
+    )  # fmt: skip
 
 
 @config

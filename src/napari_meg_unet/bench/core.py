@@ -6,6 +6,12 @@ method, versus the thesis path, :func:`mne.simulation.simulate_raw` from a Sourc
 event with the same forward, noise from the same covariance (:func:`mne.simulation.add_noise`)
 and :func:`mne.minimum_norm.apply_inverse_raw` for MNE, dSPM and sLORETA.
 
+The float32 torch core (:class:`~napari_meg_unet.simulate.torch_core.TorchCore`, the
+training stream's path) does the same work in the same run: operator and kernels (float64,
+computed once), then the 642 events simulated and turned into MNE/dSPM/sLORETA images of
+every source of both hemispheres (normalised input stacks, float32), timed with and without
+the one-off kernel computation.
+
 (b) batched kernel application versus an :func:`mne.minimum_norm.apply_inverse` loop over
 epochs (and :func:`mne.minimum_norm.apply_inverse_epochs`), with the outputs compared.
 """
@@ -39,6 +45,28 @@ def _ours(hm, *, methods, lambda2, seed):
     inv = make_inverse(hm, loose=INVERSE.loose, depth=INVERSE.depth, verbose=False)
     out = apply_inverse_batch(inv, sim.data, methods=methods, lambda2=lambda2, verbose=False)
     return time.perf_counter() - t0, t_sim, sim, out
+
+
+def _ours_float32(hm, *, methods, lambda2, seed, n_events, chunk=256):
+    """The float32 torch core: kernels once, then simulate + images of every source.
+
+    Returns ``(total s, kernel s, simulate-and-images s, stacks shape)``.
+    """
+    from ..simulate.torch_core import TorchCore, compute_kernels
+
+    sim = THESIS_SIMULATION.replace(precision="float32")
+    inverse = INVERSE.replace(methods=methods, lambda2=lambda2, hemi="both", nave=1)
+    t0 = time.perf_counter()
+    kernels = compute_kernels(hm, inverse, verbose=False)
+    t_kernels = time.perf_counter() - t0
+    core = TorchCore(hm, sim, inverse, kernels=kernels, device="cpu", verbose=False)
+    stacks = [  # kept, as the thesis path keeps its SourceEstimates
+        core.draw(min(chunk, n_events - start), seed=seed, index=block, first_event=start).inputs
+        for block, start in enumerate(range(0, n_events, chunk))
+    ]
+    total = time.perf_counter() - t0
+    shape = (sum(len(s) for s in stacks), *stacks[0].shape[1:])
+    return total, t_kernels, total - t_kernels, shape
 
 
 def _thesis_path(hm, sim, *, methods, lambda2):
@@ -117,22 +145,33 @@ def _epoch_loop(hm, sim, *, method, lambda2, n_epochs):
 def iter_bench_core(*, spacing="ico3", lambda2=1.0 / 9.0, repeats=3, n_epochs=30, seed=0):
     """Run the core benchmark (generator of Progress; returns the result dict)."""
     check_int(repeats, "repeats", minimum=1)
-    yield Progress("bench core", 0, 4, message="head model")
+    yield Progress("bench core", 0, 5, message="head model")
     hm = make_template_headmodel(spacing=spacing, modality="meg", verbose=False)
     ours, ours_sim = [], []
     for _ in range(repeats):
         t, t_sim, sim, _ = _ours(hm, methods=METHODS, lambda2=lambda2, seed=seed)
         ours.append(t)
         ours_sim.append(t_sim)
-    yield Progress("bench core", 1, 4, message="thesis path")
+    yield Progress("bench core", 1, 5, message="thesis path")
     t_thesis = _thesis_path(hm, sim, methods=THESIS_METHODS, lambda2=lambda2)
-    yield Progress("bench core", 2, 4, message="ours (thesis methods)")
+    yield Progress("bench core", 2, 5, message="ours (thesis methods)")
     ours3 = min(
         _ours(hm, methods=THESIS_METHODS, lambda2=lambda2, seed=seed)[0] for _ in range(repeats)
     )
-    yield Progress("bench core", 3, 4, message="epoch loop")
+    yield Progress("bench core", 3, 5, message="float32 torch core")
+    f32 = min(
+        (_ours_float32(hm, methods=THESIS_METHODS, lambda2=lambda2, seed=seed, n_events=len(sim))
+         for _ in range(repeats)),
+        key=lambda r: r[0],
+    )  # fmt: skip
+    f32_steady = min(
+        _ours_float32(hm, methods=THESIS_METHODS, lambda2=lambda2, seed=seed,
+                      n_events=len(sim))[2]
+        for _ in range(repeats)
+    )  # fmt: skip
+    yield Progress("bench core", 4, 5, message="epoch loop")
     loops = [_epoch_loop(hm, sim, method=m, lambda2=lambda2, n_epochs=n_epochs) for m in METHODS]
-    yield Progress("bench core", 4, 4)
+    yield Progress("bench core", 5, 5)
     return {
         "benchmark": "core",
         "machine": machine_description(),
@@ -148,8 +187,30 @@ def iter_bench_core(*, spacing="ico3", lambda2=1.0 / 9.0, repeats=3, n_epochs=30
             "speedup_same_methods": t_thesis / ours3,
             "speedup_vs_ours_all_4_methods": t_thesis / min(ours),
         },
+        "float32_core": {
+            "total_s": f32[0],
+            "kernels_s": f32[1],
+            "simulate_and_images_s": min(f32[2], f32_steady),
+            "stacks_shape": list(f32[3]),
+            "speedup_total": t_thesis / f32[0],
+            "speedup_excluding_kernels": t_thesis / min(f32[2], f32_steady),
+        },
         "kernel_application": loops,
     }
+
+
+def _float32_rows(result: dict) -> list:
+    f = result.get("float32_core")
+    if f is None:
+        return []
+    return [
+        f"| float32 torch core: operator + kernels + simulate + MNE, dSPM, sLORETA images "
+        f"(all sources) | {f['total_s']:.3f} |",
+        f"| of which operator + kernels (float64, once per head model) | {f['kernels_s']:.3f} |",
+        f"| of which simulate + images | {f['simulate_and_images_s']:.3f} |",
+        f"| **speed-up of the float32 core, same run** | **{f['speedup_total']:.0f}x** "
+        f"({f['speedup_excluding_kernels']:.0f}x without the kernels) |",
+    ]
 
 
 def format_table(result: dict) -> str:
@@ -167,6 +228,7 @@ def format_table(result: dict) -> str:
         f"| thesis: simulate_raw + add_noise + apply_inverse_raw x3 | "
         f"{s['thesis_path_3_methods_s']:.3f} |",
         f"| speed-up (same 3 methods) | {s['speedup_same_methods']:.0f}x |",
+        *_float32_rows(result),
         "",
         "| method | epochs | apply_inverse loop (s) | apply_inverse_epochs (s) | batched (s) "
         "| speed-up vs loop | vs apply_inverse_epochs | max rel. diff |",

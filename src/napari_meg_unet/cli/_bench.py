@@ -24,6 +24,74 @@ def _run_core(args):
     return result
 
 
+def _run_throughput(args):
+    from ..bench.throughput import format_table, iter_bench_throughput
+
+    result = drive(
+        iter_bench_throughput(spacing=args.spacing, n_batches=args.n_batches, seed=args.seed,
+                              num_threads=args.num_threads, work_dir=args.work_dir),
+        args,
+    )  # fmt: skip
+    return _finish(result, args, format_table)
+
+
+def _run_scale(args):
+    from ..bench.scale import CONFIGS, format_table, iter_bench_scale
+
+    configs = CONFIGS if not args.configs else tuple(c.split(":") for c in args.configs)
+    result = drive(
+        iter_bench_scale(configs=configs, n_events=args.n_events, batch_size=args.batch_size,
+                         num_threads=args.num_threads, seed=args.seed),
+        args,
+    )  # fmt: skip
+    return _finish(result, args, format_table)
+
+
+def _finish(result, args, format_table):
+    result["command"] = args.command_line
+    if args.out:
+        write_json(Path(args.out), result)
+    result["table"] = format_table(result)
+    return result
+
+
+def _add_throughput_and_scale(sub) -> None:
+    throughput = sub.add_parser(
+        "throughput",
+        help="examples/s of the training stream, of training and of both; inference latency",
+        description="On the benchmark conditions: examples/s of the on-the-fly generator "
+        "alone, of training alone (disk set) and of training on the stream, for the thesis "
+        "U-Net 'small' and the mesh U-Net 'cpu'; then the inference latency per event at "
+        "batch 1, 16 and 64.",
+    )
+    throughput.add_argument("--spacing", default="ico3", help="template source spacing")
+    throughput.add_argument(
+        "--n-batches", type=positive_int, default=12, help="timed batches per measurement"
+    )
+    scale = sub.add_parser(
+        "scale",
+        help="cost growth of every step with the number of sources (ico3/ico4, rh/both)",
+        description="Times simulate, kernel computation, stack building (float64 and the "
+        "float32 core), one training step and prediction (thesis U-Net and mesh U-Net at "
+        "their small size) for the template at ico3 and ico4, one hemisphere and both, each "
+        "in a fresh process (peak memory), and prints the growth exponent of each step.",
+    )
+    scale.add_argument(
+        "--configs", nargs="+", metavar="SPACING:HEMI",
+        help="configurations (default ico3:rh ico3:both ico4:rh ico4:both)",
+    )  # fmt: skip
+    scale.add_argument("--n-events", type=positive_int, default=256, help="events simulated")
+    scale.add_argument("--batch-size", type=positive_int, default=8, help="training batch")
+    for parser in (throughput, scale):
+        parser.add_argument("--num-threads", type=positive_int, help="torch threads")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--out", "-o", help="write the result JSON here")
+        add_common(parser)
+    throughput.add_argument("--work-dir", metavar="DIR", help="parent of the temporary sets")
+    throughput.set_defaults(func=_run_throughput)
+    scale.set_defaults(func=_run_scale)
+
+
 def _run_accuracy(args):
     from .._io import check_output_path
     from ..bench.accuracy import iter_bench_accuracy
@@ -142,9 +210,11 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench",
         help="run a benchmark (prints a table, writes JSON)",
-        description="Benchmarks: 'core' times our vectorised simulate-and-invert path against "
-        "the thesis's MNE simulate_raw/apply_inverse_raw path and batched kernels against an "
-        "apply_inverse loop.",
+        description="Benchmarks: 'core' times our vectorised simulate-and-invert paths "
+        "(float64 numpy and the float32 torch core) against the thesis's MNE "
+        "simulate_raw/apply_inverse_raw path and batched kernels against an apply_inverse "
+        "loop; 'throughput' the training stream and training; 'scale' the cost growth to "
+        "ico4 and both hemispheres; 'accuracy' the networks against the linear inverses.",
     )
     sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     core = sub.add_parser("core", help="simulation + inversion speed versus the thesis path")
@@ -160,4 +230,5 @@ def add_parser(subparsers) -> None:
     core.add_argument("--out", "-o", help="write the result JSON here")
     add_common(core)
     core.set_defaults(func=_run_core)
+    _add_throughput_and_scale(sub)
     _add_accuracy(sub)

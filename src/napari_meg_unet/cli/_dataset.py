@@ -8,7 +8,10 @@ DESCRIPTION = """\
 Simulate train, validation and test sets from disjoint seeds on a head model
 (the fsaverage5 template by default), invert them and write memory-mapped
 example sets (OUT/train, OUT/val, OUT/test, OUT/splits.json) for
-'napari-meg-unet train'. No test example appears twice, and no example is
+'napari-meg-unet train'. --precision float32 simulates and inverts with the
+float32 torch core (the training stream's path: a set made with --seed S holds
+the first examples of the stream with --data-seed S and batch size 256). No
+test example appears twice, and no example is
 shared between splits (checked before anything is written to OUT). The memory
 and disk the sets need are estimated first; a request that would not fit is
 refused unless --force.
@@ -51,12 +54,16 @@ def add_parser(subparsers) -> None:
     hm.add_argument("--modality", default="meg", choices=MODALITIES, help="template sensors")
     add_cli_options(parser.add_argument_group("splits"), DatasetConfig)
     add_cli_options(
-        parser.add_argument_group("simulation (hemi and nave also apply to the inverse)"),
+        parser.add_argument_group(
+            "simulation (hemi, nave and precision also apply to the inverse)"
+        ),
         SimulationConfig,
-        only=SIMULATION_OPTIONS,
+        only=(*SIMULATION_OPTIONS, "precision"),
         defaults=DEFAULTS,
     )
-    add_cli_options(parser.add_argument_group("inverse"), InverseConfig, exclude=("hemi", "nave"))
+    add_cli_options(
+        parser.add_argument_group("inverse"), InverseConfig, exclude=("hemi", "nave", "precision")
+    )
     parser.add_argument(
         "--force",
         action="store_true",

@@ -12,14 +12,20 @@ from .._config import add_cli_options, config_from_args
 from ..configs import TrainingConfig
 from . import _common
 
-HELP = "train a U-Net on example sets (checkpoints, resume, early stopping)"
+HELP = "train a U-Net on the training stream or on example sets (checkpoints, resume)"
 DESCRIPTION = """\
-Train the thesis 2D U-Net or the mesh U-Net on an example set (a directory
-made by napari_meg_unet.dataset.build_dataset / make_splits) and validate on
-another after every epoch. OUT receives last.pt (every epoch), best.pt
-(lowest validation DLE) and history.json. Ctrl-C once stops after the current
-batch and saves last.pt; continue with --resume. Under torchrun the same
-command trains with DistributedDataParallel (--batch-size is the global batch).
+Train the thesis 2D U-Net or the mesh U-Net and validate on a fixed example
+set after every epoch. Without --train the training examples are simulated on
+the fly on the training device (the stream: the 'stream' options below, on the
+template head model or --headmodel; every example is new, --examples-per-epoch
+per epoch) and, without --val, the validation set is simulated once into
+OUT/val from a disjoint seed. With --train DIR the network trains on that
+example set (made by 'napari-meg-unet dataset' / make_splits). OUT receives
+last.pt (every epoch), best.pt (lowest validation DLE) and history.json.
+Ctrl-C once stops after the current batch and saves last.pt (with the stream
+position); continue with --resume (a stream is rebuilt from the checkpoint).
+Under torchrun the same command trains with DistributedDataParallel
+(--batch-size is the global batch; each rank draws its own examples).
 """
 
 #: Options of the "network and recipe" group; the others go to "run".
@@ -29,8 +35,14 @@ NETWORK_OPTIONS = ("model", "preset", "epochs", "lr", "batch_size", "early_stopp
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help=HELP, description=DESCRIPTION)
     data = parser.add_argument_group("data")
-    data.add_argument("--train", required=True, metavar="DIR", help="training example set")
-    data.add_argument("--val", required=True, metavar="DIR", help="validation example set")
+    data.add_argument(
+        "--train", metavar="DIR", help="training example set (default: train on the stream)"
+    )
+    data.add_argument(
+        "--val", metavar="DIR",
+        help="validation example set (required with --train; default with the stream: "
+        "simulated into OUT/val)",
+    )  # fmt: skip
     data.add_argument(
         "--headmodel",
         metavar="DIR",
@@ -50,6 +62,9 @@ def add_parser(subparsers) -> None:
     run = parser.add_argument_group("run")
     add_cli_options(run, TrainingConfig, exclude=NETWORK_OPTIONS)
     run.add_argument("--resume", action="store_true", help="continue the run saved in OUT")
+    from ._train_stream import add_stream_options
+
+    add_stream_options(parser)
     _common.add_common(parser, output=True)
     parser.set_defaults(func=handler)
 
@@ -154,11 +169,19 @@ def handler(args) -> dict:
     config = config_from_args(TrainingConfig, args)
     overrides = parse_overrides(args.set)
     mesh = None
-    if config.model == "mesh" and not args.resume:
+    train_data, val = args.train, args.val
+    if train_data is None:  # the stream
+        from ._train_stream import stream_data
+
+        train_data, val, hm = stream_data(args)
+        mesh = hm if config.model == "mesh" and not args.resume else None
+    elif val is None:
+        raise ValueError("--val DIR is required with --train (the validation example set).")
+    elif config.model == "mesh" and not args.resume:
         mesh = _headmodel_for(args)
     stop = threading.Event()
     gen = fit(
-        train=args.train, val=args.val, out_dir=args.out, config=config, resume=args.resume,
+        train=train_data, val=val, out_dir=args.out, config=config, resume=args.resume,
         stop=stop, mesh=mesh, overwrite=args.overwrite, **overrides,
     )  # fmt: skip
     progress = TrainingProgress(enabled=not args.no_progress)

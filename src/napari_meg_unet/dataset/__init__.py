@@ -37,10 +37,12 @@ The package's modules, one concept each:
 - :mod:`.hashing`: example digests and :func:`check_disjoint`;
 - :mod:`.writing`: :func:`write_dataset` from in-memory arrays;
 - :mod:`.building`: :func:`build_dataset` from a simulation;
-- :mod:`.splits`: :func:`make_splits`, disjoint train/val/test sets.
+- :mod:`.splits`: :func:`make_splits`, disjoint train/val/test sets;
+- :mod:`.streaming`: :class:`StreamSpec` and :class:`SimulationStream`, training
+  examples simulated on the fly on the training device (float32 torch core).
 """
 
-from ..configs import DatasetConfig, InverseConfig, SimulationConfig
+from ..configs import DatasetConfig, InverseConfig, SimulationConfig, StreamConfig
 from .building import DEFAULT_METHODS, build_dataset, iter_build_dataset
 from .hashing import check_disjoint, example_hashes
 from .identity import (
@@ -54,6 +56,7 @@ from .identity import (
 )
 from .reading import ARRAY_FILES, ExampleDataset, ExampleSet, read_dataset
 from .splits import SPLITS, iter_make_splits, make_splits, split_configs, split_seeds
+from .streaming import SimulationStream, StreamSpec
 from .writing import write_dataset
 
 __all__ = [
@@ -65,6 +68,9 @@ __all__ = [
     "FINGERPRINT_KEYS",
     "SPLITS",
     "DatasetConfig",
+    "SimulationStream",
+    "StreamConfig",
+    "StreamSpec",
     "ExampleDataset",
     "ExampleSet",
     "IncompatibleDataError",

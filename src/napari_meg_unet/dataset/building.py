@@ -148,6 +148,7 @@ def _plan_set(hm, sim, inverse, *, events, event_offset, amplitudes) -> _SetPlan
         loose=inverse.loose,
         depth=inverse.depth,
         normalisation=inverse.normalisation,
+        precision=inverse.precision,
         simulation=_simulation_identity(sim),
         simulation_events=[int(events[0]), int(events[-1])]
         if np.array_equal(events, np.arange(events[0], events[0] + n))
@@ -195,8 +196,17 @@ def _build_estimate(hm, plan: _SetPlan, *, chunk, with_kernels: bool) -> Resourc
 
 # --------------------------------------------------------------------------- computing and writing
 def _inverse_kernels(hm, inverse, *, verbose=None) -> dict:
-    """The imaging kernels of ``inverse.methods`` (one operator, computed once)."""
+    """The imaging kernels of ``inverse.methods`` (one operator, computed once).
+
+    For ``precision="float32"`` the torch core's kernels (an MNE kernel added
+    as the base of dSPM/sLORETA), so that the stacks equal the stream's.
+    """
     from ..inverse import compute_kernel, make_inverse
+
+    if inverse.precision == "float32":
+        from ..simulate.torch_core import compute_kernels
+
+        return compute_kernels(hm, inverse, verbose=verbose)
 
     inv = make_inverse(hm, loose=inverse.loose, depth=inverse.depth, verbose=verbose)
     return {
@@ -223,19 +233,32 @@ def _open_outputs(tmp, plan: _SetPlan) -> dict:
     }
 
 
-def _iter_fill(outputs: dict, sim, plan: _SetPlan, *, kernels, normalisation, chunk):
-    """Compute the images and targets ``chunk`` events at a time into the memory maps."""
+def _stacker(sim, plan: _SetPlan, inverse, kernels):
+    """``data -> input stack`` of one chunk, on the inverse's precision path."""
     from ..inverse import make_input_stack
 
+    if inverse.precision == "float32":
+        from ..inverse.torch_stack import KernelStack
+
+        stacker = KernelStack(kernels, inverse.methods, plan.rows, list(sim.info["ch_names"]),
+                              normalisation=inverse.normalisation)  # fmt: skip
+        return lambda data: stacker.stack_numpy(data, chunk=len(data))
+    kernels = [kernels[m] for m in inverse.methods]
+    return lambda data: make_input_stack(
+        kernels, data, rows=plan.rows, normalisation=inverse.normalisation
+    )
+
+
+def _iter_fill(outputs: dict, sim, plan: _SetPlan, *, kernels, inverse, chunk):
+    """Compute the images and targets ``chunk`` events at a time into the memory maps."""
     n = len(plan.events)
     amps = outputs.get("amplitudes")
+    stack = _stacker(sim, plan, inverse, kernels)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         block_events = plan.events[start:stop]
         data = np.asarray(sim.data[block_events])
-        outputs["inputs"][start:stop] = make_input_stack(
-            kernels, data, rows=plan.rows, normalisation=normalisation
-        )
+        outputs["inputs"][start:stop] = stack(data)
         for j, i in enumerate(block_events):
             truth = sim.truth(int(i), rows=plan.rows)
             outputs["targets"][start + j] = truth != 0
@@ -248,9 +271,7 @@ def _iter_write(tmp, hm, sim, inverse, plan: _SetPlan, *, kernels, event_offset,
     """Write every file of the set into the (temporary) directory ``tmp``."""
     outputs = _open_outputs(tmp, plan)
     try:
-        yield from _iter_fill(
-            outputs, sim, plan, kernels=kernels, normalisation=inverse.normalisation, chunk=chunk
-        )
+        yield from _iter_fill(outputs, sim, plan, kernels=kernels, inverse=inverse, chunk=chunk)
         for array in outputs.values():
             array.flush()
     finally:

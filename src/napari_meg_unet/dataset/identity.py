@@ -51,7 +51,8 @@ def dataset_fingerprint(meta: dict) -> str:
 
     The digest covers the head-model fingerprint, the simulation parameters,
     the inverse parameters (methods, ``lambda2``, ``nave``, ``loose``,
-    ``depth``), the normalisation, the hemisphere and the event offset.
+    ``depth``), the normalisation, the hemisphere and the event offset (and
+    the inverse's ``precision`` when it is not float64).
 
     Parameters
     ----------
@@ -66,7 +67,10 @@ def dataset_fingerprint(meta: dict) -> str:
     missing = [key for key in FINGERPRINT_KEYS if key not in meta]
     if missing:
         raise ValueError(f"meta lacks the field(s) {missing} needed for a dataset fingerprint.")
-    return array_fingerprint(kind="example-set", **{key: meta[key] for key in FINGERPRINT_KEYS})
+    fields = {key: meta[key] for key in FINGERPRINT_KEYS}
+    if meta.get("precision", "float64") != "float64":  # float64 sets keep their fingerprints
+        fields["precision"] = meta["precision"]
+    return array_fingerprint(kind="example-set", **fields)
 
 
 def _same(a, b) -> bool:

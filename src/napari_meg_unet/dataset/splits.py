@@ -42,7 +42,7 @@ SPLITS = ("train", "val", "test")
 #: Simulation options make_splits sets for each split (from the split sizes and seeds).
 PER_SPLIT = ("seed", "n_events", "n_repeats")
 #: Options declared by both the simulation and the inverse: one value sets both.
-SHARED = ("hemi", "nave")
+SHARED = ("hemi", "nave", "precision")
 
 
 def split_seeds(seed) -> dict:
@@ -91,8 +91,9 @@ def split_configs(*, dataset=None, simulation=None, inverse=None, **options) -> 
     """Route :func:`make_splits`' options to its three configs.
 
     Each keyword goes to the config that declares it: ``seed`` is the
-    dataset's master seed; ``hemi`` and ``nave`` set both the simulation's and
-    the inverse's. Where the inverse leaves ``hemi``/``nave`` None, the
+    dataset's master seed; ``hemi``, ``nave`` and ``precision`` set both the
+    simulation's and the inverse's (``precision`` not given as a keyword is
+    float32 when either config asks for it). Where the inverse leaves ``hemi``/``nave`` None, the
     simulation's are used, and the simulation always uses the inverse's (its
     sources lie in the image rows, its noise matches the inverse's ``nave``).
     The simulation's ``seed``, ``n_events`` and ``n_repeats`` are set per
@@ -122,8 +123,11 @@ def split_configs(*, dataset=None, simulation=None, inverse=None, **options) -> 
     simulation = SimulationConfig.build(simulation, **sim_options)
     hemi = simulation.hemi if inverse.hemi is None else inverse.hemi
     nave = simulation.nave if inverse.nave is None else inverse.nave
-    simulation = simulation.replace(hemi=hemi, nave=nave)
-    inverse = inverse.replace(hemi=hemi, nave=nave)
+    precision = options.get("precision") or (
+        "float32" if "float32" in (simulation.precision, inverse.precision) else "float64"
+    )
+    simulation = simulation.replace(hemi=hemi, nave=nave, precision=precision)
+    inverse = inverse.replace(hemi=hemi, nave=nave, precision=precision)
     return dataset, simulation, inverse
 
 
@@ -169,7 +173,8 @@ def _iter_build_splits(hm, sims, inverse, *, sizes, offsets, kernels, tmp, ampli
 
     sets = {}
     for name in SPLITS:
-        sim = yield from iter_simulate(hm, verbose=verbose, **sims[name].as_kwargs())
+        blocks = {"chunk": chunk} if sims[name].precision == "float32" else {}
+        sim = yield from iter_simulate(hm, verbose=verbose, **sims[name].as_kwargs(), **blocks)
         sets[name] = yield from _iter_build(
             hm, sim, inverse, events=np.arange(sizes[name]), event_offset=offsets[name],
             amplitudes=amplitudes, out=tmp / name, overwrite=False, chunk=chunk, force=True,

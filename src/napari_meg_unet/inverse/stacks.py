@@ -9,12 +9,12 @@ import numpy as np
 from .._config import takes_config
 from .._logging import verbose as _verbose
 from .._validation import check_choice
-from ..configs import NORMALISATIONS, InverseConfig
+from ..configs import NORMALISATIONS, PRECISIONS, InverseConfig
 from ..progress import Progress, plain
 from ._common import PICK_ORIS, _inverse_ch_names
 from ._data import _is_tensor, _used_channels, check_data_finite, warn_flat_channels
 from ._docs import fill_doc
-from .apply import apply_kernel
+from .apply import _kernel_device, apply_kernel
 from .kernels import InverseKernel, compute_kernel
 from .operator import make_inverse
 
@@ -95,6 +95,8 @@ def make_input_stack(
     ch_names=None,
     backend="numpy",
     device=None,
+    precision="float64",
+    chunk=256,
 ) -> np.ndarray:
     """Source images in the thesis layout: (n_samples, n_methods, n_rows, n_times).
 
@@ -130,6 +132,12 @@ def make_input_stack(
     %(data_ch_names)s
     %(kernel_backend)s
     %(kernel_device)s
+    precision : 'float64' | 'float32'
+        ``'float32'``: every kernel in one float32 torch product per ``chunk``
+        samples (:class:`~napari_meg_unet.inverse.torch_stack.KernelStack`, the
+        training stream's path; ``backend`` is ignored, ``pick_ori`` must be None).
+    chunk : int
+        Samples per product of the float32 path.
 
     Returns
     -------
@@ -139,9 +147,13 @@ def make_input_stack(
     if pick_ori == "vector":
         raise ValueError("pick_ori must be None or 'normal' for input stacks, got 'vector'.")
     check_choice(pick_ori, "pick_ori", PICK_ORIS)
+    check_choice(precision, "precision", PRECISIONS)
     kernels = _as_kernel_list(kernels_or_dict)
     rows = _check_rows(rows, kernels[0].n_sources)
     data = _as_batch(data)
+    if precision == "float32":
+        return _float32_stack(kernels, data, rows=rows, normalisation=normalisation,
+                              pick_ori=pick_ori, ch_names=ch_names, device=device, chunk=chunk)
     n_samples, _, n_times = data.shape
     stack = np.empty((n_samples, len(kernels), len(rows), n_times), np.float32)
     for mi, kernel in enumerate(kernels):
@@ -152,6 +164,29 @@ def make_input_stack(
             est = est.cpu().numpy()
         stack[:, mi] = _normalise(est[:, rows], normalisation)
     return stack
+
+
+def _float32_stack(kernels, data, *, rows, normalisation, pick_ori, ch_names, device, chunk):
+    """:func:`make_input_stack` on the float32 torch path."""
+    from .torch_stack import KernelStack
+
+    if pick_ori is not None:
+        raise ValueError("precision='float32' makes stacks with pick_ori=None only.")
+    methods = [k.method for k in kernels]
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"precision='float32' needs distinct methods, got {methods}.")
+    names = kernels[0].ch_names if ch_names is None else list(ch_names)
+    if len(names) != data.shape[1]:
+        raise ValueError(
+            f"data has {data.shape[1]} channels but the kernels have {len(names)}; pass "
+            "ch_names to pick the kernels' channels from the data."
+        )
+    dev = _kernel_device(device) if device is not None else "cpu"
+    stacker = KernelStack(dict(zip(methods, kernels, strict=True)), methods, rows, names,
+                          normalisation=normalisation, device=dev)  # fmt: skip
+    if _is_tensor(data):
+        data = data.detach().cpu().numpy()
+    return stacker.stack_numpy(data, chunk=chunk)
 
 
 @fill_doc
@@ -219,7 +254,7 @@ def iter_inverse_stack(
     yield Progress("inverse", total - 1, total, "stack")
     stack = make_input_stack(
         kernels, data, rows=hm.rows(hemi), normalisation=config.normalisation,
-        ch_names=ch_names, backend=backend, device=device,
+        ch_names=ch_names, backend=backend, device=device, precision=config.precision,
     )  # fmt: skip
     yield Progress("inverse", total, total, "done")
     return stack

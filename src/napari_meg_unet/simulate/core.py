@@ -30,7 +30,7 @@ _SOURCE_BYTES = 200
 @fill_doc
 @takes_config(SimulationConfig)
 @verbose_decorator
-def iter_simulate(hm, *, config, force=False, verbose=None):
+def iter_simulate(hm, *, config, force=False, chunk=None, model_error=(), verbose=None):
     """Simulate M/EEG sensor data for many events, yielding progress.
 
     Sensor data of every event are ``gain[:, sources] @ time_courses`` plus
@@ -47,6 +47,15 @@ def iter_simulate(hm, *, config, force=False, verbose=None):
         :func:`estimate_simulation`, logged at INFO) exceeds what is available;
         otherwise :class:`~napari_meg_unet._resources.InsufficientResourcesError`
         is raised before anything is allocated.
+    chunk : int | None
+        ``precision="float32"`` only: events per block of the torch core
+        (default 256). The blocks are its unit of counter-based seeding, so a
+        float32 simulation with ``chunk=B`` holds exactly the events of the
+        training stream with the same seed and batch size ``B`` in one process.
+    model_error : sequence of HeadModel | TrueModel
+        ``precision="float32"`` only: alternative forward models making the
+        signal of the events, one drawn per event (model-error augmentation,
+        :class:`~napari_meg_unet.simulate.torch_core.TorchCore`).
     %(verbose)s
 
     Yields
@@ -82,9 +91,23 @@ def iter_simulate(hm, *, config, force=False, verbose=None):
     noise with one variance per channel type (the mean of that type's diagonal
     of ``hm.noise_cov``); ``None`` none. The same seed gives bit-identical
     output.
+
+    ``precision="float32"`` makes the events with the float32 torch core
+    (:mod:`~napari_meg_unet.simulate.torch_core`, the training stream's path):
+    the same designs, waveform presets, exact whitened SNR and noise model, from
+    other (counter-based) random draws; a sweep is then ``n_repeats``
+    consecutive sweeps of every row, each in its own shuffled order.
     """
     _check_headmodel(hm)
     check_resources(estimate_simulation(hm, config), force=force)
+    if config.precision == "float32":
+        from .torch_simulation import iter_simulate_torch
+
+        return (yield from iter_simulate_torch(
+            hm, config, chunk=chunk, model_error=model_error, verbose=verbose
+        ))  # fmt: skip
+    if chunk is not None or model_error:
+        raise ValueError("chunk and model_error apply to precision='float32' only.")
     rng_design, rng_time, rng_snr, rng_noise = (
         np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(4)
     )
@@ -320,6 +343,8 @@ def _meta(hm, config, *, n_events, n_src, rank, dense) -> dict:
     """Head-model identity, the parameters (sfreq and n_times resolved) and the sizes."""
     params = config.to_dict()
     params.update(sfreq=config.resolved_sfreq, n_times=config.resolved_n_times)
+    if params["precision"] == "float64":  # the reference path: fingerprints as before
+        del params["precision"]
     return dict(
         format=FORMAT_NAME,
         format_version=FORMAT_VERSION,

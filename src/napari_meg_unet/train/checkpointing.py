@@ -23,7 +23,9 @@ def _checkpoint_state(run, kind: str, rng: list) -> dict:
 
     ``run`` is the loop's ``_Run``; ``rng`` holds every rank's RNG states
     (:func:`_rng_states`). The fields are described in
-    :mod:`napari_meg_unet.checkpoint`.
+    :mod:`napari_meg_unet.checkpoint`; a run on a stream also stores
+    ``stream_position`` (global batches consumed) and its ``dataset_meta`` /
+    ``dataset_fingerprint`` are the stream's (configs + head model hash).
     """
     meta, mesh, net = run.train_set.meta, run.mesh, run.net
     return {
@@ -57,6 +59,7 @@ def _checkpoint_state(run, kind: str, rng: list) -> dict:
         "epoch": run.epochs_done,
         "batch": run.batch,
         "sampler_epoch": run.epochs_done,
+        "stream_position": run.stream_position if run.streaming else None,
         "partial": run.partial,
         "history": run.history,
         "best": run.best,
@@ -87,8 +90,9 @@ def _check_resume(ckpt, *, model_name, preset, train_set, val_set, hp_explicit, 
     if preset is not None and preset != ckpt.get("preset"):
         problems.append(f"preset={preset!r} but the run uses {ckpt.get('preset')!r}")
     if train_set.fingerprint != ckpt["dataset_fingerprint"]:
+        what = "stream" if ckpt.get("stream_position") is not None else "set"
         problems.append(
-            f"the training set {train_set.fingerprint!r} is not the run's "
+            f"the training {what} {train_set.fingerprint!r} is not the run's "
             f"{ckpt['dataset_fingerprint']!r}"
         )
     if val_set.fingerprint != ckpt.get("val_fingerprint"):

@@ -26,6 +26,7 @@ from .._io import write_json
 from ..checkpoint import save_checkpoint
 from ..configs import TrainingConfig
 from ..dataset import ExampleSet, check_compatible, read_dataset
+from ..dataset.streaming import StreamSpec
 from ..progress import plain
 from .checkpointing import _checkpoint_state, _last_good, _rng_states
 from .distributed import _init_distributed
@@ -63,8 +64,16 @@ def fit(
 
     Parameters
     ----------
-    train, val : path-like | ExampleSet
-        Training and validation example sets; they must be compatible
+    train : path-like | ExampleSet | StreamSpec
+        The training example set, or a stream of examples simulated on the fly
+        on the training device (:class:`~napari_meg_unet.dataset.StreamSpec`:
+        head model, simulation and inverse configs, examples per epoch); a
+        stream's position (global batches consumed) is stored in the
+        checkpoints, so a resumed run sees exactly the batches an uninterrupted
+        one would have.
+    val : path-like | ExampleSet
+        The validation set (fixed, on disk; e.g. :meth:`StreamSpec.make_val_set`);
+        it must be compatible with the training data
         (:func:`~napari_meg_unet.dataset.check_compatible`).
     out_dir : path-like
         Receives ``last.pt`` (after every epoch, and mid-epoch on a stop),
@@ -142,10 +151,13 @@ iter_fit = fit
 train = plain(fit, name="train")
 
 
-def _read_sets(train, val) -> tuple[ExampleSet, ExampleSet]:
-    """The training and validation sets, which must be compatible."""
-    train_set, val_set = read_dataset(train), read_dataset(val)
-    check_compatible(train_set.meta, val_set.meta, names=("the training set", "the validation set"))
+def _read_sets(train, val) -> tuple[ExampleSet | StreamSpec, ExampleSet]:
+    """The training set (or stream) and the validation set, which must be compatible."""
+    streaming = isinstance(train, StreamSpec)
+    train_set = train if streaming else read_dataset(train)
+    val_set = read_dataset(val)
+    names = ("the training stream" if streaming else "the training set", "the validation set")
+    check_compatible(train_set.meta, val_set.meta, names=names)
     return train_set, val_set
 
 
@@ -181,16 +193,10 @@ def _epochs(run: _Run) -> Generator:
 def _run_epoch(run: _Run, epoch_index: int) -> Generator:
     """The batches of one epoch (from ``run.batch`` on); returns True when stopped on request."""
     epoch = epoch_index + 1
-    run.sampler.set_epoch(epoch_index)
-    order = list(run.sampler)
-    size = run.local_batch
-    batches = [order[k * size : (k + 1) * size] for k in range(run.n_batches)]
     start = run.batch
     if run.main:
         yield EpochStarted(epoch=epoch, n_epochs=run.hp["epochs"])
-    loader = _batches(
-        run.train_data, batches[start:], run.config.num_workers, run.device, run.seed, epoch_index
-    )
+    loader = _epoch_loader(run, epoch_index, start)
     run.epoch_start = time.perf_counter()
     for k, (x, y, idx) in enumerate(loader, start=start):
         if run.dist.any(_stop_requested(run.stop), run.device):
@@ -345,16 +351,54 @@ def _nonfinite_message(err, epoch, batch, x, idx, train_set, last_path) -> str:
     bad = ~torch.isfinite(x.reshape(len(x), -1)).all(dim=1)
     if bool(bad.any()):
         examples = idx[bad].tolist()[:5]
-        where = (
-            f" The batch holds non-finite inputs (examples {examples} of "
-            f"{str(train_set.path)!r}); rebuild or clean the dataset."
-        )
+        if isinstance(train_set, StreamSpec):
+            where = (
+                f" The batch holds non-finite inputs (stream examples {examples} of "
+                f"{train_set.describe()}); check the head model and the simulation options."
+            )
+        else:
+            where = (
+                f" The batch holds non-finite inputs (examples {examples} of "
+                f"{str(train_set.path)!r}); rebuild or clean the dataset."
+            )
     else:
         where = " Try a lower learning rate or gradient clipping (grad_clip_norm)."
     return (
         f"Training stopped in epoch {epoch}, batch {batch}: {err}. The weights were not "
         f"updated with it and {_last_good(last_path)}" + where
     )
+
+
+def _epoch_loader(run: _Run, epoch_index: int, start: int):
+    """(inputs, targets, ids) of the epoch's batches from ``start`` on (set or stream)."""
+    if run.streaming:
+        return _stream_batches(run, epoch_index, start)
+    run.sampler.set_epoch(epoch_index)
+    order = list(run.sampler)
+    size = run.local_batch
+    batches = [order[k * size : (k + 1) * size] for k in range(run.n_batches)]
+    return _batches(
+        run.train_data, batches[start:], run.config.num_workers, run.device, run.seed, epoch_index
+    )
+
+
+def _stream_batches(run: _Run, epoch_index: int, start: int):
+    """The stream's local batches of this epoch from ``start`` on (global batch counters).
+
+    Made on the training device in this process, or on the CPU in
+    ``num_workers`` DataLoader workers (each takes every ``num_workers``-th
+    batch; the loader returns them in order, so the batches do not depend on it).
+    """
+    first = epoch_index * run.n_batches
+    workers = run.config.num_workers
+    stream = run.train_set.stream_dataset(
+        batch_size=run.local_batch, rank=run.dist.rank, world=run.dist.world,
+        start=first + start, stop=first + run.n_batches, device=run.stream_device,
+    )  # fmt: skip
+    if workers == 0:
+        return iter(stream)
+    return iter(DataLoader(stream, batch_size=None, num_workers=workers,
+                           pin_memory=run.device.type == "cuda"))  # fmt: skip
 
 
 def _batches(dataset, batches, num_workers, device, seed, epoch_index):

@@ -18,6 +18,7 @@ from torch.utils.data import DistributedSampler
 from ..checkpoint import load_checkpoint
 from ..configs import TrainingConfig
 from ..dataset import ExampleSet, IncompatibleDataError
+from ..dataset.streaming import StreamSpec
 from ..device import resolve_device
 from .checkpointing import _check_resume, _restore_rng
 from .distributed import _Dist, _sync_batch_norm
@@ -42,7 +43,7 @@ class _Run:
     """
 
     config: TrainingConfig
-    train_set: ExampleSet
+    train_set: ExampleSet | StreamSpec
     val_set: ExampleSet
     out_dir: Path
     stop: object
@@ -96,6 +97,24 @@ class _Run:
     @property
     def main(self) -> bool:
         return self.dist.main
+
+    @property
+    def streaming(self) -> bool:
+        """Training on a stream simulated on the fly (else on an example set)."""
+        return isinstance(self.train_set, StreamSpec)
+
+    @property
+    def stream_device(self) -> torch.device:
+        """Where the stream's batches are made: the training device, or the CPU in DataLoader
+        workers and for MPS (whose lack of float64 the counter-based draws need)."""
+        if self.config.num_workers > 0 or self.device.type == "mps":
+            return torch.device("cpu")
+        return self.device
+
+    @property
+    def stream_position(self) -> int:
+        """Global batches of the stream consumed so far (what a checkpoint stores)."""
+        return self.epochs_done * self.n_batches + self.batch
 
 
 def _check_out_dir(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
@@ -181,6 +200,14 @@ def _batch_geometry(run: _Run) -> None:
         )
     run.local_batch = global_batch // world
     train_set = run.train_set
+    if run.streaming:
+        run.n_batches = train_set.examples_per_epoch // global_batch
+        if run.n_batches == 0:
+            raise ValueError(
+                f"examples_per_epoch={train_set.examples_per_epoch} is less than one batch "
+                f"(batch_size={global_batch}); draw more examples per epoch."
+            )
+        return
     if len(train_set) < global_batch:
         raise ValueError(
             f"The training set {str(train_set.path)!r} has {len(train_set)} example(s), fewer "
@@ -212,7 +239,7 @@ def _start_or_resume(run: _Run) -> None:
         scheduler.load_state_dict(ckpt["scheduler"])
         class_weights = ckpt.get("class_weights")
     else:
-        class_weights = _class_weights(hp.get("class_weighting"), run.train_set.targets)
+        class_weights = _class_weights(hp.get("class_weighting"), _class_targets(run))
     if class_weights is not None:
         class_weights = class_weights.to(dev)
     forward = net
@@ -234,14 +261,26 @@ def _start_or_resume(run: _Run) -> None:
         l1=hp["l1"], clip=hp.get("grad_clip_norm"), amp_dtype=run.amp_dtype, device=dev,
         channels_last=_channels_last(run), dist=dist,
     )  # fmt: skip
-    run.train_data = run.train_set.torch_dataset()
     run.val_data = run.val_set.torch_dataset()
-    run.sampler = DistributedSampler(
-        run.train_data, num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=run.seed,
-        drop_last=True,
-    )  # fmt: skip
+    if run.streaming:  # the batches are made per epoch (loop._stream_batches)
+        run.train_set.core(run.stream_device)
+    else:
+        run.train_data = run.train_set.torch_dataset()
+        run.sampler = DistributedSampler(
+            run.train_data, num_replicas=dist.world, rank=dist.rank, shuffle=True,
+            seed=run.seed, drop_last=True,
+        )  # fmt: skip
     if ckpt is not None:
         _restore_position(run, ckpt)
+
+
+def _class_targets(run: _Run):
+    """Targets to count for inverse-frequency class weights: the set's, or a stream sample."""
+    if not run.streaming:
+        return run.train_set.targets
+    if run.hp.get("class_weighting") != "inverse-frequency":
+        return None
+    return run.train_set.class_weight_targets(device=run.stream_device)
 
 
 def _channels_last(run: _Run) -> bool:
@@ -270,6 +309,12 @@ def _network(run: _Run) -> torch.nn.Module:
 def _restore_position(run: _Run, ckpt: dict) -> None:
     run.epochs_done = int(ckpt["epoch"])
     run.batch = int(ckpt.get("batch", 0))
+    if run.streaming and ckpt.get("stream_position") != run.stream_position:
+        raise IncompatibleDataError(
+            f"Cannot resume {ckpt.get('path')!r}: its stream position "
+            f"{ckpt.get('stream_position')} is not epoch {run.epochs_done} x {run.n_batches} "
+            f"batches + {run.batch} (the stream's batches per epoch changed?)."
+        )
     run.history = list(ckpt.get("history", []))
     run.best = dict(ckpt["best"])
     run.bad_epochs = int(ckpt.get("bad_epochs", 0))

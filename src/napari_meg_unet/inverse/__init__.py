@@ -19,6 +19,9 @@ Submodules:
   :func:`explained_variance` (as ``apply_inverse`` computes them);
 - :mod:`.brainstorm`: the Brainstorm <-> MNE regularisation mapping;
 - :mod:`.export`: :func:`save_kernel`, :func:`load_kernel`;
+- :mod:`.estimates`: :func:`source_estimates` (``mne.Evoked``/``Epochs``/``Raw``
+  in, ``mne.SourceEstimate`` out, as ``apply_inverse``), :func:`rank_report`,
+  :func:`write_source_estimate`;
 - :mod:`.stacks`: the thesis-layout input stacks (methods x vertices x time)
   fed to the U-Nets, :func:`make_input_stack` and :func:`inverse_stack`.
 
@@ -34,6 +37,14 @@ from ._data import check_data_finite, warn_flat_channels
 from .apply import apply_inverse_batch, apply_kernel
 from .brainstorm import brainstorm_snr_to_lambda2, lambda2_to_brainstorm_snr
 from .diagnostics import explained_variance, residual, svd_spectrum
+from .estimates import (
+    STC_FORMATS,
+    RankReport,
+    make_source_estimate,
+    rank_report,
+    source_estimates,
+    write_source_estimate,
+)
 from .export import load_kernel, save_kernel
 from .kernels import InverseKernel, compute_kernel
 from .operator import make_inverse, write_operator
@@ -46,6 +57,8 @@ __all__ = [
     "NOISE_NORMALISED",
     "NORMALISATIONS",
     "PICK_ORIS",
+    "STC_FORMATS",
+    "RankReport",
     "InverseConfig",
     "InverseKernel",
     "_check_methods",
@@ -60,11 +73,15 @@ __all__ = [
     "lambda2_to_brainstorm_snr",
     "load_kernel",
     "make_input_stack",
+    "make_source_estimate",
     "make_inverse",
+    "rank_report",
     "residual",
     "resolve_device",
     "save_kernel",
+    "source_estimates",
     "svd_spectrum",
     "warn_flat_channels",
     "write_operator",
+    "write_source_estimate",
 ]

@@ -262,6 +262,26 @@ def check_checkpoint_compatible(
         raise IncompatibleDataError(f"Refusing to use {source!r} on this {what}: {err}") from None
 
 
+#: Fields :func:`strip_checkpoint` keeps: enough to rebuild, check and apply the network.
+DISTRIBUTION_FIELDS = (
+    *REQUIRED_FIELDS, "preset", "dataset_fingerprint", "val_fingerprint",
+    "headmodel_fingerprint", "mesh_fingerprint", "mesh", "ch_names", "hemi", "inverse",
+    "normalisation", "sfreq", "seed", "deterministic", "training", "versions", "history",
+    "best", "class_weights",
+)  # fmt: skip
+
+
+def strip_checkpoint(checkpoint: dict) -> dict:
+    """A copy for distribution: the network and what it assumes, no optimiser or RNG state.
+
+    The result loads with :func:`load_checkpoint` and predicts, but cannot be
+    resumed.
+    """
+    out = {key: checkpoint[key] for key in DISTRIBUTION_FIELDS if key in checkpoint}
+    out["kind"] = "best"
+    return out
+
+
 def summary(checkpoint: dict) -> dict:
     """A JSON-friendly summary of a checkpoint (no tensors)."""
     return {

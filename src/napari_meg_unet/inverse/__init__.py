@@ -22,6 +22,8 @@ Submodules:
 - :mod:`.estimates`: :func:`source_estimates` (``mne.Evoked``/``Epochs``/``Raw``
   in, ``mne.SourceEstimate`` out, as ``apply_inverse``), :func:`rank_report`,
   :func:`write_source_estimate`;
+- :mod:`.recording`: :func:`invert_recording`, every condition of a recording
+  with its own nave (source estimates, measured SNR, rank report);
 - :mod:`.stacks`: the thesis-layout input stacks (methods x vertices x time)
   fed to the U-Nets, :func:`make_input_stack` and :func:`inverse_stack`.
 
@@ -48,10 +50,17 @@ from .estimates import (
 from .export import load_kernel, save_kernel
 from .kernels import InverseKernel, compute_kernel
 from .operator import make_inverse, write_operator
+from .recording import (
+    ConditionEstimates,
+    RecordingInverse,
+    invert_recording,
+    iter_invert_recording,
+)
 from .stacks import inverse_stack, iter_inverse_stack, make_input_stack
 
 __all__ = [
     "BACKENDS",
+    "ConditionEstimates",
     "ELORETA_DEFAULTS",
     "METHODS",
     "NOISE_NORMALISED",
@@ -59,6 +68,7 @@ __all__ = [
     "PICK_ORIS",
     "STC_FORMATS",
     "RankReport",
+    "RecordingInverse",
     "InverseConfig",
     "InverseKernel",
     "_check_methods",
@@ -69,6 +79,8 @@ __all__ = [
     "compute_kernel",
     "explained_variance",
     "inverse_stack",
+    "invert_recording",
+    "iter_invert_recording",
     "iter_inverse_stack",
     "lambda2_to_brainstorm_snr",
     "load_kernel",

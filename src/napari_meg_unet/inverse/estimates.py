@@ -24,7 +24,7 @@ from .._logging import verbose as _verbose
 from .._validation import check_choice, check_int
 from ._common import PICK_ORIS, _check_inverse, _check_methods, _inverse_ch_names
 from ._docs import fill_doc
-from .apply import apply_inverse_batch
+from .apply import apply_inverse_batch, apply_kernel
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ def source_estimates(
     nave=None,
     pick_ori=None,
     method_params=None,
+    kernels=None,
     backend="numpy",
     device=None,
     verbose=None,
@@ -159,6 +160,10 @@ def source_estimates(
         values of a fixed operator and the magnitude of a loose one;
         ``'vector'`` gives a :class:`mne.VectorSourceEstimate`.
     %(method_params)s
+    kernels : dict | None
+        Precomputed ``{method: InverseKernel}`` of ``inv`` (from
+        :func:`compute_kernel`, for the data's nave); they replace ``methods``,
+        ``lambda2``, ``nave`` and ``method_params``.
     %(kernel_backend)s
     %(kernel_device)s
     %(verbose)s
@@ -169,17 +174,19 @@ def source_estimates(
         ``{method: SourceEstimate}`` (a list of them, one per epoch, for epochs).
     """
     inv = _check_inverse(inv)
-    methods = _check_methods(methods)
     pick_ori = check_choice(pick_ori, "pick_ori", PICK_ORIS)
     array, ch_names, info, tmin, sfreq, own_nave, is_epochs = _data_of(data)
-    nave = own_nave if nave is None else check_int(nave, "nave", minimum=1)
     used = _inverse_ch_names(inv)
     _check_bads(info, used, type(data).__name__)
-    estimates = apply_inverse_batch(
-        inv, array, methods=methods, lambda2=lambda2, nave=nave, pick_ori=pick_ori,
-        ch_names=ch_names, backend=backend, device=device, method_params=method_params,
-        verbose=verbose,
-    )  # fmt: skip
+    apply = dict(pick_ori=pick_ori, ch_names=ch_names, backend=backend, device=device)
+    if kernels is not None:
+        estimates = {m: apply_kernel(k, array, **apply) for m, k in kernels.items()}
+    else:
+        nave = own_nave if nave is None else check_int(nave, "nave", minimum=1)
+        estimates = apply_inverse_batch(
+            inv, array, methods=_check_methods(methods), lambda2=lambda2, nave=nave,
+            method_params=method_params, verbose=verbose, **apply,
+        )  # fmt: skip
     vertno = [s["vertno"] for s in inv["src"]]
     subject = subject_of(inv)
     kw = dict(tmin=tmin, tstep=1.0 / sfreq, subject=subject)

@@ -208,7 +208,8 @@ def _crop_raw(raw, config, source, notes) -> Segment:
     cropped = raw.copy().crop(tmin, tmax)
     if config.tmin is not None or config.tmax is not None:
         notes.append(f"cropped to {tmin:g}..{tmax:g} s")
-    return Segment("raw", cropped, nave=1, time_offset=float(tmin), source=source, notes=notes)
+    offset = (cropped.first_samp - raw.first_samp) / raw.info["sfreq"]  # the sample MNE kept
+    return Segment("raw", cropped, nave=1, time_offset=offset, source=source, notes=notes)
 
 
 def _from_epochs(epochs, config, source, notes) -> list[Segment]:

@@ -59,6 +59,7 @@ from .events import (
 )
 from .inference import iter_predict, iter_probabilities, load_model, predict, to_source_estimate
 from .loop import fit, iter_fit, train
+from .pretrained import PRETRAINED_FILE, pretrained_checkpoint
 from .recording import (
     PROBABILITY_UNIT,
     RecordingPrediction,
@@ -68,6 +69,7 @@ from .recording import (
 
 __all__ = [
     "AMP_MODES",
+    "PRETRAINED_FILE",
     "PROBABILITY_UNIT",
     "BatchDone",
     "CheckpointWritten",
@@ -87,6 +89,7 @@ __all__ = [
     "load_model",
     "predict",
     "predict_recording",
+    "pretrained_checkpoint",
     "resolve_device",
     "to_source_estimate",
     "train",

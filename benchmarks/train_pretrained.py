@@ -131,8 +131,9 @@ def main(argv=None) -> dict:
         else None,
     )  # fmt: skip
     (args.work / "train_pretrained.json").write_text(json.dumps(result, indent=2, default=str))
-    print(f"best: epoch {summary['best_epoch']}, val DLE {summary['best_dle_mm']:.1f} mm; data {t1 - t0:.0f} s, training {t2 - t1:.0f} s; "
-          f"{target} ({target.stat().st_size / 1e3:.0f} kB)")  # fmt: skip
+    print(f"best: epoch {summary['best_epoch']}, val DLE {summary['best_dle_mm']:.1f} mm; "
+          f"data {t1 - t0:.0f} s, training {t2 - t1:.0f} s; {target} "
+          f"({target.stat().st_size / 1e3:.0f} kB)")  # fmt: skip
     return result
 
 

@@ -360,14 +360,16 @@ class RecordingCompatibility:
         return self
 
 
-def _check_length(report, record, n_times, sfreq) -> None:
-    n_net = round(n_times * record["sfreq"] / sfreq) if record["sfreq"] else n_times
-    if n_net < record["n_times"]:
+def _check_length(report, record, n_times, sfreq, resample) -> None:
+    """The data (after resampling, when it is resampled) must fill one window."""
+    rate = record["sfreq"] if resample and record["sfreq"] else sfreq
+    n = round(n_times * rate / sfreq)
+    if n < record["n_times"]:
         report.refused.append(
-            f"length: {n_net} samples ({1e3 * n_net / (record['sfreq'] or sfreq):.0f} ms) at "
-            f"{record['sfreq'] or sfreq:.6g} Hz in the data but the network's window is "
-            f"{record['n_times']} samples ({1e3 * (record['window_s'] or 0):.0f} ms); use a "
-            "longer span (tmin/tmax) or a network trained with fewer samples (n_times)"
+            f"length: {n} samples ({1e3 * n / rate:.0f} ms) at {rate:.6g} Hz in the data but "
+            f"the network's window is {record['n_times']} samples "
+            f"({1e3 * (record['window_s'] or 0):.0f} ms); use a longer span (tmin/tmax) or a "
+            "network trained with fewer samples (n_times)"
         )
 
 
@@ -436,7 +438,7 @@ def check_recording_compatible(
             report.adapted.append(f"{text}: the data are resampled to {record['sfreq']:.6g} Hz")
         else:
             report.refused.append(f"{text}; resample the data (resample=True)")
-    _check_length(report, record, n_times, sfreq)
+    _check_length(report, record, n_times, sfreq, resample)
     hm = headmodel or {}
     same_hm = hm.get("fingerprint") in (None, record["headmodel_fingerprint"])
     if not same_hm:

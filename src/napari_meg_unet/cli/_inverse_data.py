@@ -119,14 +119,17 @@ def iter_recording(args, config):
     from .._io import atomic_dir, check_output_path, write_json
     from .._resources import check_resources
     from ..inverse import iter_invert_recording, write_operator
+    from ..inverse.recording import check_segments
     from ._inverse import _load_headmodel
 
     yield Progress("inverse", 0, 1, "reading")
     segments = _recording.read_data(args)
     out = check_output_path(args.out, overwrite=args.overwrite, what="inverse output")
     hm = _load_headmodel(args, {})
+    check_segments(segments, set(hm.ch_names) - set(hm.info["bads"]))
     check_resources(_estimate(hm, segments, config, args.npy), out=out, force=args.force)
-    result = yield from iter_invert_recording(hm, segments, config=config, verbose=False)
+    result = yield from iter_invert_recording(hm, segments, check=False, config=config,
+                                              verbose=False)  # fmt: skip
     hemi = config.hemi or "rh"
     names = _recording.file_names(c.name for c in result.conditions)
     with atomic_dir(out, overwrite=args.overwrite, what="inverse output") as tmp:

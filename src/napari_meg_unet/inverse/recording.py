@@ -10,7 +10,6 @@ from .._config import takes_config
 from .._logging import verbose as _verbose
 from ..configs import InverseConfig
 from ..progress import Progress, plain
-from ._common import _inverse_ch_names
 from ._data import _pick_data_channels, check_data_finite, warn_flat_channels
 from ._docs import fill_doc
 from .diagnostics import _data_operators
@@ -116,20 +115,22 @@ class _PerNave:
         return out
 
 
-def _check_segment(seg, used) -> np.ndarray:
-    data = seg.get_data()
-    where = f"{seg.source} ({seg.name})"
-    check_data_finite(data[np.newaxis] if data.ndim == 2 else data, where=where,
-                      axis_name="epoch", ch_names=seg.ch_names, used=used)  # fmt: skip
-    warn_flat_channels(data, seg.ch_names, where=where, used=used)
-    return data
+def check_segments(segments, used) -> None:
+    """NaN/Inf (an error naming the recording, condition and epoch) and flat channels (a
+    warning) among the channels ``used`` by an inverse."""
+    for seg in segments:
+        data = seg.get_data()
+        where = f"{seg.source} ({seg.name})"
+        check_data_finite(data[np.newaxis] if data.ndim == 2 else data, where=where,
+                          axis_name="epoch", ch_names=seg.ch_names, used=used)  # fmt: skip
+        warn_flat_channels(data, seg.ch_names, where=where, used=used)
 
 
 @fill_doc
 @takes_config(InverseConfig)
 @_verbose
 def iter_invert_recording(hm, data, *, recording=None, pick_ori=None, method_params=None,
-                          config, verbose=None):  # fmt: skip
+                          check=True, config, verbose=None):  # fmt: skip
     """Source estimates of every condition of a recording, yielding progress.
 
     Parameters
@@ -143,6 +144,8 @@ def iter_invert_recording(hm, data, *, recording=None, pick_ori=None, method_par
     pick_ori : None | 'normal' | 'vector'
         As in :func:`mne.minimum_norm.apply_inverse`.
     %(method_params)s
+    check : bool
+        Check the data for NaN/Inf and flat channels first (:func:`check_segments`).
     %(options)s
     %(verbose)s
 
@@ -165,15 +168,16 @@ def iter_invert_recording(hm, data, *, recording=None, pick_ori=None, method_par
     else:
         segments = read_segments(data, config=recording or RecordingConfig())
     total = len(segments) + 1
+    if check:
+        check_segments(segments, set(hm.ch_names) - set(hm.info["bads"]))
     yield Progress("inverse", 0, total, "operator")
     inv = make_inverse(hm, loose=config.loose, depth=config.depth, verbose=verbose)
-    used = set(_inverse_ch_names(inv))
     rank = rank_report(inv, segments[0].info)
     cache = _PerNave(inv, config, method_params, pick_ori, hm.fingerprint)
     conditions = []
     for ii, seg in enumerate(segments):
         yield Progress("inverse", ii + 1, total, seg.name)
-        array = _check_segment(seg, used)
+        array = seg.get_data()
         nave = seg.nave if config.nave is None else config.nave
         stcs = source_estimates(inv, seg, kernels=cache.kernels(nave), pick_ori=pick_ori)
         snr = measure_snr(seg, hm.noise_cov) if seg.kind == "evoked" else None

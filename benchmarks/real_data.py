@@ -8,7 +8,8 @@ the linear inverses the networks take as input.
 
 Part B (real data, ``test-ave.fif.gz``): for every condition and hemisphere, an
 equivalent current dipole (:func:`mne.fit_dipole`, that hemisphere's temporal
-sensors, at their gradiometer GFP peak 70-130 ms) and the peak of every method
+sensors for the auditory conditions, occipital ones for the visual conditions, at
+their gradiometer GFP peak 70-130 ms) and the peak of every method
 (mean |estimate| over the dipole time +-10 ms, same hemisphere): MNE, dSPM,
 sLORETA, eLORETA, the subject network, the pretrained network mapped to the
 sample subject (MNI) and on the template coregistered to the recording; the
@@ -89,11 +90,11 @@ def part_a(hm, subject_net: Path, pretrained: Path, subjects_dir) -> dict:
     return dict(n_events=len(test), settings=test.meta["simulation"]["params"], dle=rows)
 
 
-def _ecd(evoked, cov, bem, trans, hemi):
-    """Time and dipole of the M100 on one hemisphere's temporal sensors."""
+def _ecd(evoked, cov, bem, trans, hemi, region):
+    """Time and dipole of the peak 70-130 ms on one hemisphere's sensors of ``region``."""
     import mne
 
-    names = mne.read_vectorview_selection(f"{'Left' if hemi == 'lh' else 'Right'}-temporal",
+    names = mne.read_vectorview_selection(f"{'Left' if hemi == 'lh' else 'Right'}-{region}",
                                           info=evoked.info)  # fmt: skip
     side = evoked.copy().pick(names)
     grads = side.copy().pick("grad")
@@ -155,10 +156,12 @@ def part_b(data: Path, hm, subject_net: Path, pretrained: Path) -> dict:
     for ci, seg in enumerate(segments):
         snr = measure_snr(Segment(seg.name, seg.inst.copy().pick("meg"), nave=seg.nave), cov,
                           window=M100)  # fmt: skip
+        region = "temporal" if "auditory" in seg.name.lower() else "occipital"
         for hemi in ("lh", "rh"):
-            t_peak, pos, gof = _ecd(seg.inst, cov, bem, trans, hemi)
-            row = dict(condition=seg.name, nave=seg.nave, hemi=hemi, t_ms=1e3 * t_peak,
-                       ecd_gof=gof, snr_peak=snr.peak, snr_rms=snr.window_rms, ecd_mm=pos * 1e3,
+            t_peak, pos, gof = _ecd(seg.inst, cov, bem, trans, hemi, region)
+            row = dict(condition=seg.name, nave=seg.nave, hemi=hemi, sensors=region,
+                       t_ms=1e3 * t_peak, ecd_gof=gof, snr_peak=snr.peak, snr_rms=snr.window_rms,
+                       ecd_mm=pos * 1e3, ecd_in_hemi=bool((pos[0] < 0) == (hemi == "lh")),
                        distances_mm={})  # fmt: skip
             for label, (stcs, model) in estimates.items():
                 peak = _peak(stcs[ci], model.rows(hemi), model.positions, t_peak)
@@ -179,9 +182,11 @@ def _print(result):
     rows = result["part_b"]["rows"]
     labels = list(rows[0]["distances_mm"])
     print("B. Peak - ECD distance (mm), real test-ave.fif.gz")
-    print("  " + " | ".join(["condition", "hemi", "t ms", "GOF %", "SNR", *labels]))
+    print("  " + " | ".join(["condition", "hemi", "sensors", "t ms", "GOF %", "ECD side",
+                             "SNR", *labels]))  # fmt: skip
     for r in rows:
-        cells = [r["condition"], r["hemi"], f"{r['t_ms']:.0f}", f"{r['ecd_gof']:.0f}",
+        cells = [r["condition"], r["hemi"], r["sensors"], f"{r['t_ms']:.0f}",
+                 f"{r['ecd_gof']:.0f}", "ok" if r["ecd_in_hemi"] else "other",
                  f"{r['snr_peak']:.2f}"]  # fmt: skip
         cells += [f"{r['distances_mm'][k]:.0f}" for k in labels]
         print("  " + " | ".join(cells))

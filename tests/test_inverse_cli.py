@@ -64,7 +64,7 @@ def test_cli_evoked_file(template_hm, tmp_path, capsys):
     # one source estimate per condition and method, as MNE's apply_inverse makes it
     for cond, evoked in zip(("c_0", "c_1"), mne.read_evokeds(fname, verbose=False), strict=True):
         for method in ("dSPM", "MNE"):
-            stc = mne.read_source_estimate(out / "stc" / f"{cond}-{method}", verbose=False)
+            stc = mne.read_source_estimate(out / "stc" / f"{cond}-{method}")
             ref = apply_inverse(evoked, inv, 0.25, method, verbose=False)
             assert stc.tmin == pytest.approx(ref.tmin, abs=1e-6)
             assert stc.tstep == pytest.approx(ref.tstep, rel=1e-6)
@@ -130,7 +130,7 @@ def test_cli_epochs_and_nave(template_hm, tmp_path, capsys):
                               "--methods", "dSPM")  # fmt: skip
     assert rc == 0, stderr
     assert json.loads(stdout)["nave"] == 3
-    stc = mne.read_source_estimate(tmp_path / "a" / "stc" / "1-dSPM", verbose=False)
+    stc = mne.read_source_estimate(tmp_path / "a" / "stc" / "1-dSPM")
     ref = apply_inverse(mne.read_epochs(fname, verbose=False).average(), inv, 1 / 9, "dSPM",
                         verbose=False)  # fmt: skip
     assert_allclose(stc.data, ref.data, rtol=1e-5, atol=1e-6 * np.abs(ref.data).max())

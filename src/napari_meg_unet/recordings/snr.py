@@ -101,7 +101,7 @@ def _whitened_power(data, info, noise_cov, nave, rank):
     return np.mean(white**2, axis=0), W.shape[0]
 
 
-def measure_snr(data, noise_cov, *, window=(0.0, None), nave=None, rank=None) -> MeasuredSNR:
+def measure_snr(data, noise_cov, *, window="auto", nave=None, rank=None) -> MeasuredSNR:
     """Whitened SNR of an evoked response (the simulations' definition).
 
     Parameters
@@ -110,8 +110,10 @@ def measure_snr(data, noise_cov, *, window=(0.0, None), nave=None, rank=None) ->
         An averaged response (a segment of kind ``"evoked"``).
     noise_cov : mne.Covariance
         Noise covariance of single trials (its channels are picked from the data).
-    window : tuple of float | None
-        Analysis window ``(tmin, tmax)`` in seconds (None ends: the data's).
+    window : tuple of float | None | "auto"
+        Analysis window ``(tmin, tmax)`` in seconds (None ends: the data's);
+        ``"auto"``: from 0 s (after the stimulus) when the data reach it, else
+        every sample.
     nave : int | None
         Trials averaged (None: the data's own).
     rank : None | 'info' | dict
@@ -136,6 +138,10 @@ def measure_snr(data, noise_cov, *, window=(0.0, None), nave=None, rank=None) ->
     if not isinstance(noise_cov, mne.Covariance):
         raise TypeError(f"noise_cov must be an mne.Covariance, got {type(noise_cov).__name__}.")
     times = data.times
+    if isinstance(window, str):
+        if window != "auto":
+            raise ValueError(f"window must be (tmin, tmax), None or 'auto', got {window!r}.")
+        window = (0.0, None) if times[-1] >= 0 else None
     lo = times[0] if window is None or window[0] is None else window[0]
     hi = times[-1] if window is None or window[1] is None else window[1]
     in_window = (times >= lo) & (times <= hi)

@@ -166,6 +166,7 @@ def test_recording_to_trained_network_to_source_estimates(sample_hm, sample_net,
         assert stc.data.shape == (sample_hm.n_sources, 140)
         assert 0 <= stc.data.min() and stc.data.max() <= 1 and p.unit == PROBABILITY_UNIT
         assert any("resampled to 200 Hz" in n for n in p.notes)
+        assert "noise covariance: whitener rank 302 (the operator's noise covariance)" in p.notes
         assert any(n.startswith(f"nave: {p.nave} (data) != 1 (network)") for n in p.notes)
     # a recording exactly one window long: the same as predicting its input stack
     seg = read_segments(ave, condition="Right Auditory")[0].resampled(200.0)

@@ -29,6 +29,7 @@ from .._config import takes_config
 from .._logging import verbose as _verbose
 from ..checkpoint import check_recording_compatible, data_record, load_checkpoint
 from ..configs import NetworkApplyConfig, RecordingConfig
+from ..inverse import rank_report
 from ..progress import Progress, plain
 from .inference import iter_probabilities, load_model
 from .windows import cut_windows, stitch, window_starts
@@ -245,7 +246,8 @@ def iter_predict_recording(
     mapping, hm_info = _mapping(hm, record, record["hemi"], subjects_dir, config.morph)
     adapted = _check(ckpt, record, segments, hm, hm_info, hemi, inverse, config)
     yield Progress("recording", 2, 3, "inverse kernels")
-    _, kernels = _kernels(hm, record)
+    inv, kernels = _kernels(hm, record)
+    notes.append(f"noise covariance: {rank_report(inv, segments[0].info).message}")
     model, _ = load_model(ckpt, device=device)
     yield Progress("recording", 3, 3, "network")
     rows = hm.rows(record["hemi"])

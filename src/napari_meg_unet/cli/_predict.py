@@ -55,7 +55,10 @@ def add_parser(subparsers) -> None:
         "--cov", metavar="FILE", help="noise covariance of the coregistered template (default: "
         "ad hoc)",
     )  # fmt: skip
-    parser.add_argument("--hemi", default=None, help="hemisphere expected (checked)")
+    parser.add_argument(
+        "--hemi", default=None, choices=("lh", "rh", "both"),
+        help="hemisphere expected: another than the network's is refused",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=64, help="examples per forward pass")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument(

@@ -114,6 +114,27 @@ def _peak(stc, rows, positions, t_peak) -> np.ndarray:
     return positions[rows[np.argmax(amp)]]
 
 
+def part_a_template(pretrained_work: Path) -> dict:
+    """The pretrained network on its own (template) test set, for reference."""
+    from napari_meg_unet.dataset import read_dataset
+    from napari_meg_unet.metrics import aggregate
+    from napari_meg_unet.train import predict
+
+    test = read_dataset(pretrained_work / "sets" / "test")
+    inputs, targets = np.asarray(test.inputs), np.asarray(test.targets).astype(bool)
+    truth, positions = np.asarray(test.true_positions), np.asarray(test.positions)
+    maps = {"pretrained": predict(pretrained_work / "network.pt", test, device="cpu")}
+    for mi, method in enumerate(test.meta["methods"]):
+        maps[f"{method} (input image)"] = np.abs(inputs[:, mi])
+    rows = {}
+    for name, prob in maps.items():
+        dle = np.array([_dle(prob[i], targets[i], truth[i], positions) for i in range(len(test))])
+        agg = aggregate(dle, np.asarray(test.events), n_boot=2000, seed=0)
+        rows[name] = dict(dle_mm=agg["mean"], ci_low=agg["ci_low"], ci_high=agg["ci_high"],
+                          median_mm=float(np.median(dle)))  # fmt: skip
+    return dict(n_events=len(test), dle=rows)
+
+
 def _estimates(hm, segments, subject_net, pretrained, coreg_hm, covs):
     """``{label: [stc per condition]}`` and the positions/rows of each label's head model."""
     from napari_meg_unet.inverse import invert_recording, make_inverse, source_estimates
@@ -177,6 +198,12 @@ def _print(result):
         for name, r in result["part_a"]["dle"].items():
             print(f"  {name:34s} {r['dle_mm']:6.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}] "
                   f"median {r['median_mm']:.1f}")  # fmt: skip
+    if "part_a_template" in result:
+        print("A'. DLE (mm) of the pretrained network on its own template test set "
+              f"({result['part_a_template']['n_events']} events)")  # fmt: skip
+        for name, r in result["part_a_template"]["dle"].items():
+            print(f"  {name:34s} {r['dle_mm']:6.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}] "
+                  f"median {r['median_mm']:.1f}")  # fmt: skip
     if "part_b" not in result:
         return
     rows = result["part_b"]["rows"]
@@ -204,6 +231,9 @@ def main(argv=None):
                         help="WORK folder of train_pretrained.py --headmodel")  # fmt: skip
     parser.add_argument("--pretrained", type=Path, default=None,
                         help="checkpoint (default: the shipped one)")  # fmt: skip
+    parser.add_argument(
+        "--pretrained-work", type=Path, help="WORK folder of train_pretrained.py (its test set)"
+    )
     parser.add_argument("--out", type=Path, help="JSON output")
     parser.add_argument("--parts", default="ab", help="a: simulated, b: real (default: ab)")
     args = parser.parse_args(argv)
@@ -217,6 +247,8 @@ def main(argv=None):
     result = dict(machine=machine_description(), headmodel=hm.summary())
     if "a" in args.parts:
         result["part_a"] = part_a(hm, args.subject_net, pretrained, subjects_dir)
+        if args.pretrained_work:
+            result["part_a_template"] = part_a_template(args.pretrained_work)
     if "b" in args.parts:
         result["part_b"] = part_b(args.data, hm, args.subject_net / "network.pt", pretrained)
     result["elapsed_s"] = time.perf_counter() - t0

@@ -273,3 +273,34 @@ def test_gui_check_refuses_another_hemisphere_and_sampling_rate(tmp_path):
         checkpoint_report(path, hm, sim)
     sim.sfreq = 250.0
     assert checkpoint_report(path, hm, sim)[0]["dataset_meta"]["hemi"] == "lh"
+
+
+def test_shipped_pretrained_network_records_its_data():
+    from napari_meg_unet.checkpoint import load_checkpoint
+    from napari_meg_unet.train import pretrained_checkpoint
+
+    path = pretrained_checkpoint()
+    assert path.stat().st_size < 2_000_000  # package data: a few hundred kB
+    ckpt = load_checkpoint(path)
+    record = data_record(ckpt)
+    assert record["headmodel"]["subject"] == "fsaverage5" and record["hemi"] == "both"
+    assert (record["sfreq"], record["n_times"]) == (150.0, 32)
+    assert record["methods"] == ["MNE", "dSPM", "sLORETA"] and record["off_grid"]
+    assert "optimizer" not in ckpt and ckpt["model_name"] == "mesh"
+
+
+@pytest.mark.slow
+def test_pretrained_network_on_the_sample_recording(sample_hm, shared_data, tmp_path, capsys):
+    from napari_meg_unet.cli import main
+
+    sample_hm.save(tmp_path / "hm")
+    out = tmp_path / "pred"
+    assert main(["predict", "--data", str(shared_data / "sample/MEG/test-ave.fif.gz"),
+                 "--checkpoint", "pretrained", "--headmodel", str(tmp_path / "hm"),
+                 "--condition", "Right Auditory", "--out", str(out), "--device", "cpu",
+                 "--no-progress"]) == 0  # fmt: skip
+    stdout = capsys.readouterr().out
+    assert "MNI mapping of 'sample'" in stdout and "resampled to 150 Hz" in stdout
+    stc = mne.read_source_estimate(out / "Right_Auditory")
+    assert stc.subject == "sample" and stc.tstep == pytest.approx(1 / 150)
+    assert 0 <= stc.data.min() and stc.data.max() <= 1

@@ -23,6 +23,11 @@ def _quiet_mne():
         yield
 
 
+@pytest.fixture(scope="module")
+def inv_fixed(template_hm):
+    return make_inverse(template_hm, verbose=False)
+
+
 def _data(info, n, n_times, seed):
     rng = np.random.default_rng(seed)
     sd = np.array([{"mag": 1e-13, "grad": 2e-12}.get(t, 5e-6) for t in info.get_channel_types()])
@@ -40,9 +45,8 @@ def _same_stc(ours, ref, rtol=1e-9):
 
 
 @pytest.mark.parametrize("method", ["MNE", "dSPM", "sLORETA"])
-def test_evoked_epochs_raw_equal_mne(template_hm, method):
-    hm = template_hm
-    inv = make_inverse(hm, verbose=False)
+def test_evoked_epochs_raw_equal_mne(template_hm, inv_fixed, method):
+    hm, inv = template_hm, inv_fixed
     data = _data(hm.info, 3, 12, seed=0)
     evoked = mne.EvokedArray(data[0], hm.info, tmin=-0.05, nave=7, verbose=False)
     ours = source_estimates(inv, evoked, methods=[method], lambda2=1 / 4)[method]
@@ -64,8 +68,8 @@ def test_evoked_epochs_raw_equal_mne(template_hm, method):
 
 
 @pytest.mark.slow  # two eLORETA weight fits (the kernels' equality is in test_inverse.py)
-def test_eloreta_evoked_equals_mne(template_hm):
-    inv = make_inverse(template_hm, verbose=False)
+def test_eloreta_evoked_equals_mne(template_hm, inv_fixed):
+    inv = inv_fixed
     data = _data(template_hm.info, 1, 6, seed=4)[0]
     evoked = mne.EvokedArray(data, template_hm.info, tmin=0.01, nave=2, verbose=False)
     ours = source_estimates(inv, evoked, methods=["eLORETA"])["eLORETA"]
@@ -84,9 +88,8 @@ def test_loose_operator_magnitude_normal_and_vector(template_hm):
     assert isinstance(ours["dSPM"], mne.VectorSourceEstimate)
 
 
-def test_missing_and_bad_channels_are_named(template_hm):
-    hm = template_hm
-    inv = make_inverse(hm, verbose=False)
+def test_missing_and_bad_channels_are_named(template_hm, inv_fixed):
+    hm, inv = template_hm, inv_fixed
     evoked = mne.EvokedArray(_data(hm.info, 1, 4, seed=2)[0], hm.info, verbose=False)
     evoked.info["bads"] = [hm.ch_names[5]]
     with pytest.raises(ValueError, match=f"marked bad in the data: \\['{hm.ch_names[5]}'\\]"):
@@ -122,19 +125,6 @@ def test_writing_source_estimates(template_hm, tmp_path):
     else:
         (path,) = write_source_estimate(vec, tmp_path / "vec", ftype="h5")
         np.testing.assert_allclose(mne.read_source_estimate(path).data, vec.data, rtol=1e-6)
-
-
-@pytest.fixture(scope="module")
-def sample_hm(shared_data):
-    from napari_meg_unet.headmodel import make_headmodel
-
-    meg, subj = shared_data / "sample" / "MEG", shared_data / "sample" / "subjects"
-    return make_headmodel(
-        info=meg / "test-ave.fif.gz", trans=meg / "sample_audvis_trunc-trans.fif",
-        bem=subj / "sample/bem/sample-320-bem-sol.fif", src=subj / "sample/bem/small-src.fif.gz",
-        noise_cov=meg / "sample_audvis_trunc-cov.fif", subjects_dir=subj, subject="sample",
-        modality="meg",
-    )  # fmt: skip
 
 
 def test_real_evoked_conditions_each_with_its_nave_equal_mne(sample_hm, shared_data):

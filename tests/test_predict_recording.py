@@ -116,19 +116,6 @@ def test_windows_cover_the_recording_and_stitch_back():
 
 
 # --------------------------------------------------------------------------- the whole path
-@pytest.fixture(scope="module")
-def sample_hm(shared_data):
-    from napari_meg_unet.headmodel import make_headmodel
-
-    meg, subj = shared_data / "sample" / "MEG", shared_data / "sample" / "subjects"
-    return make_headmodel(
-        info=meg / "test-ave.fif.gz", trans=meg / "sample_audvis_trunc-trans.fif",
-        bem=subj / "sample/bem/sample-320-bem-sol.fif", src=subj / "sample/bem/small-src.fif.gz",
-        noise_cov=meg / "sample_audvis_trunc-cov.fif", subjects_dir=subj, subject="sample",
-        modality="meg",
-    )  # fmt: skip
-
-
 def _tiny_network(hm, out, *, hemi="both"):
     from napari_meg_unet.dataset import make_splits
     from napari_meg_unet.train import train

@@ -156,9 +156,7 @@ def test_measured_snr_of_the_real_evoked(shared_data):
     assert 0.05 < snr.peak_time < 0.15 and 0.2 < snr.peak < 3
 
 
-def test_template_sources_and_mappings(template_hm, shared_data, tmp_path):
-    from napari_meg_unet.headmodel import make_headmodel
-
+def test_template_sources_and_mappings(template_hm, sample_hm, shared_data, tmp_path):
     tmpl = template_sources("ico3")
     assert [len(v) for v in tmpl.vertno] == [642, 642] and tmpl.mni[0].shape == (642, 3)
     assert tmpl.mni[0][:, 0].mean() < 0 < tmpl.mni[1][:, 0].mean()  # lh left of rh, in mm
@@ -166,11 +164,7 @@ def test_template_sources_and_mappings(template_hm, shared_data, tmp_path):
     assert same.method == "identity" and same.to_template.shape == (642, 642)
 
     f = _sample(shared_data)
-    hm = make_headmodel(
-        info=f["ave"], trans=f["trans"], src=f["subjects_dir"] / "sample/bem/small-src.fif.gz",
-        bem=f["subjects_dir"] / "sample/bem/sample-320-bem-sol.fif", noise_cov=f["cov"],
-        subjects_dir=f["subjects_dir"], subject="sample", modality="meg",
-    )  # fmt: skip
+    hm = sample_hm
     mapping = source_mapping(hm, tmpl, hemi="both")
     assert mapping.method == "mni" and "talairach" in mapping.description
     n_lh = len(hm.vertno[0])

@@ -66,3 +66,18 @@ def template_hm_megeeg(cache_dir):
     from napari_meg_unet.headmodel import make_template_headmodel
 
     return make_template_headmodel(spacing="ico3", modality="meg+eeg", cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="session")
+def sample_hm(shared_data, cache_dir):
+    """The sample subject's MEG head model (small-src x1000, 320-triangle 1-layer BEM, the
+    non-SSS covariance), from the evoked file's sensors."""
+    from napari_meg_unet.headmodel import make_headmodel
+
+    meg, subj = shared_data / "sample" / "MEG", shared_data / "sample" / "subjects"
+    return make_headmodel(
+        info=meg / "test-ave.fif.gz", trans=meg / "sample_audvis_trunc-trans.fif",
+        bem=subj / "sample/bem/sample-320-bem-sol.fif", src=subj / "sample/bem/small-src.fif.gz",
+        noise_cov=meg / "sample_audvis_trunc-cov.fif", subjects_dir=subj, subject="sample",
+        modality="meg", verbose="error",
+    )  # fmt: skip

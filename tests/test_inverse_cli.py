@@ -7,7 +7,7 @@ import json
 import mne
 import numpy as np
 import pytest
-from mne.minimum_norm import read_inverse_operator
+from mne.minimum_norm import apply_inverse, read_inverse_operator
 from numpy.testing import assert_allclose
 
 from napari_meg_unet.cli import main
@@ -47,18 +47,28 @@ def test_cli_evoked_file(template_hm, tmp_path, capsys):
     hm = template_hm
     data = _data(hm.info, 2, 6, seed=0)
     evokeds = [
-        mne.EvokedArray(x, hm.info, tmin=0.0, nave=4, comment=f"c{i}", verbose=False)
+        mne.EvokedArray(x, hm.info, tmin=-0.01, nave=4, comment=f"c {i}", verbose=False)
         for i, x in enumerate(data)
     ]
     fname = tmp_path / "conds-ave.fif"
     mne.write_evokeds(fname, evokeds, verbose=False)
     out = tmp_path / "out"
     args = ["--data", fname, "--out", out, "--methods", "dSPM", "MNE", "--lambda2", "1/4"]
-    rc, stdout, stderr = _run(capsys, *args, "--json")
+    rc, stdout, stderr = _run(capsys, *args, "--json", "--npy")
     assert rc == 0, stderr
     summary = json.loads(stdout)
     assert summary["methods"] == ["dSPM", "MNE"]
     assert summary["nave"] == 4 and summary["lambda2"] == 0.25 and summary["hemi"] == "rh"
+    assert [c["segment"]["name"] for c in summary["conditions"]] == ["c 0", "c 1"]
+    inv = make_inverse(hm, loose=0.0, depth=0.8, verbose=False)
+    # one source estimate per condition and method, as MNE's apply_inverse makes it
+    for cond, evoked in zip(("c_0", "c_1"), mne.read_evokeds(fname, verbose=False), strict=True):
+        for method in ("dSPM", "MNE"):
+            stc = mne.read_source_estimate(out / "stc" / f"{cond}-{method}")
+            ref = apply_inverse(evoked, inv, 0.25, method, verbose=False)
+            assert stc.tmin == pytest.approx(ref.tmin, abs=1e-6)
+            assert stc.tstep == pytest.approx(ref.tstep, rel=1e-6)
+            assert_allclose(stc.data, ref.data, rtol=1e-5, atol=1e-6 * np.abs(ref.data).max())
     n_rh = len(hm.rows("rh"))
     assert summary["stack_shape"] == [2, n_rh, 6]
     expected = inverse_stack(hm, data, methods=("dSPM", "MNE"), lambda2=0.25, nave=4)
@@ -66,7 +76,6 @@ def test_cli_evoked_file(template_hm, tmp_path, capsys):
         stack = np.load(out / f"stack-{method}.npy")
         assert stack.dtype == np.float32 and stack.shape == (2, n_rh, 6)
         assert_allclose(stack, expected[:, mi], rtol=1e-5, atol=1e-6)
-    inv = make_inverse(hm, loose=0.0, depth=0.8, verbose=False)
     kernel = load_kernel(out / "kernel-dSPM.npy")
     ref = compute_kernel(inv, method="dSPM", lambda2=0.25, nave=4, verbose=False)
     assert kernel.fingerprint == hm.fingerprint and kernel.nave == 4
@@ -76,7 +85,7 @@ def test_cli_evoked_file(template_hm, tmp_path, capsys):
     assert back["nsource"] == hm.n_sources
     spec = svd_spectrum(inv, lambda2=0.25)
     assert summary["svd"]["condition_number"] == pytest.approx(spec["condition_number"])
-    assert summary["svd"]["rank"] == spec["rank"]
+    assert summary["svd"]["rank"] == spec["rank"] and summary["rank"]["whitener"] == 306
     ev = explained_variance(inv, data, lambda2=0.25, nave=4, verbose=False)
     assert summary["explained_variance"]["MNE/dSPM/sLORETA"]["mean"] == pytest.approx(ev.mean())
     assert json.loads((out / "summary.json").read_text())["methods"] == ["dSPM", "MNE"]
@@ -84,10 +93,17 @@ def test_cli_evoked_file(template_hm, tmp_path, capsys):
     # the output is not replaced without --overwrite, and is with it
     rc, _, stderr = _run(capsys, *args)
     assert rc == 2 and "already exists" in stderr and "--overwrite" in stderr
-    rc, stdout, stderr = _run(capsys, *args, "--overwrite", "--hemi", "lh")
+    rc, stdout, stderr = _run(capsys, *args, "--overwrite", "--hemi", "lh", "--npy")
     assert rc == 0, stderr
     assert "condition number" in stdout and "explained variance" in stdout
+    assert "c 0: nave 4, 6 samples" in stdout and "whitener rank 306" in stdout
     assert np.load(out / "stack-MNE.npy").shape == (2, len(hm.rows("lh")), 6)
+    # without --npy: source estimates only
+    rc, _, stderr = _run(capsys, *args, "--overwrite", "--condition", "c 1")
+    assert rc == 0, stderr
+    assert sorted(p.name for p in (out / "stc").iterdir()) == [
+        "c_1-MNE-lh.stc", "c_1-MNE-rh.stc", "c_1-dSPM-lh.stc", "c_1-dSPM-rh.stc"]  # fmt: skip
+    assert not (out / "stack-MNE.npy").exists()
 
 
 def test_cli_epochs_and_nave(template_hm, tmp_path, capsys):
@@ -98,7 +114,7 @@ def test_cli_epochs_and_nave(template_hm, tmp_path, capsys):
     epochs.save(fname, verbose=False)
     rc, stdout, stderr = _run(
         capsys, "--data", fname, "--out", tmp_path / "o", "--methods", "sLORETA", "--json",
-        "--normalisation", "none",
+        "--normalisation", "none", "--each-epoch", "--npy",
     )  # fmt: skip
     assert rc == 0, stderr
     summary = json.loads(stdout)
@@ -108,19 +124,60 @@ def test_cli_epochs_and_nave(template_hm, tmp_path, capsys):
     ref = apply_kernel(compute_kernel(inv, method="sLORETA", verbose=False), on_disk)
     stack = np.load(tmp_path / "o" / "stack-sLORETA.npy")
     assert_allclose(stack, ref[:, hm.rows("rh")], rtol=1e-5, atol=1e-6 * np.abs(ref).max())
+    assert (tmp_path / "o" / "stc" / "epochs-sLORETA-2-lh.stc").is_file()
+    # by default the epochs are averaged per condition, with nave = the number of epochs
+    rc, stdout, stderr = _run(capsys, "--data", fname, "--out", tmp_path / "a", "--json",
+                              "--methods", "dSPM")  # fmt: skip
+    assert rc == 0, stderr
+    assert json.loads(stdout)["nave"] == 3
+    stc = mne.read_source_estimate(tmp_path / "a" / "stc" / "1-dSPM")
+    ref = apply_inverse(mne.read_epochs(fname, verbose=False).average(), inv, 1 / 9, "dSPM",
+                        verbose=False)  # fmt: skip
+    assert_allclose(stc.data, ref.data, rtol=1e-5, atol=1e-6 * np.abs(ref.data).max())
 
+    # conditions with different nave: one output per condition, each with its own nave
     evokeds = [
-        mne.EvokedArray(x, hm.info, nave=nave, comment=str(nave), verbose=False)
+        mne.EvokedArray(x, hm.info, nave=nave, comment=f"n{nave}", verbose=False)
         for x, nave in zip(data[:2], (3, 6), strict=True)
     ]
     fname = tmp_path / "mixed-ave.fif"
     mne.write_evokeds(fname, evokeds, verbose=False)
-    rc, _, stderr = _run(capsys, "--data", fname, "--out", tmp_path / "m")
-    assert rc == 2 and "different nave" in stderr and "--nave" in stderr
+    rc, stdout, stderr = _run(capsys, "--data", fname, "--out", tmp_path / "m", "--json",
+                              "--methods", "dSPM")  # fmt: skip
+    assert rc == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["nave"] == [3, 6] and [c["nave"] for c in summary["conditions"]] == [3, 6]
+    for evoked in mne.read_evokeds(fname, verbose=False):
+        stc = mne.read_source_estimate(tmp_path / "m" / "stc" / f"{evoked.comment}-dSPM")
+        ref = apply_inverse(evoked, inv, 1 / 9, "dSPM", verbose=False)  # its own nave
+        assert_allclose(stc.data, ref.data, rtol=1e-5, atol=1e-6 * np.abs(ref.data).max())
+    assert (tmp_path / "m" / "kernel-dSPM-nave3.npy").is_file()
+    assert load_kernel(tmp_path / "m" / "kernel-dSPM-nave6.npy").nave == 6
     rc, stdout, stderr = _run(capsys, "--data", fname, "--out", tmp_path / "m", "--nave", "5",
-                              "--json")  # fmt: skip
+                              "--json", "--overwrite")  # fmt: skip
     assert rc == 0, stderr
     assert json.loads(stdout)["nave"] == 5
+
+
+def test_cli_sss_raw_with_a_non_sss_covariance_states_the_rank(shared_data, tmp_path, capsys):
+    meg, subj = shared_data / "sample" / "MEG", shared_data / "sample" / "subjects"
+    hm_dir = tmp_path / "hm"
+    assert main(["headmodel", "--info", str(meg / "test-ave.fif.gz"), "--trans",
+                 str(meg / "sample_audvis_trunc-trans.fif"), "--bem",
+                 str(subj / "sample/bem/sample-320-bem-sol.fif"), "--src",
+                 str(subj / "sample/bem/small-src.fif.gz"), "--subjects-dir", str(subj),
+                 "--subject", "sample", "--cov", str(meg / "sample_audvis_trunc-cov.fif"),
+                 "--out", str(hm_dir), "--no-progress"]) == 0  # fmt: skip
+    capsys.readouterr()
+    rc, stdout, stderr = _run(capsys, "--data", meg / "sample_audvis_trunc_raw_sss.fif",
+                              "--headmodel", hm_dir, "--tmin", "0.1", "--tmax", "0.9",
+                              "--methods", "dSPM", "--out", tmp_path / "o")  # fmt: skip
+    assert rc == 0, stderr
+    assert "noise covariance: whitener rank 302" in stdout
+    assert "Maxwell-filtered (SSS)" in stdout and "not SSS-processed" in stdout
+    assert "raw: nave 1, 241 samples at 300.307 Hz from 0.100 s [cropped to 0.1..0.9 s]" in stdout
+    stc = mne.read_source_estimate(tmp_path / "o" / "stc" / "raw-dSPM")
+    assert stc.tmin == pytest.approx(0.1, abs=2e-3) and stc.data.shape[1] == 241
 
 
 def test_cli_simulation(template_hm, tmp_path, capsys):
@@ -184,7 +241,7 @@ def test_cli_flat_channels_and_size_guard(template_hm, tmp_path, capsys, monkeyp
 
     with pytest.warns(RuntimeWarning, match="are flat"):
         rc, stdout, stderr = _run(capsys, "--data", fname, "--out", out, "--force", "--json",
-                                  "--methods", "MNE")  # fmt: skip
+                                  "--methods", "MNE", "--npy")  # fmt: skip
     assert rc == 0, stderr
     assert json.loads(stdout)["stack_shape"] == [2, len(hm.rows("rh")), 5]
 

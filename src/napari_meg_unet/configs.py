@@ -288,3 +288,78 @@ class EvaluationConfig(ConfigBase):
     )
     n_boot: int = option(2000, minimum=1, help="bootstrap resamples of the confidence intervals")
     seed: int = option(0, minimum=0, help="seed of the bootstrap and of the AUC negative draws")
+
+
+#: What marks the events of a raw recording (besides a path to an MNE events file).
+EVENT_SOURCES = ("auto", "none", "stim", "annotations")
+#: How a subject's maps are carried to a template network's source space and back.
+MORPHS = ("auto", "sphere", "mni")
+
+
+@config
+class RecordingConfig(ConfigBase):
+    """How a recording (FIF evoked/epochs/raw or BIDS) becomes the sensor data to invert."""
+
+    tmin: float | None = option(
+        None, kind="float", help="start (s): of the epochs around events (None: -0.2), or of "
+        "the crop of a continuous recording (None: its first sample)",
+    )  # fmt: skip
+    tmax: float | None = option(
+        None, kind="float", help="end (s): of the epochs (None: 0.5), or of the crop of a "
+        "continuous recording (None: its last sample)",
+    )  # fmt: skip
+    events: str = option(
+        "auto", kind="str", help="events of a raw recording: 'stim' (trigger channel), "
+        "'annotations', 'none' (use it continuous), a path to an MNE events file, or 'auto' "
+        "(a BIDS recording's events.tsv, else continuous)",
+    )  # fmt: skip
+    stim_channel: str | None = option(
+        None, kind="str", help="trigger channel of events='stim' (None: MNE's default)"
+    )
+    condition: str | None = option(
+        None, kind="str", help="keep only this condition (evoked comment or event name)"
+    )
+    average: bool = option(
+        True, flag="--each-epoch", help="average epochs per condition (with its nave); "
+        "--each-epoch keeps one output per epoch (nave 1)",
+    )  # fmt: skip
+    baseline: bool = option(
+        True, flag="--no-baseline", help="subtract the pre-stimulus mean of epochs cut here "
+        "(when tmin < 0)",
+    )  # fmt: skip
+    l_freq: float | None = option(
+        None, kind="float", minimum=0.0, help="high-pass edge (Hz) applied before cutting"
+    )
+    h_freq: float | None = option(
+        None, kind="float", minimum=0.0, help="low-pass edge (Hz) applied before cutting"
+    )
+
+    def _check(self) -> None:
+        if self.tmin is not None and self.tmax is not None and self.tmax <= self.tmin:
+            raise ValueError(f"tmax must be > tmin, got tmin={self.tmin}, tmax={self.tmax}.")
+        if self.l_freq is not None and self.h_freq is not None and self.h_freq <= self.l_freq:
+            raise ValueError(
+                f"h_freq must be > l_freq for a band-pass, got l_freq={self.l_freq}, "
+                f"h_freq={self.h_freq}."
+            )
+
+
+@config
+class NetworkApplyConfig(ConfigBase):
+    """How a trained network is applied to a recording of any length and sampling rate."""
+
+    resample: bool = option(
+        True, flag="--no-resample", help="resample the recording to the network's sampling "
+        "rate (said in the output); --no-resample refuses a different rate",
+    )  # fmt: skip
+    overlap: float = option(
+        0.5, minimum=0.0, maximum=0.9, strict=False, help="fraction of the network's window "
+        "shared by consecutive windows (stitched by a triangular weighting)",
+    )  # fmt: skip
+    morph: str = option(
+        "auto", choices=MORPHS, help="carrying the subject's maps to a template network's "
+        "sources and back: 'sphere' (mne.compute_source_morph, needs surf/?h.sphere.reg and "
+        "fsaverage), 'mni' (Gaussian mapping of MNI positions via talairach.xfm), 'auto' "
+        "(sphere when available, else mni)",
+    )  # fmt: skip
+    batch_size: int = option(16, minimum=1, help="windows per forward pass")

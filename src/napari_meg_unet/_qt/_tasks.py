@@ -385,11 +385,20 @@ def checkpoint_report(path, hm, sdata: SensorData | None = None) -> tuple[dict, 
     meta = ckpt["dataset_meta"]
     partial = {"headmodel_fingerprint": hm.fingerprint, "ch_names": hm.ch_names}
     check_checkpoint_compatible(ckpt, partial, what="head model")
+    problems = []
     if sdata is not None and sdata.data.shape[-1] != int(meta["n_times"]):
-        raise IncompatibleDataError(
+        problems.append(
             f"the network was trained on {meta['n_times']} samples per image but the data "
-            f"have {sdata.data.shape[-1]}."
+            f"have {sdata.data.shape[-1]}"
         )
+    if sdata is not None and meta.get("sfreq") and not np.isclose(sdata.sfreq, meta["sfreq"]):
+        problems.append(
+            f"sampling rate: {sdata.sfreq:.6g} Hz (data) != {meta['sfreq']:.6g} Hz (network)"
+        )
+    if sdata is not None and sdata.simulation is not None and sdata.hemi != meta["hemi"]:
+        problems.append(f"hemi: {sdata.hemi!r} (data) != {meta['hemi']!r} (network)")
+    if problems:
+        raise IncompatibleDataError("; ".join(problems) + ".")
     best = ckpt.get("best") or {}
     dle = best.get("dle_mm") if isinstance(best, dict) else None
     description = (

@@ -8,10 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..progress import Progress
-from . import _common
-
-_EVOKED_ENDINGS = ("-ave.fif", "_ave.fif", "-ave.fif.gz", "_ave.fif.gz")
-_EPOCHS_ENDINGS = ("-epo.fif", "_epo.fif", "-epo.fif.gz", "_epo.fif.gz")
+from . import _common, _recording
 
 
 def add_parser(subparsers) -> None:
@@ -21,24 +18,23 @@ def add_parser(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "inverse",
-        help="apply MNE/dSPM/sLORETA/eLORETA to a simulation or FIF data; write stacks",
+        help="apply MNE/dSPM/sLORETA/eLORETA to a simulation or a recording",
         description=(
-            "Make the inverse operator of a head model (the fsaverage5 template by default), "
-            "compute the imaging kernels of the chosen methods, apply them to the events of a "
-            "simulation (--sim) or to the evoked responses/epochs of a FIF file (--data) and "
-            "write, under --out: one input stack per method (stack-<method>.npy, float32, "
-            "samples x rows x times), the kernels (kernel-<method>.npy + .json), the operator "
-            "(operator-inv.fif) and summary.json. Prints the SVD condition number and the "
-            "explained (whitened) variance."
+            "Make the inverse operator of a head model (the fsaverage5 template by default) "
+            "and apply the chosen methods. On a recording (--data: evoked, epochs or raw FIF, "
+            "or a BIDS recording) every condition is inverted with its own nave and written as "
+            "source estimates, OUT/stc/<condition>-<method>-lh.stc/-rh.stc (or -stc.h5), with "
+            "--npy also as network input stacks. On a simulation (--sim) the events become one "
+            "input stack per method (stack-<method>.npy, float32, samples x rows x times). "
+            "Both write the kernels (kernel-<method>.npy + .json), the operator "
+            "(operator-inv.fif) and summary.json, and print the SVD condition number, the "
+            "noise-covariance rank used (and the data's SSS rank), the measured SNR of "
+            "averaged responses and the explained (whitened) variance."
         ),
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--sim", metavar="DIR", help="simulation directory (simulate --out)")
-    source.add_argument(
-        "--data",
-        metavar="FILE",
-        help="FIF evoked (-ave.fif: every condition is a sample) or epochs (-epo.fif) file",
-    )
+    source.add_argument("--data", metavar="PATH", help=_recording.DATA_HELP)
     parser.add_argument(
         "--headmodel",
         metavar="DIR",
@@ -67,6 +63,11 @@ def add_parser(subparsers) -> None:
         "--force", action="store_true",
         help="run even when the estimated memory or disk use exceeds what is available",
     )  # fmt: skip
+    parser.add_argument(
+        "--npy", action="store_true",
+        help="with --data, also write the network input stacks (stack-<method>.npy)",
+    )  # fmt: skip
+    _recording.add_recording_options(parser)
     _common.add_common(parser, output=True)
     parser.set_defaults(func=handler)
 
@@ -98,36 +99,6 @@ class _Inputs:
     sample: str  # what one sample of ``data`` is called ("event", "epoch", ...)
 
 
-def _read_fif_data(path: Path):
-    """(data (n, n_ch, n_times), ch_names, nave or None, description, sample name) of a FIF."""
-    import mne
-
-    if not path.is_file():
-        raise FileNotFoundError(f"The data file {str(path)!r} does not exist.")
-    name = path.name
-    if name.endswith(_EPOCHS_ENDINGS):
-        epochs = mne.read_epochs(path, preload=True, verbose=False)
-        return epochs.get_data(), epochs.ch_names, 1, f"{len(epochs)} epochs", "epoch"
-    if not name.endswith(_EVOKED_ENDINGS):
-        raise ValueError(
-            f"--data {str(path)!r}: expected an evoked file ending in {_EVOKED_ENDINGS} or an "
-            f"epochs file ending in {_EPOCHS_ENDINGS}."
-        )
-    evokeds = mne.read_evokeds(path, verbose=False)
-    ch_names = evokeds[0].ch_names
-    n_times = evokeds[0].data.shape[1]
-    for ev in evokeds[1:]:
-        if ev.ch_names != ch_names or ev.data.shape[1] != n_times:
-            raise ValueError(
-                f"--data {str(path)!r}: the evoked conditions differ in channels or length."
-            )
-    naves = sorted({int(ev.nave) for ev in evokeds})
-    nave = naves[0] if len(naves) == 1 else None
-    data = np.stack([ev.data for ev in evokeds])
-    what = f"{len(evokeds)} evoked conditions (nave {naves})"
-    return data, ch_names, nave, what, "evoked condition"
-
-
 def _load_headmodel(args, hm_meta: dict):
     """The saved head model, or the template with the simulation's (or given) settings."""
     from ..headmodel import load_headmodel, make_template_headmodel
@@ -149,38 +120,21 @@ def _load_headmodel(args, hm_meta: dict):
 
 
 def _load_inputs(args, config) -> _Inputs:
-    """Data, channel names, nave, hemi and the head model of the command."""
-    sim_meta = {}
-    if args.sim is not None:
-        from ..simulate import load_simulation
+    """Data, channel names, nave, hemi and the head model of a simulation (--sim)."""
+    from ..simulate import load_simulation
 
-        sim = load_simulation(args.sim)
-        data = np.asarray(sim.data)
-        ch_names = list(sim.info["ch_names"])
-        sim_meta = sim.meta
-        nave = int(sim_meta.get("params", {}).get("nave", 1))
-        hemi = sim_meta.get("params", {}).get("hemi", "rh")
-        what = f"simulation {args.sim} ({len(sim)} events)"
-        where, sample = f"simulation {str(Path(args.sim) / 'data.npy')!r}", "event"
-    else:
-        data, ch_names, nave, what, sample = _read_fif_data(Path(args.data))
-        where = f"--data {str(args.data)!r}"
-        hemi = "rh"
-        if nave is None and config.nave is None:
-            raise ValueError(
-                f"--data {args.data!r}: the evoked conditions have different nave; pass --nave "
-                "(dSPM/sLORETA scale with sqrt(nave))."
-            )
-    hm = _load_headmodel(args, sim_meta.get("headmodel", {}))
+    sim = load_simulation(args.sim)
+    params = sim.meta.get("params", {})
+    hm = _load_headmodel(args, sim.meta.get("headmodel", {}))
     return _Inputs(
-        data=data,
-        ch_names=ch_names,
-        nave=config.nave if config.nave is not None else nave,
-        hemi=config.hemi if config.hemi is not None else hemi,
+        data=np.asarray(sim.data),
+        ch_names=list(sim.info["ch_names"]),
+        nave=config.nave if config.nave is not None else int(params.get("nave", 1)),
+        hemi=config.hemi if config.hemi is not None else params.get("hemi", "rh"),
         hm=hm,
-        what=what,
-        where=where,
-        sample=sample,
+        what=f"simulation {args.sim} ({len(sim)} events)",
+        where=f"simulation {str(Path(args.sim) / 'data.npy')!r}",
+        sample="event",
     )
 
 
@@ -298,7 +252,7 @@ def _write(files, inv, kernels, stack, summary, *, overwrite: bool) -> None:
     write_json(files["summary"], summary)
 
 
-def _iter_inverse(args):
+def _iter_simulation(args):
     from .._resources import check_resources
     from ..inverse import compute_kernel, make_input_stack, make_inverse, svd_spectrum
 
@@ -344,22 +298,57 @@ def handler(args) -> dict:
     # MNE logs to stdout, which must hold only the result (--json); its warnings still
     # reach stderr through the warnings module.
     with mne.use_log_level("error"):
-        summary = _common.drive(_iter_inverse(args), args)
+        if args.sim is not None:
+            summary = _common.drive(_iter_simulation(args), args)
+        else:
+            from ._inverse_data import iter_recording
+
+            summary = _common.drive(iter_recording(args, _config_from_args(args)), args)
+    return dict(summary, table="\n".join(_lines(summary)))
+
+
+def _condition_line(cond) -> str:
+    seg = cond["segment"]
+    line = (
+        f"  {seg['name']}: nave {cond['nave']}, {seg['n_times']} samples at {seg['sfreq']:.6g} "
+        f"Hz from {seg['tmin']:.3f} s"
+    )
+    snr = cond.get("snr")
+    if snr:
+        line += (
+            f", whitened SNR peak {snr['peak']:.2f} at {1e3 * snr['peak_time']:.0f} ms "
+            f"(noise level from the {snr['noise_from']})"
+        )
+    return line + (f" [{'; '.join(seg['notes'])}]" if seg["notes"] else "")
+
+
+def _lines(summary) -> list[str]:
+    hm = summary["headmodel"]
     lines = [
         f"input: {summary['input']}",
-        f"head model: {summary['headmodel']['subject']} {summary['headmodel']['spacing']} "
-        f"{summary['headmodel']['modality']} ({summary['headmodel']['n_sources']} sources)",
+        f"head model: {hm['subject']} {hm['spacing']} {hm['modality']} "
+        f"({hm['n_sources']} sources)",
         f"methods: {' '.join(summary['methods'])}  lambda2={summary['lambda2']:.4g}  "
         f"nave={summary['nave']}  loose={summary['loose']}  depth={summary['depth']}",
-        f"stacks: {summary['n_samples']} x {summary['stack_shape'][1]} rows ({summary['hemi']}) "
-        f"x {summary['stack_shape'][2]} times, {summary['normalisation']}",
-        f"SVD: rank {summary['svd']['rank']} of {summary['svd']['n_channels']} channels, "
-        f"condition number {summary['svd']['condition_number']:.4g}",
     ]
+    for cond in summary.get("conditions", []):
+        lines.append(_condition_line(cond))
+    if summary.get("stack_shape"):
+        shape = summary["stack_shape"]
+        lines.append(
+            f"stacks: {summary['n_samples']} x {shape[1]} rows ({summary['hemi']}) x {shape[2]} "
+            f"times, {summary['normalisation']}"
+        )
+    lines.append(
+        f"SVD: rank {summary['svd']['rank']} of {summary['svd']['n_channels']} channels, "
+        f"condition number {summary['svd']['condition_number']:.4g}"
+    )
+    if summary.get("rank"):
+        lines.append(f"noise covariance: {summary['rank']['message']}")
     for key, ev in summary["explained_variance"].items():
         lines.append(
             f"explained variance ({key}): mean {100 * ev['mean']:.1f}% "
             f"(min {100 * ev['min']:.1f}%, max {100 * ev['max']:.1f}%)"
         )
     lines.append(f"written to: {Path(summary['files']['summary']).parent}")
-    return dict(summary, table="\n".join(lines))
+    return lines

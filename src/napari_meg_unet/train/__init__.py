@@ -57,25 +57,39 @@ from .events import (
     TrainingError,
     Validated,
 )
-from .inference import iter_predict, load_model, predict, to_source_estimate
+from .inference import iter_predict, iter_probabilities, load_model, predict, to_source_estimate
 from .loop import fit, iter_fit, train
+from .pretrained import PRETRAINED_FILE, pretrained_checkpoint
+from .recording import (
+    PROBABILITY_UNIT,
+    RecordingPrediction,
+    iter_predict_recording,
+    predict_recording,
+)
 
 __all__ = [
     "AMP_MODES",
+    "PRETRAINED_FILE",
+    "PROBABILITY_UNIT",
     "BatchDone",
     "CheckpointWritten",
     "DeviceMemoryError",
     "EpochStarted",
     "Finished",
     "NonFiniteLossError",
+    "RecordingPrediction",
     "Stopped",
     "TrainingError",
     "Validated",
     "fit",
     "iter_fit",
     "iter_predict",
+    "iter_predict_recording",
+    "iter_probabilities",
     "load_model",
     "predict",
+    "predict_recording",
+    "pretrained_checkpoint",
     "resolve_device",
     "to_source_estimate",
     "train",

@@ -131,11 +131,21 @@ def iter_predict(
     batch_size = V.check_int(batch_size, "batch_size", minimum=1)
     model, ckpt = load_model(checkpoint, mesh=headmodel, device=device)
     inputs = _as_inputs(inputs_or_dataset, ckpt, headmodel=headmodel, hemi=hemi)
+    return (yield from iter_probabilities(model, inputs, batch_size=batch_size))
+
+
+def iter_probabilities(model, inputs, *, batch_size=64, stage="predict", label="examples"):
+    """The class-1 probabilities of ``model`` on ``inputs`` (n, C, n_rows, n_times), batched.
+
+    Yields :class:`~napari_meg_unet.progress.Progress` per batch and returns a
+    float32 array (n, n_rows, n_times); running out of device memory is a
+    :class:`DeviceMemoryError` suggesting a smaller batch.
+    """
     dev = next(model.parameters()).device
     models = _models()
     n = inputs.shape[0]
     out = np.empty((n, inputs.shape[2], inputs.shape[3]), np.float32)
-    yield Progress("predict", 0, n, f"{n} examples")
+    yield Progress(stage, 0, n, f"{n} {label}")
     with torch.inference_mode():
         for start in range(0, n, batch_size):
             x = torch.from_numpy(np.array(inputs[start : start + batch_size], np.float32))
@@ -148,7 +158,7 @@ def iter_predict(
                     f"smaller batch size (e.g. {max(1, batch_size // 2)})."
                 ) from None
             out[start : start + len(x)] = _class1(models.probabilities(logits)).float().cpu()
-            yield Progress("predict", min(n, start + batch_size), n, f"{n} examples")
+            yield Progress(stage, min(n, start + batch_size), n, f"{n} {label}")
     return out
 
 

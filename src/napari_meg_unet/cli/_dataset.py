@@ -83,7 +83,7 @@ def configs_from_args(args) -> tuple:
 def handler(args) -> dict:
     from .._io import check_output_path
     from ..dataset import iter_make_splits
-    from ..headmodel import iter_make_template_headmodel, load_headmodel
+    from ..headmodel import describe_rank, iter_make_template_headmodel, load_headmodel
 
     out = check_output_path(args.out, overwrite=args.overwrite, what="dataset")
     dataset, simulation, inverse = configs_from_args(args)
@@ -100,8 +100,23 @@ def handler(args) -> dict:
         ),
         args,
     )  # fmt: skip
-    return {
+    result = {
         "path": str(out),
         "splits": {name: {"n": len(s), "fingerprint": s.fingerprint} for name, s in sets.items()},
         "headmodel_fingerprint": hm.fingerprint,
+        "noise_rank": describe_rank(hm.noise_rank),
     }
+    if simulation.off_grid:
+        result["dense_sources"] = _dense_description(hm, simulation)
+    return result
+
+
+def _dense_description(hm, simulation) -> str:
+    """The off-grid dense sources the simulations used (from the cache, as they did)."""
+    from ..headmodel import _is_template, make_dense_sources
+    from ..simulate.core import SWEEP_DENSE_SPACING
+
+    spacing = simulation.dense_spacing
+    if spacing is None and simulation.design == "sweep" and _is_template(hm):
+        spacing = SWEEP_DENSE_SPACING
+    return make_dense_sources(hm, spacing=spacing, verbose=False).describe()

@@ -155,9 +155,10 @@ def make_subject_bem(
             f"Could not build a {layers}-layer BEM of subject {subject!r} from its surfaces "
             f"in {str(Path(subjects_dir) / subject / 'bem')!r}: {err}"
         ) from err
-    if cache:
+    if cache:  # returned as read back (float32 on disk), so a rebuild and a load are equal
         with atomic_path(path, suffix="-bem-sol.fif") as tmp:
             mne.write_bem_solution(tmp, bem, overwrite=True, verbose=False)
+        bem = mne.read_bem_solution(path, verbose=False)
     return bem
 
 

@@ -255,12 +255,13 @@ def noise_rank(info: mne.Info, cov: mne.Covariance) -> dict:
     if r_cov > r_info:
         message = (
             f"The data are Maxwell-filtered (SSS: MEG rank {r_info} from info['proc_history']) "
-            f"but the noise covariance has MEG rank {r_cov}, so it was not computed from "
-            f"SSS-processed data. The whitener uses MEG rank {r_meg} (MNE's rank='info'), "
-            "which keeps the covariance's strongest components, not the SSS subspace. For a "
-            "correct whitener use a covariance of Maxwell-filtered data: the pre-stimulus "
-            "baseline of the SSS epochs (mne.compute_covariance(epochs, tmax=0)), or an "
-            "empty-room recording Maxwell-filtered with the same settings "
+            f"but the noise covariance has MEG rank {r_cov}: it does not describe "
+            "SSS-processed data (it is ad hoc, or was computed before Maxwell filtering). "
+            f"The whitener uses MEG rank {r_meg} (MNE's rank='info'), which keeps the "
+            "covariance's strongest components, not the SSS subspace. For a correct "
+            "whitener use a covariance of Maxwell-filtered data: the pre-stimulus baseline "
+            "of the SSS epochs (mne.compute_covariance(epochs, tmax=0)), or an empty-room "
+            "recording Maxwell-filtered with the same settings "
             "(mne.preprocessing.maxwell_filter_prepare_emptyroom, then maxwell_filter)."
         )
     return dict(mne={"meg": r_meg}, by_type=by_type, total=int(sum(by_type.values())),

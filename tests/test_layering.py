@@ -95,6 +95,7 @@ LEVELS = {
     "model": ("bids", "coreg", "headmodel", "inverse", "metrics", "models", "simulate"),
     "pipelines": (
         "accuracy", "checkpoint", "dataset", "demo", "evaluation", "layers", "report", "train",
+        "training_for_recording",
     ),
     "applications": ("_qt", "_reader", "_sample_data", "bench", "cli"),
 }  # fmt: skip

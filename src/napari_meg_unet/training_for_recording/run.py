@@ -44,12 +44,7 @@ def _simulation_config(rec, hm, simulation: dict, noise_kind: str) -> tuple:
     if unknown:
         raise TypeError(f"Unknown simulation option(s) {unknown}.")
     notes = {}
-    sfreq = simulation.pop("sfreq", rec.sfreq)
-    if not np.isclose(sfreq, rec.sfreq):
-        raise ValueError(
-            f"sfreq={sfreq:g} Hz but the recording {rec.source!r} is sampled at {rec.sfreq:g} Hz; "
-            "a network is trained at its recording's rate (resample the recording first)."
-        )
+    _check_sfreq(rec, simulation.pop("sfreq", rec.sfreq))
     notes["sfreq"] = f"{rec.sfreq:g} Hz, the recording's"
     n_times = simulation.pop("n_times", DEFAULT_N_TIMES)
     if "nave" in simulation:
@@ -67,6 +62,14 @@ def _simulation_config(rec, hm, simulation: dict, noise_kind: str) -> tuple:
         options["n_events"] = 1  # set per split by make_splits
     config = SimulationConfig(sfreq=rec.sfreq, n_times=n_times, nave=nave, snr=snr, **options)
     return config, notes, measured
+
+
+def _check_sfreq(rec, sfreq) -> None:
+    if sfreq is not None and not np.isclose(sfreq, rec.sfreq):
+        raise ValueError(
+            f"sfreq={sfreq:g} Hz but the recording {rec.source!r} is sampled at {rec.sfreq:g} Hz; "
+            "a network is trained at its recording's rate (resample the recording first)."
+        )
 
 
 def _training_config(training) -> TrainingConfig:
@@ -163,6 +166,7 @@ def iter_train_for_recording(
     out = check_writable_output(out, overwrite=overwrite, what="output directory")
     yield Progress("recording", 0, 1, "reading")
     rec = read_recording(recording, condition=config.condition, verbose=verbose)
+    _check_sfreq(rec, (simulation or {}).get("sfreq"))
     noise = choose_noise_cov(rec, noise_cov=noise_cov, emptyroom=emptyroom,
                              max_days=config.emptyroom_max_days)  # fmt: skip
     yield Progress("recording", 1, 1, f"noise covariance: {noise.kind}")

@@ -266,3 +266,26 @@ def test_off_grid_sweep_covers_every_row_of_a_real_head_model(sss_hm, cache_dir)
     assert (np.asarray(sim.sources["dense_vertex"]) >= 0).all()
     with pytest.raises(ValueError, match="FreeSurfer subject"):
         hmod.make_dense_sources(hm, spacing="oct6", cache=False)
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_headmodel_of_a_coregistered_subject(shared_data, capsys):
+    import json
+
+    from napari_meg_unet.cli import main
+
+    f = _files(shared_data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rc = main(["headmodel", "--json", "--no-progress", "--info", str(f["raw"]),
+                   "--subjects-dir", str(f["subjects_dir"]), "--subject", "sample",
+                   "--coregister", "--src", str(f["src"]), "--cov", str(f["cov"])])  # fmt: skip
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["coregistration"]["subject"] == "sample"
+    assert result["coregistration"]["fiducials"] == "estimated"
+    assert result["conductor_source"].endswith("sample-1280-bem-sol.fif")
+    assert "SSS rank 69" in result["noise_rank"] and result["noise_rank_warning"]
+    assert main(["headmodel", "--no-progress", "--info", str(f["raw"]), "--coregister",
+                 "--trans", str(f["trans"])]) == 2  # fmt: skip
+    assert "--coregister needs" in capsys.readouterr().err

@@ -142,6 +142,20 @@ def test_training_snr_range():
     assert rng == (30.0, 30.0)  # within the bounds
 
 
+def test_dataset_and_train_share_the_recording_options(capsys):
+    from napari_meg_unet.configs import RECORDING_MATCH_OPTIONS
+
+    helps = {}
+    for command in ("dataset", "train"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        helps[command] = capsys.readouterr().out
+    for name in RECORDING_MATCH_OPTIONS:
+        flag = "--no-off-grid" if name == "off_grid" else "--" + name.replace("_", "-")
+        assert flag in helps["train"], flag
+        assert ("--off-grid" if name == "off_grid" else flag) in helps["dataset"], flag
+
+
 # ----------------------------------------------------------------------------- whole runs
 TINY = ["--n-train", "32", "--n-val", "16", "--n-test", "16", "--epochs", "1", "--batch-size",
         "8", "--device", "cpu", "--no-progress", "--json"]  # fmt: skip

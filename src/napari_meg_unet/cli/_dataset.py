@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..configs import RECORDING_MATCH_OPTIONS
 from . import _common
 
 DESCRIPTION = """\
@@ -15,21 +16,16 @@ refused unless --force.
 """
 
 #: Simulation options of this command (seed: the dataset's master seed; n_events and
-#: n_repeats: set per split from the split sizes).
+#: n_repeats: set per split from the split sizes); the options a network shares with the
+#: data it is applied to (configs.RECORDING_MATCH_OPTIONS) are all among them.
 SIMULATION_OPTIONS = (
     "design",
     "hemi",
     "n_dipoles",
     "min_separation_mm",
     "extent_mm",
-    "off_grid",
-    "dense_spacing",
-    "timecourse",
-    "snr",
     "noise",
-    "nave",
-    "sfreq",
-    "n_times",
+    *RECORDING_MATCH_OPTIONS,
 )
 #: Defaults of this command that differ from the configs'.
 DEFAULTS = {"timecourse": "realistic"}

@@ -63,7 +63,7 @@ class DenseSources:
         is nearest to no dense source takes the dense source closest to it from
         a head-model source that has several (so that an off-grid sweep covers
         every row; on the sample subject's oct-4 grid within its 1026-vertex
-        surface, 9 of the 516 rows are nearest to none).
+        surface, 17 of the 516 rows, 9 of them right-hemisphere, are nearest to none).
     grid_distance : ndarray, shape (n_dense,)
         Euclidean distance (m) to that head-model source.
     spacing : str

@@ -122,6 +122,13 @@ def handler(args, stop) -> dict:
             report = run(gen, callback)
     finally:
         callback.close()
+    if report["network"]["stopped"]:
+        out = args.out
+        raise _common.Interrupted(
+            f"kept {out}/network/last.pt and the sets in {out}/data (continue with: train "
+            f"--train {out}/data/train --val {out}/data/val --headmodel {out}/headmodel "
+            f"--resume --out {out}/network)"
+        )
     report = dict(report)
     report["table"] = _table(report)
     return report

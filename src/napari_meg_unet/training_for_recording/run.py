@@ -159,9 +159,6 @@ def iter_train_for_recording(
     report : dict
         What ``recording.json`` holds.
     """
-    from ..dataset import iter_make_splits
-    from ..train import fit
-
     t0 = time.perf_counter()
     out = check_writable_output(out, overwrite=overwrite, what="output directory")
     yield Progress("recording", 0, 1, "reading")
@@ -180,6 +177,25 @@ def iter_train_for_recording(
     out.mkdir(parents=True)
     hm.save(out / "headmodel")
     sim, notes, measured = _simulation_config(rec, hm, simulation, noise.kind)
+    sets, summary = yield from _iter_data_and_network(
+        hm, sim, out, dataset=dataset, inverse=inverse, training=training, stop=stop,
+        keep_data=config.keep_data, verbose=verbose,
+    )  # fmt: skip
+    report = _report(rec=rec, noise=noise, hm=hm, anatomy=anatomy, sim=sim, notes=notes,
+                     measured=measured, sets=sets, summary=summary, out=out, t0=t0)  # fmt: skip
+    write_json(out / REPORT_NAME, report)
+    return report
+
+
+train_for_recording = plain(iter_train_for_recording)
+
+
+def _iter_data_and_network(hm, sim, out, *, dataset, inverse, training, stop, keep_data,
+                           verbose):  # fmt: skip
+    """Simulate the example sets under ``out/data``, train into ``out/network``."""
+    from ..dataset import iter_make_splits
+    from ..train import fit
+
     sets = yield from iter_make_splits(
         hm, dataset=dataset or DatasetConfig(), simulation=sim,
         inverse=(inverse or InverseConfig()).replace(hemi=None, nave=None), out=out / "data",
@@ -190,13 +206,7 @@ def iter_train_for_recording(
         train=out / "data" / "train", val=out / "data" / "val", out_dir=out / "network",
         config=training, stop=stop, mesh=hm if training.model == "mesh" else None,
     )  # fmt: skip
-    if not config.keep_data:
+    if not keep_data and not summary["stopped"]:  # a stopped run resumes from these sets
         shutil.rmtree(out / "data", ignore_errors=True)
-    report = _report(rec=rec, noise=noise, hm=hm, anatomy=anatomy, sim=sim, notes=notes,
-                     measured=measured, sets=sets, summary=summary, out=out, t0=t0)  # fmt: skip
-    write_json(out / REPORT_NAME, report)
-    return report
-
-
-train_for_recording = plain(iter_train_for_recording)
+    return sets, summary
 

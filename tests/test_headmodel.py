@@ -471,7 +471,9 @@ def test_real_meg_sample(sample_meg_hm, shared_data):
     f = _sample_files(shared_data)
     prov = hm.provenance
     assert prov["builder"] == "make_headmodel" and prov["src_scale_applied"] == 1000.0
-    assert prov["sss_proc_history_cleared"] and not hm.info["proc_history"]
+    # SSS data keep their processing history: the inverse uses MNE's rank='info' (69)
+    assert hm.info["proc_history"] and prov["noise_rank"]["sss"]
+    assert hm.noise_rank["total"] == 69 and hm.noise_rank["message"]
     # the covariance's bad channel is left out; no EEG in a MEG model
     assert "MEG 2443" in prov["bads_excluded"] and "MEG 2443" not in hm.ch_names
     assert len(hm.ch_names) == 305 and hm.noise_cov.ch_names == hm.ch_names
@@ -528,7 +530,7 @@ def test_real_megeeg_sample(shared_data):
     assert n_eeg == 59 and "EEG 053" not in hm.ch_names  # the covariance's bad EEG channel
     assert len(hm.ch_names) == 305 + 59 and hm.noise_cov.ch_names == hm.ch_names
     assert hmod._has_eeg_average_ref_proj(hm.info)
-    assert not hm.provenance["sss_proc_history_cleared"]  # test-ave is not SSS-processed
+    assert not hm.provenance["noise_rank"]["sss"]  # test-ave is not SSS-processed
     assert hm.n_sources == 2 * 258 - hm.provenance["n_sources_outside_inner_skull"]
 
 

@@ -97,6 +97,7 @@ LEVELS = {
     ),
     "pipelines": (
         "accuracy", "checkpoint", "dataset", "demo", "evaluation", "layers", "report", "train",
+        "training_for_recording",
     ),
     "applications": ("_qt", "_reader", "_sample_data", "bench", "cli"),
 }  # fmt: skip

@@ -18,6 +18,7 @@ help text. From that single declaration:
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import functools
@@ -363,7 +364,10 @@ def add_cli_options(parser, cls, *, only=None, exclude=(), defaults=None, requir
         dashed = f.name.replace("_", "-")
         kwargs = dict(dest=f.name, help=_cli_help(md, default))
         if md["kind"] == "bool":
-            if default:
+            if default is None:  # tri-state: None lets the command decide
+                flags = [f"--{dashed}"]
+                kwargs.update(action=argparse.BooleanOptionalAction, default=None)
+            elif default:
                 flags = [md["flag"] or f"--no-{dashed}"]
                 kwargs.update(action="store_false", default=True)
             else:

@@ -2,11 +2,12 @@
 
 One frozen dataclass per step — :class:`SimulationConfig`,
 :class:`InverseConfig`, :class:`DatasetConfig`, :class:`TrainingConfig`,
-:class:`EvaluationConfig` — used by the core functions (as ``config=`` or as
-keyword arguments), by the command line (arguments generated from the fields)
-and by the napari input containers (defaults, choices and help). The allowed
-values of each option (:data:`DESIGNS`, :data:`METHODS`, ...) live here too,
-so the step modules, the CLI and the widgets share them.
+:class:`EvaluationConfig`, :class:`RecordingTrainingConfig` — used by the core
+functions (as ``config=`` or as keyword arguments), by the command line
+(arguments generated from the fields) and by the napari input containers
+(defaults, choices and help). The allowed values of each option
+(:data:`DESIGNS`, :data:`METHODS`, ...) live here too, so the step modules,
+the CLI and the widgets share them.
 
 This module imports neither torch nor Qt.
 """
@@ -168,6 +169,14 @@ class SimulationConfig(ConfigBase):
     def resolved_n_times(self) -> int:
         """``n_times``, or :data:`DEFAULT_N_TIMES` when None."""
         return DEFAULT_N_TIMES if self.n_times is None else self.n_times
+
+
+#: The simulation options a network shares with the data it is applied to (sampling rate,
+#: samples, nave, SNR range, off-grid sources, time course): exposed by ``dataset`` and by
+#: ``train --for-recording`` (where the recording gives the defaults).
+RECORDING_MATCH_OPTIONS = (
+    "sfreq", "n_times", "nave", "snr", "off_grid", "dense_spacing", "timecourse",
+)  # fmt: skip
 
 
 @config
@@ -363,3 +372,25 @@ class NetworkApplyConfig(ConfigBase):
         "(sphere when available, else mni)",
     )  # fmt: skip
     batch_size: int = option(16, minimum=1, help="windows per forward pass")
+
+
+@config
+class RecordingTrainingConfig(ConfigBase):
+    """Options of :func:`napari_meg_unet.training_for_recording.train_for_recording` (beyond
+    the simulation, dataset, inverse and training configs)."""
+
+    condition: str | None = option(
+        None, kind="str", help="train for this condition only (an evoked comment or an event "
+        "name; None: all of them)",
+    )  # fmt: skip
+    spacing: str | None = option(
+        None, kind="str", help="source spacing of a head model built here (None: ico3 on the "
+        "template, oct5 on a subject with FreeSurfer surfaces)",
+    )  # fmt: skip
+    emptyroom_max_days: float = option(
+        30.0, minimum=0.0, strict=False, help="use an empty-room recording made at most this "
+        "many days from the recording",
+    )  # fmt: skip
+    keep_data: bool = option(
+        False, help="keep the simulated example sets (OUT/data) after training"
+    )

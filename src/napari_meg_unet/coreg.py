@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import mne
 import numpy as np
 from mne._fiff.constants import FIFF
-from mne.transforms import apply_trans
+from mne.transforms import apply_trans, rotation_angles
 from scipy.spatial import cKDTree
 
 from ._docs import fill_doc
@@ -302,3 +303,195 @@ def iter_make_template_anatomy_headmodel(
         else {"method": "standard fsaverage-trans.fif (no fit)"}
     )  # fmt: skip
     return hm, coreg
+
+
+# =========================================================================== any subject
+#: Pitch offsets (degrees) of the ICP starts of :func:`coregister_subject`.
+PITCH_STARTS = tuple(float(x) for x in np.arange(-25.0, 25.1, 2.5))
+#: ICP weights of :func:`coregister_subject`: the ear fiducials only start the fit.
+_ICP_WEIGHTS = dict(lpa_weight=0.0, nasion_weight=1.0, rpa_weight=0.0)
+
+
+@dataclass(frozen=True)
+class SubjectCoregistration:
+    """A head -> MRI transform of a FreeSurfer subject fitted to a recording's digitisation.
+
+    Attributes
+    ----------
+    subject : str
+        The FreeSurfer subject.
+    trans : mne.transforms.Transform
+        Head -> MRI (surface RAS) transform.
+    fiducials : str
+        The MRI fiducials the fit started from (``"estimated"``: from the MNI
+        transform, :func:`mne.coreg.get_mni_fiducials`; or the subject's file).
+    n_points, n_omitted : int
+        Digitised points, and those left out of the final ICP (farther than
+        ``omit_distance`` from the scalp).
+    icp : bool
+        Whether the head shape was fitted (False: fiducials only).
+    distance_mm : dict
+        Mean, median and maximum distance (mm) of the digitised points to the
+        subject's scalp (nearest vertex of its scalp surface).
+    fiducial_error_mm : dict
+        Distance (mm) between each digitised fiducial, moved by ``trans``, and
+        the MRI fiducial the fit started from.
+    starts : list of (float, float)
+        ``(pitch offset in degrees, mean distance in mm)`` of every ICP start;
+        the best one was refined. A flat profile means the digitisation does
+        not fix the head's pitch well.
+    """
+
+    subject: str
+    trans: mne.transforms.Transform
+    fiducials: str
+    n_points: int
+    n_omitted: int
+    icp: bool
+    distance_mm: dict
+    fiducial_error_mm: dict
+    starts: list
+
+    def summary(self) -> dict:
+        """JSON-friendly description (no transform matrix)."""
+        return {
+            "method": "mne.coreg.Coregistration: fit_fiducials"
+            + (", fit_icp from pitch offsets (best mean distance), omit distant points, "
+               "fit_icp" if self.icp else ""),  # fmt: skip
+            "subject": self.subject,
+            "fiducials": self.fiducials,
+            "rigid": True,
+            "n_points": self.n_points,
+            "n_omitted": self.n_omitted,
+            "distance_mm": self.distance_mm,
+            "fiducial_error_mm": self.fiducial_error_mm,
+            "pitch_starts_mean_distance_mm": [[p, round(d, 3)] for p, d in self.starts],
+        }
+
+    def describe(self) -> str:
+        d = self.distance_mm
+        what = "fiducials and head shape" if self.icp else "fiducials only"
+        return (
+            f"subject {self.subject!r} coregistered to {self.n_points} digitised points "
+            f"({what}, {self.fiducials} MRI fiducials): median distance to the scalp "
+            f"{d['median']:.1f} mm"
+        )
+
+
+def _mri_fiducials(subjects_dir, subject, fiducials) -> tuple[str, list]:
+    """The MRI fiducials to start from: MNI-estimated, or the subject's own file."""
+    check_choice(fiducials, "fiducials", ("estimated", "auto"))
+    fname = Path(subjects_dir) / subject / "bem" / f"{subject}-fiducials.fif"
+    if fiducials == "auto" and fname.is_file():
+        return str(fname), mne.io.read_fiducials(fname, verbose=False)[0]
+    xfm = Path(subjects_dir) / subject / "mri" / "transforms" / "talairach.xfm"
+    if not xfm.is_file():
+        raise FileNotFoundError(
+            f"Estimating the MRI fiducials of subject {subject!r} needs its MNI transform "
+            f"{str(xfm)!r} (FreeSurfer's talairach.xfm), which is missing. Pass a head <-> MRI "
+            "transform (trans) instead, or save the subject's fiducials as "
+            f"{str(fname)!r} and use fiducials='auto'."
+        )
+    return "estimated", mne.coreg.get_mni_fiducials(subject, subjects_dir, verbose=False)
+
+
+def _icp_from_pitches(coreg, n_iterations, verbose) -> list:
+    """ICP from several pitch offsets of the fiducial fit; keeps the best; returns the profile.
+
+    The ear landmarks are digitised inconsistently (tragus, ear canal, preauricular
+    point: centimetres apart), which mostly tilts a fiducial fit about the left-right
+    axis; ICP then converges near its start, so several starts are tried.
+    """
+    rot0, tra0 = _mri_head_params(coreg)
+    starts, best = [], None
+    for pitch in PITCH_STARTS:
+        coreg.set_rotation(rot0 + np.array([np.radians(pitch), 0.0, 0.0]))
+        coreg.set_translation(tra0)
+        coreg.fit_icp(n_iterations=n_iterations, **_ICP_WEIGHTS, verbose=verbose)
+        mean = float(np.mean(coreg.compute_dig_mri_distances()) * 1e3)
+        starts.append((pitch, mean))
+        if best is None or mean < best[0]:
+            best = (mean, *_mri_head_params(coreg))
+    coreg.set_rotation(best[1])
+    coreg.set_translation(best[2])
+    return starts
+
+
+def _mri_head_params(coreg) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation angles and translation of ``coreg``'s MRI -> head transform (its parameters)."""
+    mri_head = np.linalg.inv(coreg.trans["trans"])
+    return np.array(rotation_angles(mri_head)), mri_head[:3, 3].copy()
+
+
+@verbose
+@fill_doc
+def coregister_subject(
+    info, *, subject, subjects_dir, fiducials="estimated", omit_distance=0.005,
+    n_iterations=20, verbose=None,
+) -> SubjectCoregistration:  # fmt: skip
+    """Fit a FreeSurfer subject's head to a recording's digitised fiducials and head shape.
+
+    Rigid, with :class:`mne.coreg.Coregistration`: the digitised fiducials are
+    aligned to the subject's MRI fiducials (estimated from its MNI transform
+    with :func:`mne.coreg.get_mni_fiducials` by default), then the head shape
+    (HPI, EEG and extra points) is fitted to the scalp by ICP from several
+    pitch offsets (the best mean distance is kept: ear landmarks are digitised
+    inconsistently), points farther than ``omit_distance`` are left out and
+    the ICP is run again.
+
+    Parameters
+    ----------
+    info : mne.Info | path-like | mne_bids.BIDSPath
+        The recording (its ``info['dig']``).
+    subject : str
+        FreeSurfer subject; needs a scalp surface (``bem/<subject>-head.fif``,
+        ``-head-dense.fif`` or ``outer_skin.surf``) and, for estimated
+        fiducials, ``mri/transforms/talairach.xfm``.
+    subjects_dir : path-like
+        FreeSurfer subjects directory.
+    fiducials : "estimated" | "auto"
+        MRI fiducials from the MNI transform, or (``"auto"``) the subject's
+        ``bem/<subject>-fiducials.fif`` when it exists (else estimated).
+    omit_distance : float
+        Points farther than this (metres) from the scalp after the first ICP
+        are left out of the final fit.
+    n_iterations : int
+        ICP iterations per fit.
+    %(verbose)s
+
+    Returns
+    -------
+    coreg : SubjectCoregistration
+    """
+    check_number(omit_distance, "omit_distance (m)", minimum=0)
+    check_int(n_iterations, "n_iterations", minimum=1)
+    info, source = _read_info_input(info, verbose=verbose)
+    fids, points = _digitisation(info, source)
+    fid_source, mri_fids = _mri_fiducials(subjects_dir, subject, fiducials)
+    icp = len(points) - len(fids) >= MIN_HEAD_SHAPE_POINTS
+    verbose = "warning" if verbose is None else verbose
+    with mne.utils.use_log_level(verbose):
+        coreg = mne.coreg.Coregistration(info, subject, subjects_dir, fiducials=mri_fids,
+                                         on_defects="ignore")  # fmt: skip
+        coreg.fit_fiducials(verbose=verbose)
+        starts, n_omitted = [], 0
+        if icp:
+            starts = _icp_from_pitches(coreg, n_iterations, verbose)
+            before = len(coreg.compute_dig_mri_distances())
+            coreg.omit_head_shape_points(distance=omit_distance)
+            n_omitted = before - len(coreg.compute_dig_mri_distances())
+            coreg.fit_icp(n_iterations=n_iterations, **_ICP_WEIGHTS, verbose=verbose)
+    trans = mne.transforms.Transform("head", "mri", coreg.trans["trans"].copy())
+    scalp = mne.get_head_surf(subject, source=("head-dense", "head", "bem"),
+                              subjects_dir=subjects_dir, verbose=False)  # fmt: skip
+    tree = cKDTree(scalp["rr"])
+    fid_mri = _cardinals(mri_fids)
+    return SubjectCoregistration(
+        subject=subject, trans=trans, fiducials=fid_source, n_points=len(points),
+        n_omitted=int(n_omitted), icp=icp, distance_mm=_distances_mm(points, trans, tree),
+        fiducial_error_mm={
+            name: float(np.linalg.norm(apply_trans(trans, fids[name]) - fid_mri[name]) * 1e3)
+            for name in ("lpa", "nasion", "rpa")
+        },
+        starts=starts,
+    )  # fmt: skip

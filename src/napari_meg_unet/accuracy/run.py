@@ -106,7 +106,7 @@ def _summary(run: _Run, *, networks, conditions, command) -> dict:
     return {
         "benchmark": "accuracy",
         "preset": run.p.name,
-        "description": run.p.describe(),
+        "description": run.p.describe(run.hm),
         "config": dataclasses.asdict(run.p),
         "seed": run.seed,
         "device": run.device,
@@ -154,6 +154,7 @@ def iter_run_accuracy(
     n_boot=2000,
     num_threads=None,
     command=None,
+    headmodel=None,
     verbose=None,
 ):
     """Run the accuracy protocol ``p`` (generator of Progress; returns an :class:`AccuracyResult`).
@@ -167,23 +168,23 @@ def iter_run_accuracy(
     p : AccuracyPreset
         What to run (conditions, sizes, networks).
     %(accuracy_run)s
+    headmodel : HeadModel | path-like | None
+        Run the protocol on this head model (or saved head-model directory)
+        instead of the template of ``p.spacing``/``p.modality``; its spacing
+        and modality replace the preset's.
     %(verbose)s
 
     Returns
     -------
     result : AccuracyResult
     """
-    from ..headmodel import iter_make_template_headmodel
-
     t_start = time.perf_counter()
     check_preset(p)
     checkpoint_dir = _check_options(
         checkpoint_dir=checkpoint_dir, work_dir=work_dir, seed=seed, max_train_s=max_train_s,
         n_boot=n_boot,
     )  # fmt: skip
-    hm = yield from iter_make_template_headmodel(
-        spacing=p.spacing, modality=p.modality, verbose=verbose
-    )
+    p, hm = yield from _iter_headmodel(p, headmodel, verbose)
     work = Path(tempfile.mkdtemp(prefix="napari-meg-unet-accuracy-", dir=work_dir))
     run = _Run(p, hm, work, checkpoint_dir, device, seed, epochs, max_train_s, n_boot,
                num_threads, verbose)  # fmt: skip
@@ -197,6 +198,19 @@ def iter_run_accuracy(
 
 
 run_accuracy = plain(iter_run_accuracy)
+
+
+def _iter_headmodel(p, headmodel, verbose):
+    """The protocol's head model (given, loaded, or the template) and ``p`` matched to it."""
+    from ..headmodel import HeadModel, iter_make_template_headmodel, load_headmodel
+
+    if headmodel is None:
+        hm = yield from iter_make_template_headmodel(
+            spacing=p.spacing, modality=p.modality, verbose=verbose
+        )
+        return p, hm
+    hm = headmodel if isinstance(headmodel, HeadModel) else load_headmodel(headmodel)
+    return dataclasses.replace(p, spacing=hm.spacing, modality=hm.modality), hm
 
 
 def _iter_steps(run: _Run, *, stability, command):

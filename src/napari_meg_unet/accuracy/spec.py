@@ -90,7 +90,8 @@ class AccuracyPreset:
         """The kinds of training sets the conditions need, in :data:`KINDS` order."""
         return tuple(k for k in KINDS if any(c.kind == k for c in self.conditions))
 
-    def describe(self) -> str:
+    def describe(self, hm=None) -> str:
+        """One line: grid, dipoles, time courses, SNRs, head model (``hm``: a given one)."""
         grid = "off-grid" if self.off_grid else "on-grid"
         snrs = ", ".join(f"{c.snr:g}" for c in self.conditions if c.kind == self.conditions[0].kind)
         kinds = " and ".join(
@@ -98,10 +99,12 @@ class AccuracyPreset:
             f"{self.multi_dipoles[1]} dipoles"
             for k in self.kinds
         )
+        model = f"template {self.spacing}"
+        if hm is not None and hm.provenance.get("builder") != "make_template_headmodel":
+            model = f"head model of subject {hm.subject} ({hm.spacing}, {hm.n_sources} sources)"
         return (
             f"{grid} {kinds}, {self.timecourse} time courses, whitened SNR {snrs}, "
-            f"template {self.spacing} {self.hemi} {self.modality.upper()}, "
-            f"lambda2 = {self.lambda2:.4g}"
+            f"{model} {self.hemi} {self.modality.upper()}, lambda2 = {self.lambda2:.4g}"
         )
 
     def simulation_config(self, hm, *, kind, n, snr, seed) -> SimulationConfig:

@@ -184,7 +184,10 @@ def iter_stability(
         hm, p, cond, base, kernels=kernels, conditions=conditions, device=device, seed=seed,
         n_boot=n_boot, verbose=verbose,
     )  # fmt: skip
-    if p.modality == "meg":
+    if p.modality == "meg" and hm.provenance.get("builder") != "make_template_headmodel":
+        out["modality"] = {"skipped": "needs a MEG+EEG model of the same anatomy; the "
+                           "MEG+EEG comparison runs on the template only"}  # fmt: skip
+    elif p.modality == "meg":
         trained, out["modality"] = yield from _iter_modality(
             hm, p, cond, conditions=conditions, common=common, n_boot=n_boot
         )

@@ -137,7 +137,9 @@ def _stability_section(stab) -> list:
                      f"| {format_aggregate(r['dle_mm'])} | {format_aggregate(r['sd_mm'])} |")
     lines += ["", f"Single-dipole network on {stab['single_to_multi']['condition']}:", "",
               results_table(stab["single_to_multi"]["results"])]  # fmt: skip
-    if "modality" in stab:
+    if "skipped" in stab.get("modality", {}):
+        lines += ["", f"MEG only versus MEG+EEG: skipped ({stab['modality']['skipped']})."]
+    elif "modality" in stab:
         rows = stab["modality"]["meg"] + stab["modality"]["meg+eeg"]
         lines += ["", "MEG only versus MEG+EEG:", "",
                   results_table(rows, columns=("modality", "estimator", "protocol"))]

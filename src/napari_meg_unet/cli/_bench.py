@@ -104,7 +104,8 @@ def _run_accuracy(args):
             device=args.device, seed=args.seed, epochs=args.epochs,
             max_train_s=args.max_train_time, stability=args.stability, n_boot=args.n_boot,
             command=args.command_line, n_train=args.n_train, n_val=args.n_val,
-            n_test=args.n_test, **_network_overrides(args.preset, args.networks),
+            n_test=args.n_test, headmodel=args.headmodel,
+            **_network_overrides(args.preset, args.networks),
         ),
         args,
     )  # fmt: skip
@@ -163,6 +164,11 @@ def _add_accuracy(sub) -> None:
     accuracy.add_argument(
         "--preset", choices=("thesis", "benchmark", "small"), default="small",
         help="benchmark preset (default small)",
+    )  # fmt: skip
+    accuracy.add_argument(
+        "--headmodel", metavar="DIR",
+        help="run on this saved head model (e.g. a subject's, from 'napari-meg-unet headmodel "
+        "--out') instead of the preset's template; its spacing and modality are used",
     )  # fmt: skip
     accuracy.add_argument("--out", "-o", help="write the report folder here")
     accuracy.add_argument(

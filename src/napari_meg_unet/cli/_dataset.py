@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..configs import RECORDING_MATCH_OPTIONS
 from . import _common
 
 DESCRIPTION = """\
@@ -18,21 +19,16 @@ refused unless --force.
 """
 
 #: Simulation options of this command (seed: the dataset's master seed; n_events and
-#: n_repeats: set per split from the split sizes).
+#: n_repeats: set per split from the split sizes); the options a network shares with the
+#: data it is applied to (configs.RECORDING_MATCH_OPTIONS) are all among them.
 SIMULATION_OPTIONS = (
     "design",
     "hemi",
     "n_dipoles",
     "min_separation_mm",
     "extent_mm",
-    "off_grid",
-    "dense_spacing",
-    "timecourse",
-    "snr",
     "noise",
-    "nave",
-    "sfreq",
-    "n_times",
+    *RECORDING_MATCH_OPTIONS,
 )
 #: Defaults of this command that differ from the configs'.
 DEFAULTS = {"timecourse": "realistic"}
@@ -90,7 +86,7 @@ def configs_from_args(args) -> tuple:
 def handler(args) -> dict:
     from .._io import check_output_path
     from ..dataset import iter_make_splits
-    from ..headmodel import iter_make_template_headmodel, load_headmodel
+    from ..headmodel import describe_rank, iter_make_template_headmodel, load_headmodel
 
     out = check_output_path(args.out, overwrite=args.overwrite, what="dataset")
     dataset, simulation, inverse = configs_from_args(args)
@@ -107,8 +103,23 @@ def handler(args) -> dict:
         ),
         args,
     )  # fmt: skip
-    return {
+    result = {
         "path": str(out),
         "splits": {name: {"n": len(s), "fingerprint": s.fingerprint} for name, s in sets.items()},
         "headmodel_fingerprint": hm.fingerprint,
+        "noise_rank": describe_rank(hm.noise_rank),
     }
+    if simulation.off_grid:
+        result["dense_sources"] = _dense_description(hm, simulation)
+    return result
+
+
+def _dense_description(hm, simulation) -> str:
+    """The off-grid dense sources the simulations used (from the cache, as they did)."""
+    from ..headmodel import _is_template, make_dense_sources
+    from ..simulate.core import SWEEP_DENSE_SPACING
+
+    spacing = simulation.dense_spacing
+    if spacing is None and simulation.design == "sweep" and _is_template(hm):
+        spacing = SWEEP_DENSE_SPACING
+    return make_dense_sources(hm, spacing=spacing, verbose=False).describe()

@@ -18,7 +18,6 @@ DESIGNS = {
 
 def _run(args):
     from ..evaluation import iter_evaluate_linear
-    from ..headmodel import make_template_headmodel
     from ..simulate import simulate
 
     if not args.linear_only:
@@ -30,7 +29,7 @@ def _run(args):
     inverse = config_from_args(InverseConfig, args)
     out = check_output_path(args.out, overwrite=args.overwrite, what="--out") if args.out else None
     lambda2 = inverse.lambda2
-    hm = make_template_headmodel(spacing=args.spacing, modality=args.modality, verbose=False)
+    hm = _headmodel(args)
     results, tables, per_vertex = [], [], {}
     for design in args.design:
         for snr in args.snr:
@@ -91,12 +90,21 @@ def _run(args):
     return report
 
 
+def _headmodel(args):
+    """The saved head model of ``--headmodel``, else the template of --spacing/--modality."""
+    from ..headmodel import load_headmodel, make_template_headmodel
+
+    if args.headmodel:
+        return load_headmodel(args.headmodel, verbose=False)
+    return make_template_headmodel(spacing=args.spacing, modality=args.modality, verbose=False)
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="score linear inverses on simulated data (DLE, SD, OA, AUC with 95%% CIs)",
-        description="Simulate single- and multi-dipole data on the template head model "
-        "(off-grid by default) and score MNE, dSPM, sLORETA and eLORETA per event with "
+        description="Simulate single- and multi-dipole data on the template (or --headmodel) "
+        "head model (off-grid by default) and score MNE, dSPM, sLORETA and eLORETA per event with "
         "bootstrap 95% CIs, per sample (the thesis protocol) and on the epoch-mean map "
         "(the window a network sees).",
     )
@@ -114,6 +122,11 @@ def add_parser(subparsers) -> None:
     add_cli_options(
         parser, InverseConfig, only=("methods", "lambda2"),
         defaults={"methods": METHODS, "lambda2": "1/9"},
+    )  # fmt: skip
+    parser.add_argument(
+        "--headmodel", metavar="DIR",
+        help="saved head model directory (e.g. a subject's); default: the template of "
+        "--spacing/--modality",
     )  # fmt: skip
     parser.add_argument("--spacing", default="ico3")
     parser.add_argument("--modality", default="meg", choices=["meg", "eeg", "meg+eeg"])

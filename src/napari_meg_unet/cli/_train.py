@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import threading
 
 from .._config import add_cli_options, config_from_args
 from ..configs import TrainingConfig
-from . import _common
+from . import _common, _train_for_recording
 
 HELP = "train a U-Net on the training stream or on example sets (checkpoints, resume)"
 DESCRIPTION = """\
@@ -33,11 +34,15 @@ NETWORK_OPTIONS = ("model", "preset", "epochs", "lr", "batch_size", "early_stopp
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("train", help=HELP, description=DESCRIPTION)
+    parser = subparsers.add_parser(
+        "train", help=HELP, description=DESCRIPTION + "\n" + _train_for_recording.HELP_TEXT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     data = parser.add_argument_group("data")
     data.add_argument(
-        "--train", metavar="DIR", help="training example set (default: train on the stream)"
-    )
+        "--train", metavar="DIR",
+        help="training example set (default: train on the stream, or --for-recording)",
+    )  # fmt: skip
     data.add_argument(
         "--val", metavar="DIR",
         help="validation example set (required with --train; default with the stream: "
@@ -65,6 +70,7 @@ def add_parser(subparsers) -> None:
     from ._train_stream import add_stream_options
 
     add_stream_options(parser)
+    _train_for_recording.add_options(parser)
     _common.add_common(parser, output=True)
     parser.set_defaults(func=handler)
 
@@ -166,6 +172,8 @@ def handler(args) -> dict:
     from ..progress import run
     from ..train import fit
 
+    if args.for_recording is not None:
+        return _with_sigint(lambda stop: _train_for_recording.handler(args, stop))
     config = config_from_args(TrainingConfig, args)
     overrides = parse_overrides(args.set)
     mesh = None
@@ -207,3 +215,22 @@ def handler(args) -> dict:
     summary = dict(summary)
     summary["table"] = _table(summary)
     return summary
+
+
+def _with_sigint(work):
+    """Run ``work(stop)`` with the first Ctrl-C setting ``stop`` (a second one interrupts)."""
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        return work(stop)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)

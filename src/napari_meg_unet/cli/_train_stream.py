@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..configs import RECORDING_MATCH_OPTIONS
 from ._dataset import DEFAULTS, SIMULATION_OPTIONS
+
+#: Simulation options shared with ``--for-recording``: their CLI default is None, and each
+#: mode fills them in (the stream from its defaults, --for-recording from the recording).
+SHARED_SIMULATION_OPTIONS = (*RECORDING_MATCH_OPTIONS, "design", "hemi", "n_dipoles")
+#: Source spacing of the template head model the stream builds by default.
+TEMPLATE_SPACING = "ico3"
 
 #: Name of the validation set written into OUT when ``--val`` is not given.
 VAL_DIR = "val"
@@ -13,7 +20,8 @@ VAL_DIR = "val"
 GROUP_HELP = (
     "stream: without --train the network trains on examples simulated on the fly on the "
     "training device (float32 torch core), on the template head model (or --headmodel); "
-    "hemi and nave also apply to the inverse"
+    "hemi and nave also apply to the inverse; the simulation options shown without a default "
+    "take the stream's defaults (or, with --for-recording, the recording's values)"
 )
 
 
@@ -25,11 +33,15 @@ def add_stream_options(parser) -> None:
 
     group = parser.add_argument_group(GROUP_HELP)
     group.add_argument(
-        "--spacing", default="ico3", choices=TEMPLATE_SPACINGS, help="template source spacing"
-    )
+        "--spacing", default=None, help=f"source spacing of a head model built here ({', '.join(TEMPLATE_SPACINGS)} on the "
+        f"template, default {TEMPLATE_SPACING}; with --for-recording on a FreeSurfer subject, "
+        "default oct5)",
+    )  # fmt: skip
     group.add_argument("--modality", default="meg", choices=MODALITIES, help="template sensors")
     add_cli_options(group, StreamConfig)
-    add_cli_options(group, SimulationConfig, only=SIMULATION_OPTIONS, defaults=DEFAULTS)
+    # None: the mode's default (the stream's DEFAULTS, or the recording's values)
+    add_cli_options(group, SimulationConfig, only=SIMULATION_OPTIONS,
+                    defaults=dict.fromkeys(SHARED_SIMULATION_OPTIONS))  # fmt: skip
     add_cli_options(group, InverseConfig, exclude=("hemi", "nave", "precision"))
 
 
@@ -38,7 +50,7 @@ def _headmodel(args, summary=None):
 
     if args.headmodel:
         return load_headmodel(args.headmodel, verbose=False)
-    spacing, modality = args.spacing, args.modality
+    spacing, modality = args.spacing or TEMPLATE_SPACING, args.modality
     if summary is not None:
         if summary.get("subject") != "fsaverage5":
             raise ValueError(
@@ -48,11 +60,27 @@ def _headmodel(args, summary=None):
     return make_template_headmodel(spacing=spacing, modality=modality, verbose=False)
 
 
+def _with_stream_defaults(args):
+    """``args`` with the shared simulation options left at None given the stream's defaults."""
+    import argparse
+    from dataclasses import fields
+
+    from ..configs import SimulationConfig
+
+    values = dict(vars(args))
+    config_defaults = {f.name: f.default for f in fields(SimulationConfig)}
+    for name in SHARED_SIMULATION_OPTIONS:
+        if values.get(name) is None:
+            values[name] = DEFAULTS.get(name, config_defaults[name])
+    return argparse.Namespace(**values)
+
+
 def _new_spec(args, hm):
     from .._config import config_from_args
     from ..configs import InverseConfig, SimulationConfig, StreamConfig
     from ..dataset import StreamSpec
 
+    args = _with_stream_defaults(args)
     n_events = None if args.design == "sweep" else 1
     simulation = config_from_args(SimulationConfig, args, n_events=n_events)
     inverse = config_from_args(InverseConfig, args)

@@ -9,6 +9,8 @@ Builders
   installed packages, cached on disk (:func:`cache_root`).
 - :func:`make_headmodel`: from real inputs (Info/FIF/BIDS, trans, BEM, source
   space, noise covariance).
+- :func:`make_subject_bem`: a FreeSurfer subject's BEM solution from its
+  ``bem/*.surf`` surfaces (1 or 3 layers), cached.
 - :func:`make_dense_sources`: off-grid dense sources sharing a head model's
   sensors and conductor, for simulations that avoid the "inverse crime".
 - :meth:`HeadModel.save` / :func:`load_headmodel`: a directory of FIF/npz/JSON.
@@ -24,7 +26,9 @@ rows keep the same increasing-vertex order.
 Modules
 -------
 - ``model``: :class:`HeadModel` and the checks of its selections.
-- ``covariance``: :func:`prepare_noise_cov` (read, computed or ad hoc; checked).
+- ``covariance``: :func:`prepare_noise_cov` (read, computed or ad hoc; checked),
+  :func:`noise_rank` (the whitener's rank: MNE's ``rank='info'`` for SSS data).
+- ``bem``: a FreeSurfer subject's BEM solution, found or built from its surfaces.
 - ``forward``: forward solutions and conductor descriptions.
 - ``io``: the saved layout, :func:`load_headmodel` and the cache.
 - ``fsaverage``: the fsaverage5 template anatomy from installed packages.
@@ -37,10 +41,19 @@ from __future__ import annotations
 
 from ..configs import HEMIS
 from . import _docs  # noqa: F401  (registers the package's docdict entries)
-from .covariance import check_noise_cov, prepare_noise_cov
+from .bem import (
+    BEM_CHOICES,
+    BEM_CONDUCTIVITY,
+    BEM_DEFAULT_ICO,
+    bem_cache_path,
+    find_bem_solution,
+    make_subject_bem,
+)
+from .covariance import check_noise_cov, describe_rank, is_sss, noise_rank, prepare_noise_cov
 from .dense import (
     DENSE_DEFAULT_SPACING,
     DENSE_SPACINGS,
+    FULL_SURFACE_LIMIT,
     DenseSources,
     iter_make_dense_sources,
     make_dense_sources,
@@ -77,11 +90,15 @@ from .template import (
 )
 
 __all__ = [
+    "BEM_CHOICES",
+    "BEM_CONDUCTIVITY",
+    "BEM_DEFAULT_ICO",
     "BRAIN_CONDUCTIVITY",
     "CACHE_ENV",
     "DENSE_DEFAULT_SPACING",
     "DENSE_SPACINGS",
     "FORMAT_VERSION",
+    "FULL_SURFACE_LIMIT",
     "HEMIS",
     "MODALITIES",
     "SURFACE_KINDS",
@@ -93,19 +110,25 @@ __all__ = [
     "TEMPLATE_SUBJECT",
     "DenseSources",
     "HeadModel",
+    "bem_cache_path",
     "cache_root",
     "check_hemi",
     "check_modality",
     "check_noise_cov",
     "check_template_spacing",
     "compute_forward",
+    "describe_rank",
+    "find_bem_solution",
     "iter_make_dense_sources",
     "iter_make_headmodel",
+    "is_sss",
     "iter_make_template_headmodel",
     "load_headmodel",
     "make_dense_sources",
     "make_headmodel",
+    "make_subject_bem",
     "make_template_headmodel",
+    "noise_rank",
     "prepare_noise_cov",
     "template_cache_path",
 ]

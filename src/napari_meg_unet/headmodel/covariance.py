@@ -195,3 +195,87 @@ def prepare_noise_cov(noise_cov, info: mne.Info, *, verbose=None) -> mne.Covaria
     )
     _check_cov_values(picked, source)
     return _native_cov(picked)
+
+
+# =========================================================================== rank
+#: MEG channel-type keys of :func:`mne.compute_rank`.
+_MEG_KEYS = ("meg", "mag", "grad")
+
+
+def is_sss(info: mne.Info) -> bool:
+    """Whether ``info`` is Maxwell-filtered (an SSS record in ``info['proc_history']``)."""
+    return any(
+        "in_order" in (pp.get("max_info") or {}).get("sss_info", {})
+        for pp in info.get("proc_history") or []
+    )
+
+
+def _meg_rank(ranks: dict) -> int:
+    return int(sum(v for k, v in ranks.items() if k in _MEG_KEYS))
+
+
+def noise_rank(info: mne.Info, cov: mne.Covariance) -> dict:
+    """The rank the whitener of ``cov`` uses for the data of ``info``, and why.
+
+    Not Maxwell-filtered data: MNE's default (``rank=None``, estimated from
+    the covariance). Maxwell-filtered (SSS) data: MNE's ``rank='info'`` for
+    MEG, i.e. the number of SSS components kept (from ``info['proc_history']``)
+    minus the projectors, or the covariance's own MEG rank if smaller. A
+    covariance of higher MEG rank than that was not computed from SSS data:
+    ``message`` then says so and what to do.
+
+    Returns
+    -------
+    rank : dict
+        ``mne`` (the ``rank`` argument for MNE: None or ``{"meg": r}``),
+        ``by_type`` (the rank per channel type used), ``total``, ``method``
+        (``"data"`` or ``"info (SSS)"``), ``sss``, ``info_meg_rank`` and
+        ``cov_meg_rank`` (SSS only, else None), ``n_channels`` and ``message``
+        (None when the covariance and the data agree).
+    """
+    cov = _native_cov(cov.copy())
+    n_ch = len(info["ch_names"])
+    n_meg = len(mne.pick_types(info, meg=True, exclude=[]))
+    if not (n_meg and is_sss(info)):
+        ranks = mne.compute_rank(cov, rank=None, info=info, verbose=False)
+        return dict(mne=None, by_type={k: int(v) for k, v in ranks.items()},
+                    total=int(sum(ranks.values())), method="data", sss=False,
+                    info_meg_rank=None, cov_meg_rank=None, n_channels=n_ch,
+                    message=None)  # fmt: skip
+    cleared = info.copy()
+    with cleared._unlock():
+        cleared["proc_history"] = []
+    r_info = _meg_rank(mne.compute_rank(cov, rank="info", info=info, verbose=False))
+    data_ranks = mne.compute_rank(cov, rank=None, info=cleared, verbose=False)
+    r_cov = _meg_rank(data_ranks)
+    r_meg = min(r_info, r_cov)
+    by_type = {k: int(v) for k, v in data_ranks.items() if k not in _MEG_KEYS}
+    by_type["meg"] = r_meg
+    message = None
+    if r_cov > r_info:
+        message = (
+            f"The data are Maxwell-filtered (SSS: MEG rank {r_info} from info['proc_history']) "
+            f"but the noise covariance has MEG rank {r_cov}: it does not describe "
+            "SSS-processed data (it is ad hoc, or was computed before Maxwell filtering). "
+            f"The whitener uses MEG rank {r_meg} (MNE's rank='info'), which keeps the "
+            "covariance's strongest components, not the SSS subspace. For a correct "
+            "whitener use a covariance of Maxwell-filtered data: the pre-stimulus baseline "
+            "of the SSS epochs (mne.compute_covariance(epochs, tmax=0)), or an empty-room "
+            "recording Maxwell-filtered with the same settings "
+            "(mne.preprocessing.maxwell_filter_prepare_emptyroom, then maxwell_filter)."
+        )
+    return dict(mne={"meg": r_meg}, by_type=by_type, total=int(sum(by_type.values())),
+                method="info (SSS)", sss=True, info_meg_rank=r_info, cov_meg_rank=r_cov,
+                n_channels=n_ch, message=message)  # fmt: skip
+
+
+def describe_rank(rank: dict) -> str:
+    """One line: the noise rank used and how it was decided (for CLI output and logs)."""
+    parts = ", ".join(f"{k} {v}" for k, v in rank["by_type"].items())
+    text = f"noise rank {rank['total']} of {rank['n_channels']} channels ({parts}; "
+    if rank["sss"]:
+        text += (f"Maxwell-filtered data: rank='info', SSS rank {rank['info_meg_rank']}, "
+                 f"covariance MEG rank {rank['cov_meg_rank']})")  # fmt: skip
+    else:
+        text += "estimated from the covariance)"
+    return text

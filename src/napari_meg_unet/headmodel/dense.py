@@ -30,6 +30,9 @@ from .template import _is_template
 DENSE_DEFAULT_SPACING = {"ico3": "ico4", "ico4": "ico5", "oct5": "oct6", "oct6": "ico5"}
 #: Dense spacings accepted for the template; "ico5" is the full fsaverage5 mesh.
 DENSE_SPACINGS = ("ico4", "ico5", "oct6")
+#: Real head models: the most vertices per hemisphere of a source-space surface whose
+#: every vertex may be a dense source (``"full"``, the default below it); ico5 has 10242.
+FULL_SURFACE_LIMIT = 10242
 
 
 @dataclass(eq=False)
@@ -54,12 +57,18 @@ class DenseSources:
     hemi : ndarray of int, shape (n_dense,)
         0 for left-hemisphere sources, 1 for right.
     nearest_row : ndarray of int, shape (n_dense,)
-        Index (into the head model's source order) of the nearest head-model
-        source of the same hemisphere.
+        Index (into the head model's source order) of the head-model source of
+        the same hemisphere this dense source is attributed to: the nearest one,
+        except for head models from real inputs, where a head-model source that
+        is nearest to no dense source takes the dense source closest to it from
+        a head-model source that has several (so that an off-grid sweep covers
+        every row; on the sample subject's oct-4 grid within its 1026-vertex
+        surface, 17 of the 516 rows, 9 of them right-hemisphere, are nearest to none).
     grid_distance : ndarray, shape (n_dense,)
-        Euclidean distance (m) to that nearest head-model source.
+        Euclidean distance (m) to that head-model source.
     spacing : str
-        Dense spacing (``"ico4"``, ``"ico5"``, ``"oct6"`` or ``"full"``).
+        Dense spacing (``"ico4"``, ``"ico5"``, ``"oct6"``, another MNE spacing
+        of a real subject, or ``"full"``).
     headmodel_fingerprint : str
         Fingerprint of the head model these sources belong to.
     """
@@ -77,6 +86,18 @@ class DenseSources:
     @property
     def n_dense(self) -> int:
         return int(self.positions.shape[0])
+
+    def describe(self) -> str:
+        """One line: how many dense sources, from which set, and how far off the grid."""
+        where = {
+            "full": "every vertex of the head model's source-space surface not on its grid",
+        }.get(self.spacing, f"the {self.spacing} vertices not on the head model's grid")
+        mm = np.asarray(self.grid_distance) * 1e3
+        return (
+            f"{self.n_dense} off-grid dense sources (spacing {self.spacing!r}: {where}); "
+            f"distance to the grid source they belong to: median {np.median(mm):.1f} mm, "
+            f"max {mm.max():.1f} mm"
+        )
 
     def _arrays(self) -> dict:
         return dict(
@@ -105,19 +126,70 @@ def _template_dense_full(hm: HeadModel, spacing, cache_dir, verbose) -> tuple[st
     return spacing, [s["vertno"] for s in src]
 
 
+def _subject_of(hm: HeadModel) -> tuple:
+    """``(subjects_dir, subject)`` of a real head model whose FreeSurfer subject has surfaces."""
+    params = hm.provenance.get("parameters") or {}
+    subjects_dir, subject = params.get("subjects_dir"), params.get("subject")
+    if subjects_dir is None or subject is None:
+        return None, None
+    surf = Path(subjects_dir) / subject / "surf"
+    ok = all((surf / f"{h}.{k}").is_file() for h in ("lh", "rh") for k in ("white", "sphere"))
+    return (subjects_dir, subject) if ok else (None, None)
+
+
+def _real_dense_full(hm: HeadModel, spacing, verbose) -> tuple[str, list]:
+    """Dense spacing of a real head model and all its vertices per hemisphere.
+
+    ``"full"``: every vertex of the surface the source space was decimated from;
+    an MNE spacing (``"oct6"``, ``"ico5"``, ...): that source space of the
+    head model's FreeSurfer subject (its ``surf/?h.white`` and ``?h.sphere``).
+    """
+    n_surface = max(s["np"] for s in hm.src)
+    subjects_dir, subject = _subject_of(hm)
+    if spacing is None:
+        finer = DENSE_DEFAULT_SPACING.get(hm.spacing)
+        if n_surface <= FULL_SURFACE_LIMIT or subject is None or finer is None:
+            spacing = "full"
+        else:
+            spacing = finer
+    if spacing == "full":
+        if n_surface > FULL_SURFACE_LIMIT:
+            raise ValueError(
+                f"The source-space surface has {n_surface} vertices per hemisphere; dense "
+                f"sources on all of them (spacing='full') are limited to {FULL_SURFACE_LIMIT}. "
+                "Pass a dense spacing such as 'oct6' or 'ico5' (the head model's FreeSurfer "
+                "subject is needed)."
+            )
+        return spacing, [np.arange(s["np"]) for s in hm.src]
+    check_type(spacing, str, "spacing")
+    if subject is None:
+        raise ValueError(
+            f"spacing={spacing!r} needs the head model's FreeSurfer subject (surf/lh.white, "
+            "lh.sphere, ... under the subjects_dir/subject it was built with), which this "
+            "head model does not have; use spacing=None or 'full' (every vertex of its "
+            "source-space surface)."
+        )
+    try:
+        src = mne.setup_source_space(subject, spacing=spacing, subjects_dir=subjects_dir,
+                                     add_dist=False, verbose=verbose)  # fmt: skip
+    except (OSError, ValueError, RuntimeError) as err:
+        raise ValueError(
+            f"Could not set up the dense {spacing} source space of subject {subject!r}: {err}"
+        ) from err
+    if [s["np"] for s in src] != [s["np"] for s in hm.src]:
+        raise ValueError(
+            f"The {spacing} source space of subject {subject!r} is not on the surface of the "
+            "head model's source space (different vertex counts)."
+        )
+    return spacing, [s["vertno"] for s in src]
+
+
 def _dense_vertices(hm: HeadModel, spacing, cache_dir, verbose) -> tuple[str, list]:
     """Dense spacing name and the dense vertex numbers per hemisphere."""
     if _is_template(hm):
         spacing, full = _template_dense_full(hm, spacing, cache_dir, verbose)
     else:
-        if spacing not in (None, "full"):
-            raise ValueError(
-                "spacing must be None (or 'full') for head models built from real inputs: "
-                "the dense sources are the vertices of the full source-space surface that "
-                f"the head model does not use; got {spacing!r}."
-            )
-        spacing = "full"
-        full = [np.arange(s["np"]) for s in hm.src]
+        spacing, full = _real_dense_full(hm, spacing, verbose)
     dense = [np.setdiff1d(f, v) for f, v in zip(full, hm.vertno, strict=True)]
     if sum(len(d) for d in dense) == 0:
         raise ValueError(
@@ -132,7 +204,7 @@ def _dense_vertices(hm: HeadModel, spacing, cache_dir, verbose) -> tuple[str, li
 def _dense_cache_path(hm: HeadModel, spacing: str, cache_dir) -> Path:
     key = _cache_key(
         dict(kind="dense", headmodel=hm.fingerprint, spacing=spacing, mne=mne.__version__,
-             format_version=FORMAT_VERSION)
+             format_version=FORMAT_VERSION, rows="covered" if not _is_template(hm) else None)
     )  # fmt: skip
     return cache_root(cache_dir) / "dense" / f"{hm.subject}-{hm.spacing}-{spacing}-{key}.npz"
 
@@ -182,8 +254,29 @@ def _dense_forward(hm: HeadModel, src, spacing, n_vertices, verbose) -> mne.Forw
     )
 
 
+def _cover_every_row(rows, positions, grid_positions, nearest, dist) -> None:
+    """Give each of ``rows`` nearest to no dense source one, taken from a row that has several.
+
+    In place on ``nearest`` (indices into ``rows``) and ``dist``: the dense source
+    closest to an uncovered row moves to it, unless it is the last one of its
+    own row, in which case the next closest is tried. Rows stay uncovered only
+    when every dense source within reach is the last of its row.
+    """
+    counts = np.bincount(nearest, minlength=len(rows))
+    tree = cKDTree(positions)
+    for r in np.flatnonzero(counts == 0):
+        k = min(len(positions), 16)
+        d, idx = tree.query(grid_positions[r], k=k)
+        for dd, i in zip(np.atleast_1d(d), np.atleast_1d(idx), strict=True):
+            if counts[nearest[i]] > 1:
+                counts[nearest[i]] -= 1
+                nearest[i], dist[i] = r, dd
+                counts[r] += 1
+                break
+
+
 def _dense_from_forward(hm: HeadModel, fwd: mne.Forward, spacing: str) -> DenseSources:
-    """Dense sources of ``fwd``, each with its nearest head-model source."""
+    """Dense sources of ``fwd``, each with the head-model source it is attributed to."""
     vertno = [np.asarray(s["vertno"]) for s in fwd["src"]]
     hemi = np.concatenate([np.full(len(v), h) for h, v in enumerate(vertno)])
     positions = np.asarray(fwd["source_rr"], float)
@@ -192,7 +285,10 @@ def _dense_from_forward(hm: HeadModel, fwd: mne.Forward, spacing: str) -> DenseS
     for h, hemi_name in enumerate(("lh", "rh")):
         rows = hm.rows(hemi_name)
         mask = hemi == h
-        dist, idx = cKDTree(hm.positions[rows]).query(positions[mask])
+        grid = hm.positions[rows]
+        dist, idx = cKDTree(grid).query(positions[mask])
+        if not _is_template(hm):
+            _cover_every_row(rows, positions[mask], grid, idx, dist)
         nearest_row[mask] = rows[idx]
         grid_distance[mask] = dist
     return DenseSources(
@@ -217,10 +313,15 @@ def iter_make_dense_sources(hm: HeadModel, *, spacing=None, cache=True, cache_di
         Template head models: ``"ico4"``, ``"ico5"`` (the full fsaverage5 mesh)
         or ``"oct6"``; ``None`` picks one level finer than ``hm.spacing``
         (ico3 -> ico4, ico4 -> ico5, oct5 -> oct6, oct6 -> ico5). Head models
-        from real inputs: ``None``/``"full"``, i.e. every vertex of the surface
-        the source space was decimated from (e.g. the 1026 vertices/hemisphere of
-        the sample's ``small-src``). Either way the head model's own vertices are
-        left out, so every dense source is off the grid.
+        from real inputs: ``"full"``, every vertex of the surface the source
+        space was decimated from (e.g. the 1026 vertices/hemisphere of the
+        sample's ``small-src``: the dense set is that surface, the grid its
+        oct-4 subset), or an MNE spacing (``"oct6"``, ``"ico5"``, ...) of the
+        head model's FreeSurfer subject when it has its ``surf/`` files;
+        ``None`` is ``"full"`` up to :data:`FULL_SURFACE_LIMIT` vertices per
+        hemisphere, else one level finer than ``hm.spacing``. Either way the
+        head model's own vertices are left out, so every dense source is off
+        the grid (``dense.spacing`` says which set was used).
     cache : bool
         Load from / store into the cache (keyed by ``hm.fingerprint`` and spacing).
     %(cache_dir)s

@@ -159,6 +159,19 @@ class HeadModel:
         a = ((a + a.T) > 0).astype(np.float64)
         return a.tocsr()
 
+    @cached_property
+    def noise_rank(self) -> dict:
+        """The whitener's noise rank for these channels and this covariance, and why.
+
+        See :func:`~napari_meg_unet.headmodel.covariance.noise_rank`: MNE's
+        ``rank='info'`` for Maxwell-filtered (SSS) data, else the covariance's
+        rank; ``noise_rank["mne"]`` is the ``rank`` argument the inverse and the
+        simulated noise pass to MNE.
+        """
+        from .covariance import noise_rank
+
+        return noise_rank(self.info, self.noise_cov)
+
     # -------------------------------------------------------------- identity
     @cached_property
     def fingerprint(self) -> str:
@@ -184,7 +197,11 @@ class HeadModel:
             "n_sources_rh": len(self.vertno[1]),
             "n_channels": len(self.ch_names),
             "channels": picks,
+            "noise_rank": self.noise_rank["total"],
+            "noise_rank_method": self.noise_rank["method"],
             "fingerprint": self.fingerprint,
+            **({"noise_rank_warning": self.noise_rank["message"]}
+               if self.noise_rank["message"] else {}),
         }
 
     # ------------------------------------------------------------------ disk

@@ -91,7 +91,7 @@ def _read_bem_input(bem, *, info, eeg, verbose=None):
     if bem is None:
         raise ValueError(
             "bem is required for real inputs: a BEM solution file, an mne ConductorModel or "
-            "'sphere'."
+            "'sphere' (or give subjects_dir and subject to use the subject's BEM)."
         )
     if isinstance(bem, str) and bem == "sphere":
         if not info["dig"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,32 +42,21 @@ def _has_eeg_average_ref_proj(info) -> bool:
     )
 
 
-def _clear_sss_if_inconsistent(info, cov) -> bool:
-    """Clear an SSS ``proc_history`` when the covariance is not SSS-processed.
+def _check_noise_rank(info, cov) -> dict:
+    """The noise rank the inverse will use (MNE's ``rank='info'`` for SSS data), warned about.
 
-    MNE derives the MEG rank of SSS data (about 70) from ``proc_history``; with a
-    full-rank (non-SSS, or ad hoc) covariance that rank is wrong and the whitener
-    breaks. Returns whether it was cleared.
+    ``info['proc_history']`` is kept: for Maxwell-filtered data MNE derives the
+    MEG rank (about 70) from it. When the covariance has a higher MEG rank (it
+    was not computed from SSS data) a warning says what to do.
     """
-    if not info["proc_history"] or not len(mne.pick_types(info, meg=True, exclude=[])):
-        return False
-    cleared = info.copy()
-    with cleared._unlock():
-        cleared["proc_history"] = []
-    info_rank = mne.compute_rank(cov, rank="info", info=info, verbose=False)
-    data_rank = mne.compute_rank(cov, rank=None, info=cleared, verbose=False)
-    meg_keys = ("meg", "mag", "grad")
-    r_info = sum(v for k, v in info_rank.items() if k in meg_keys)
-    r_data = sum(v for k, v in data_rank.items() if k in meg_keys)
-    if r_data <= r_info:
-        return False
-    logger.warning(
-        f"The info is SSS-processed (MEG rank {r_info} from proc_history) but the noise "
-        f"covariance has MEG rank {r_data}: clearing info['proc_history']."
-    )
-    with info._unlock():
-        info["proc_history"] = []
-    return True
+    from .covariance import describe_rank, noise_rank
+
+    rank = noise_rank(info, cov)
+    logger.info(describe_rank(rank))
+    if rank["message"]:
+        logger.warning(rank["message"])
+        warnings.warn(rank["message"], RuntimeWarning, stacklevel=3)
+    return rank
 
 
 def _real_surfaces(src, subjects_dir, subject, trans) -> dict:
@@ -186,12 +176,15 @@ def _forward_inside(info, src, bem_model, trans, modality, verbose) -> tuple[mne
     return fwd, n_in - n_out
 
 
-def _describe_input(value) -> str:
+def _describe_input(value) -> str | None:
+    if value is None:
+        return None
     return str(value) if isinstance(value, str | os.PathLike) else type(value).__name__
 
 
 def _real_parameters(inputs: _RealInputs, trans, bem, src, *, subjects_dir, subject, spacing,
-                     modality, noise_cov, src_scale, use_all_vertices) -> dict:  # fmt: skip
+                     modality, noise_cov, src_scale, use_all_vertices,
+                     bem_ico) -> dict:  # fmt: skip
     """The builder's arguments, JSON-friendly, for the provenance."""
     return dict(
         info=inputs.source, trans=_describe_input(trans), bem=_describe_input(bem),
@@ -199,11 +192,11 @@ def _real_parameters(inputs: _RealInputs, trans, bem, src, *, subjects_dir, subj
         subjects_dir=str(subjects_dir) if subjects_dir is not None else None,
         subject=subject, spacing=spacing, modality=modality,
         noise_cov=noise_cov if isinstance(noise_cov, str) else _noise_cov_key(noise_cov),
-        src_scale=src_scale, use_all_vertices=bool(use_all_vertices),
+        src_scale=src_scale, use_all_vertices=bool(use_all_vertices), bem_ico=bem_ico,
     )  # fmt: skip
 
 
-def _real_provenance(params, inputs: _RealInputs, info_hm, bads, sss_cleared, n_dropped):
+def _real_provenance(params, inputs: _RealInputs, info_hm, bads, rank, n_dropped, bem_source):
     dev_head = info_hm["dev_head_t"]
     return dict(
         builder="make_headmodel",
@@ -214,10 +207,29 @@ def _real_provenance(params, inputs: _RealInputs, info_hm, bads, sss_cleared, n_
         ),
         src_scale_applied=inputs.scale,
         bads_excluded=sorted(bads),
-        sss_proc_history_cleared=sss_cleared,
+        noise_rank={k: v for k, v in rank.items() if k != "mne"},
+        conductor_source=bem_source,
         n_sources_outside_inner_skull=int(n_dropped),
         cache_path=None,
     )
+
+
+def _conductor(bem, info_hm, modality, *, subjects_dir, subject, bem_ico, cache_dir, verbose):
+    """The conductor model and where it came from (file, object, sphere or the subject's BEM)."""
+    from .bem import BEM_CHOICES, subject_conductor
+
+    eeg = "eeg" in modality
+    if (bem is None and subjects_dir is not None and subject is not None) or (
+        isinstance(bem, str) and bem in BEM_CHOICES
+    ):
+        model, source = subject_conductor(
+            "auto" if bem is None else bem, subjects_dir=subjects_dir, subject=subject, eeg=eeg,
+            ico=bem_ico, cache_dir=cache_dir, verbose=verbose,
+        )  # fmt: skip
+        _read_bem_input(model, info=info_hm, eeg=eeg, verbose=verbose)  # the layer check
+        return model, source
+    model = _read_bem_input(bem, info=info_hm, eeg=eeg, verbose=verbose)
+    return model, _describe_input(bem)
 
 
 # =========================================================================== builder
@@ -225,7 +237,8 @@ def _real_provenance(params, inputs: _RealInputs, info_hm, bads, sss_cleared, n_
 @fill_doc
 def iter_make_headmodel(
     *, info, trans=None, bem=None, src=None, subjects_dir=None, subject=None, spacing="oct5",
-    noise_cov="adhoc", modality="meg", src_scale="auto", use_all_vertices=False, verbose=None,
+    noise_cov="adhoc", modality="meg", src_scale="auto", use_all_vertices=False, bem_ico=None,
+    cache_dir=None, verbose=None,
 ):  # fmt: skip
     """Build a head model from real inputs, yielding progress.
 
@@ -236,10 +249,16 @@ def iter_make_headmodel(
         Bad channels (of the info and of the covariance) are left out.
     trans : path-like | mne.transforms.Transform | None
         Head <-> MRI transform; required unless ``src`` is in head coordinates.
-    bem : path-like | mne.bem.ConductorModel | "sphere"
+    bem : path-like | mne.bem.ConductorModel | "sphere" | "auto" | "1-layer" | "3-layer" | None
         BEM solution file (1-layer: MEG only; 3-layer: MEG and EEG; a BEM
         surfaces file is solved on the fly), a conductor model, or ``"sphere"``
-        for a sphere fitted to the head-shape points.
+        for a sphere fitted to the head-shape points. With ``subjects_dir`` and
+        ``subject``: ``None``/``"auto"`` uses the subject's own
+        ``bem/<subject>-*-bem-sol.fif`` (1 layer for MEG, 3 with EEG) when it
+        has one, else builds one from its ``bem/*.surf`` surfaces
+        (:func:`~napari_meg_unet.headmodel.make_subject_bem`, cached);
+        ``"1-layer"``/``"3-layer"`` always build from the surfaces. The
+        provenance's ``conductor_source`` says which.
     src : mne.SourceSpaces | path-like | None
         Two-hemisphere surface source space; ``None`` builds one from
         ``subjects_dir``/``subject``/``spacing``.
@@ -256,6 +275,12 @@ def iter_make_headmodel(
     use_all_vertices : bool
         Use every vertex of the source-space surface (e.g. all 1026/hemisphere
         of ``small-src``) instead of its decimated subset.
+    bem_ico : int | None
+        Decimation of the surfaces of a BEM built from the subject's surfaces
+        (None: ico4 for 1 layer, ico3 for 3 layers).
+    cache_dir : path-like | None
+        Where BEM solutions built from surfaces are cached; None:
+        :func:`~napari_meg_unet.headmodel.cache_root`.
     %(verbose)s
 
     Yields
@@ -265,7 +290,10 @@ def iter_make_headmodel(
     Returns
     -------
     hm : HeadModel
-        Sources, surfaces and sensors in head coordinates.
+        Sources, surfaces and sensors in head coordinates. The noise rank the
+        inverse uses is ``hm.noise_rank`` (MNE's ``rank='info'`` for
+        Maxwell-filtered data, whose ``info['proc_history']`` is kept); a
+        covariance that disagrees with SSS data is warned about.
     """
     check_modality(modality)
     verbose = "warning" if verbose is None else verbose
@@ -278,9 +306,12 @@ def iter_make_headmodel(
     info_hm, bads = _headmodel_info(inputs, noise_cov, modality)
     yield Progress(stage, 1, total, "noise covariance")
     cov = prepare_noise_cov(noise_cov, info_hm, verbose=verbose)
-    sss_cleared = _clear_sss_if_inconsistent(info_hm, cov)
+    rank = _check_noise_rank(info_hm, cov)
     yield Progress(stage, 2, total, "conductor model")
-    bem_model = _read_bem_input(bem, info=info_hm, eeg="eeg" in modality, verbose=verbose)
+    bem_model, bem_source = _conductor(
+        bem, info_hm, modality, subjects_dir=subjects_dir, subject=subject, bem_ico=bem_ico,
+        cache_dir=cache_dir, verbose=verbose,
+    )  # fmt: skip
     yield Progress(stage, 3, total, "forward solution")
     fwd, n_dropped = _forward_inside(info_hm, inputs.src, bem_model, inputs.trans, modality,
                                      verbose)  # fmt: skip
@@ -289,14 +320,15 @@ def iter_make_headmodel(
     params = _real_parameters(
         inputs, trans, bem, src, subjects_dir=subjects_dir, subject=subject, spacing=spacing,
         modality=modality, noise_cov=noise_cov, src_scale=src_scale,
-        use_all_vertices=use_all_vertices,
+        use_all_vertices=use_all_vertices, bem_ico=bem_ico,
     )  # fmt: skip
     hm = _headmodel_from_forward(
         fwd, info=info_hm, noise_cov=cov,
         surfaces=_real_surfaces(inputs.src, subjects_dir, subject_name, inputs.trans),
         trans=inputs.trans, subject=subject_name, spacing=inputs.spacing, modality=modality,
         conductor=_describe_conductor(bem_model),
-        provenance=_real_provenance(params, inputs, info_hm, bads, sss_cleared, n_dropped),
+        provenance=_real_provenance(params, inputs, info_hm, bads, rank, n_dropped,
+                                                   bem_source),
         bem=bem_model,
     )  # fmt: skip
     yield Progress(stage, 5, total, "finalising")

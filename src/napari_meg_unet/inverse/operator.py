@@ -43,6 +43,12 @@ def _forward_inputs(headmodel_or_fwd, info, noise_cov):
     return fwd, info, noise_cov
 
 
+def _is_headmodel(obj) -> bool:
+    from ..headmodel import HeadModel
+
+    return isinstance(obj, HeadModel)
+
+
 @fill_doc
 @_verbose
 def make_inverse(
@@ -79,7 +85,9 @@ def make_inverse(
     fixed : bool | 'auto'
         As in :func:`mne.minimum_norm.make_inverse_operator`.
     rank : None | 'info' | dict
-        Noise-covariance rank, as in MNE (use ``'info'`` for SSS data).
+        Noise-covariance rank, as in MNE. None with a head model: the head
+        model's ``hm.noise_rank["mne"]`` (MNE's ``rank='info'`` for
+        Maxwell-filtered data, else estimated from the covariance).
     %(verbose)s
 
     Returns
@@ -88,6 +96,8 @@ def make_inverse(
         The (unprepared, ``nave=1``) inverse operator.
     """
     fwd, info, noise_cov = _forward_inputs(headmodel_or_fwd, info, noise_cov)
+    if rank is None and _is_headmodel(headmodel_or_fwd):
+        rank = headmodel_or_fwd.noise_rank["mne"]
     if not isinstance(loose, str | dict):
         check_number(loose, "loose", minimum=0.0, maximum=1.0, strict=False)
     if depth is not None and not isinstance(depth, dict):

@@ -23,12 +23,15 @@ def _noise_model(hm, noise, *, verbose=None):
     # covariances read from FIF hold big-endian data, which MNE's eigh rejects
     cov["data"] = np.asarray(cov["data"], dtype=np.float64)
     sigma = None
+    rank = hm.noise_rank["mne"]  # MNE's rank='info' for Maxwell-filtered data
     if noise == "white":
         sigma = _white_sigma(cov, info)
         cov = mne.Covariance(np.diag(sigma**2), list(info["ch_names"]), bads=[], projs=[], nfree=1)
+        rank = None if rank is None else {"meg": _diagonal_meg_rank(cov, info)}
     whitener, ch_names, colorer = mne.cov.compute_whitener(
-        cov, info, pca=True, return_colorer=True, verbose="WARNING" if verbose is None else verbose
-    )
+        cov, info, pca=True, return_colorer=True, rank=rank,
+        verbose="WARNING" if verbose is None else verbose,
+    )  # fmt: skip
     picks = np.array([info["ch_names"].index(ch) for ch in ch_names], int)
     full_w = np.zeros((whitener.shape[0], n_ch))
     full_w[:, picks] = whitener
@@ -37,6 +40,15 @@ def _noise_model(hm, noise, *, verbose=None):
     full_c = np.zeros((n_ch, colorer.shape[1]))
     full_c[picks] = colorer
     return full_w, full_c
+
+
+def _diagonal_meg_rank(cov, info) -> int:
+    """MEG rank of the diagonal ``"white"`` model (its own, not the SSS rank of ``info``)."""
+    cleared = info.copy()
+    with cleared._unlock():
+        cleared["proc_history"] = []
+    ranks = mne.compute_rank(cov, rank=None, info=cleared, verbose=False)
+    return int(sum(v for k, v in ranks.items() if k in ("meg", "mag", "grad")))
 
 
 def _white_sigma(cov, info) -> np.ndarray:

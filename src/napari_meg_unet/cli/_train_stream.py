@@ -33,7 +33,8 @@ def add_stream_options(parser) -> None:
 
     group = parser.add_argument_group(GROUP_HELP)
     group.add_argument(
-        "--spacing", default=None, help=f"source spacing of a head model built here ({', '.join(TEMPLATE_SPACINGS)} on the "
+        "--spacing", default=None,
+        help=f"source spacing of a head model built here ({', '.join(TEMPLATE_SPACINGS)} on the "
         f"template, default {TEMPLATE_SPACING}; with --for-recording on a FreeSurfer subject, "
         "default oct5)",
     )  # fmt: skip

@@ -92,7 +92,7 @@ LEVELS = {
         "__init__", "_config", "_docs", "_io", "_logging", "_machine", "_parse", "_resources",
         "_validation", "configs", "device", "fingerprint", "progress",
     ),
-    "model": ("bids", "coreg", "headmodel", "inverse", "metrics", "models", "simulate"),
+    "model": ("bids", "coreg", "headmodel", "inverse", "metrics", "models", "peers", "simulate"),
     "pipelines": (
         "accuracy", "checkpoint", "dataset", "demo", "evaluation", "layers", "report", "train",
     ),

@@ -2,8 +2,9 @@
 
 One frozen dataclass per step — :class:`SimulationConfig`,
 :class:`InverseConfig`, :class:`DatasetConfig`, :class:`TrainingConfig`,
-:class:`EvaluationConfig` — used by the core functions (as ``config=`` or as
-keyword arguments), by the command line (arguments generated from the fields)
+:class:`EvaluationConfig`, :class:`PeerConfig` — used by the core functions
+(as ``config=`` or as keyword arguments), by the command line (arguments
+generated from the fields)
 and by the napari input containers (defaults, choices and help). The allowed
 values of each option (:data:`DESIGNS`, :data:`METHODS`, ...) live here too,
 so the step modules, the CLI and the widgets share them.
@@ -31,6 +32,11 @@ NORMALISATIONS = ("column-max", "global-max", "none")
 PROTOCOLS = ("samples", "window")
 #: Networks.
 MODELS = ("thesis", "mesh")
+#: Peers (non-linear and sparse estimators, :mod:`napari_meg_unet.peers`), in table order.
+PEERS = (
+    "dipole-sphere-peak", "dipole-sphere-window", "dipole-bem-peak", "dipole-bem-window",
+    "rap-music", "rap-music-fixed", "gamma-map", "mxne", "irmxne", "lcmv", "cmne",
+)  # fmt: skip
 #: Mixed-precision modes of training.
 AMP_MODES = ("auto", "bf16", "off")
 
@@ -260,3 +266,26 @@ class EvaluationConfig(ConfigBase):
     )
     n_boot: int = option(2000, minimum=1, help="bootstrap resamples of the confidence intervals")
     seed: int = option(0, minimum=0, help="seed of the bootstrap and of the AUC negative draws")
+
+
+@config
+class PeerConfig(ConfigBase):
+    """Which peers are scored, and on how many events (:mod:`napari_meg_unet.peers`)."""
+
+    peers: tuple | None = option(
+        None, choices=PEERS, optional=True, cli=False,
+        help="peers scored next to the linear inverses and networks; their "
+        "hyper-parameters are chosen on validation simulations only",
+    )  # fmt: skip
+    peer_events: int = option(
+        100, minimum=1, help="test events of each fast peer (the first ones of each test set)"
+    )
+    peer_events_slow: int = option(
+        20, minimum=1, help="test events of each slow peer (BEM dipole fits, gamma-MAP)"
+    )
+    search_events: int = option(
+        30, minimum=1, help="validation events of each fast peer's hyper-parameter search"
+    )
+    search_events_slow: int = option(
+        10, minimum=1, help="validation events of each slow peer's hyper-parameter search"
+    )

@@ -273,7 +273,7 @@ class PeerConfig(ConfigBase):
     """Which peers are scored, and on how many events (:mod:`napari_meg_unet.peers`)."""
 
     peers: tuple | None = option(
-        None, choices=PEERS, optional=True, cli=False,
+        None, kind="choices", choices=PEERS, optional=True, cli=False,
         help="peers scored next to the linear inverses and networks; their "
         "hyper-parameters are chosen on validation simulations only",
     )  # fmt: skip

@@ -210,3 +210,27 @@ def test_cmne_trains_and_estimates(template_hm, noisy):
     assert run.estimates.shape == (3, len(noisy.rows)) and np.isfinite(run.estimates).all()
     with pytest.raises(ValueError, match="training simulation"):
         peer.prepare(template_hm, noisy.info, params=params)
+
+
+class _OracleMap(Peer):
+    """A network-like estimator: one map per event (one-hot at the true row)."""
+
+    name, label, output = "oracle-map", "oracle map", "map"
+
+    def __init__(self, sim):
+        self.sim = sim
+
+    def estimate(self, state, data, *, n_sources=None):
+        i = next(k for k in range(len(self.sim)) if np.array_equal(data, self.sim.data[k]))
+        out = np.zeros(state.hm.n_sources)
+        out[self.sim.sources["row"][self.sim.event_sources(i)]] = 1.0
+        return EventEstimate(map=out)
+
+
+def test_a_map_estimator_runs_and_scores_like_a_peer(template_hm, noisy):
+    peer = _OracleMap(noisy)
+    run = run_peer(peer, peer.prepare(template_hm, noisy.info, params={}), noisy, np.arange(3))
+    assert run.estimates.shape == (3, len(noisy.rows)) and run.n_empty == 0
+    assert (validation_dle(run, noisy, template_hm) == 0).all()
+    with pytest.raises(ValueError, match="no map"):
+        EventEstimate.empty_points().window_map(np.arange(3))

@@ -12,9 +12,10 @@ beamformers, CMNE) with
   hyper-parameters only (a sphere model, a kernel, a trained network);
 - :meth:`Peer.estimate`: one event, timed by the runner (:mod:`.run`).
 
-A network (its probability map) or a hybrid (network positions refined by a
-dipole fit) fit the same interface, so every estimator is scored by the same
-code: :func:`napari_meg_unet.metrics.score_events`.
+A network (its probability map: ``EventEstimate(map=...)``) or a hybrid
+(network positions refined by a dipole fit: ``EventEstimate(positions=...)``)
+fit the same interface, so every estimator is run by :func:`.run.iter_run_peer`
+and scored by the same code, :func:`napari_meg_unet.metrics.score_events`.
 """
 
 from __future__ import annotations
@@ -33,13 +34,19 @@ DESIGN_KINDS = ("single", "multi", "extended")
 
 @dataclass
 class EventEstimate:
-    """One event's estimate: time courses on the head model's sources, or dipoles.
+    """One event's estimate: time courses or one map on the head model's sources, or dipoles.
+
+    Exactly one of ``time_courses``, ``map`` and ``positions`` (with
+    ``amplitudes``) is set.
 
     Attributes
     ----------
     time_courses : array, shape (n_sources, n_times) | None
         On all sources of the head model (``HeadModel`` order); zero where
         the estimator puts nothing (sparse solvers).
+    map : array, shape (n_sources,) | None
+        One non-negative map for the whole event (e.g. a network's
+        probabilities), scored as the event's window map.
     positions : array, shape (m, 3) | None
         Dipole positions, metres, head coordinates.
     amplitudes : array, shape (m,) | None
@@ -49,6 +56,15 @@ class EventEstimate:
     time_courses: np.ndarray | None = None
     positions: np.ndarray | None = None
     amplitudes: np.ndarray | None = None
+    map: np.ndarray | None = None
+
+    def window_map(self, rows) -> np.ndarray:
+        """The event's map on ``rows``: ``map``, or the mean ``|time course|`` over the epoch."""
+        if self.map is not None:
+            return np.abs(np.asarray(self.map, float)[rows])
+        if self.time_courses is None:
+            raise ValueError("A point estimate (dipoles) has no map.")
+        return np.abs(np.asarray(self.time_courses)[rows]).mean(axis=-1)
 
     @classmethod
     def empty_points(cls) -> EventEstimate:

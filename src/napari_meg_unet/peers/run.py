@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..metrics import PointEstimates, window_map
+from ..metrics import PointEstimates
 from ..progress import Progress
 from .base import Peer, PeerState, blas_threads
 
@@ -90,7 +90,7 @@ def iter_run_peer(peer, state, sim, events, *, stage=None, batch=16):
                     positions.append(est.positions)
                     amplitudes.append(est.amplitudes)
                 else:
-                    maps.append(window_map(est.time_courses[rows], slice(None)))
+                    maps.append(est.window_map(rows))
             yield Progress(stage, sel.stop, len(events), peer.label)
     if peer.output == "points":
         estimates = PointEstimates(positions, amplitudes)

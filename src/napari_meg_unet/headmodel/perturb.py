@@ -130,6 +130,15 @@ def inner_skull_sphere(hm: HeadModel) -> mne.bem.ConductorModel:
     return mne.make_sphere_model(r0=tuple(centre), head_radius=head_radius, verbose=False)
 
 
+def _describe(bem) -> str:
+    """The conductor's description; a shell-less sphere (MEG) by its centre only."""
+    if bem["is_sphere"] and not bem["layers"]:
+        r0 = np.asarray(bem["r0"]) * 1e3
+        return (f"sphere model (MEG, centre ({r0[0]:.1f}, {r0[1]:.1f}, {r0[2]:.1f}) mm, head "
+                "coordinates)")  # fmt: skip
+    return _describe_conductor(bem)
+
+
 def _perturbed_sphere(bem, factor):
     """The sphere ``bem`` with the skull (the least conductive inner shell) scaled by ``factor``."""
     sigmas = [layer["sigma"] for layer in bem["layers"]]
@@ -189,7 +198,7 @@ def _perturbed_parts(hm, kind, *, translation_mm, rotation_deg, seed, skull_fact
             record.update(skull_conductivity_factor=skull_factor)
         else:
             bem = inner_skull_sphere(hm)
-        record.update(true_conductor=_describe_conductor(bem), nominal_conductor=hm.conductor)
+        record.update(true_conductor=_describe(bem), nominal_conductor=hm.conductor)
     else:
         src = _pial_src(hm)
         record.update(true_surface="pial", nominal_surface="the head model's source surface")
@@ -258,7 +267,7 @@ def make_perturbed_headmodel(
     return _headmodel_from_forward(
         fwd, info=info, noise_cov=hm.noise_cov, surfaces=hm.surfaces, trans=hm.trans,
         subject=hm.subject, spacing=hm.spacing, modality=hm.modality,
-        conductor=_describe_conductor(bem), provenance=provenance, bem=bem,
+        conductor=_describe(bem), provenance=provenance, bem=bem,
     )  # fmt: skip
 
 

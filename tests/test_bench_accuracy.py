@@ -64,6 +64,53 @@ def test_presets():
         get_preset("small", networks=(("mesh", "thesis"),))
 
 
+def test_presets_with_peers_and_model_error():
+    from napari_meg_unet.configs import PEERS
+
+    assert get_preset("benchmark").peers == PEERS and get_preset("small").peers == ()
+    p = get_preset("benchmark-model-error")
+    assert p.kinds == ("single", "multi", "extended") and p.peers == PEERS
+    names = {c.name for c in p.conditions}
+    assert {"extended-snr1", "single-snr1-coreg", "multi-snr0.5-conductor",
+            "extended-snr3-pial"} <= names  # fmt: skip
+    assert {c.model_error for c in p.conditions} == {None, "coreg", "conductor", "pial"}
+    assert len(names) == 3 + 3 * 3 * 3
+    assert "also with model error" in p.describe() and "20 mm patches" in p.describe()
+    assert get_preset("small", networks=()).networks == ()  # linear inverses and peers only
+    with pytest.raises(ValueError, match="peers must be one of"):
+        get_preset("small", peers=("music",))
+    with pytest.raises(ValueError, match="model_error must be one of"):
+        get_preset("small", conditions=(accuracy.Condition("x", "single", 1.0, "skull"),))
+    with pytest.raises(ValueError, match="distinct names"):
+        get_preset("small", conditions=(accuracy.Condition("x", "single", 1.0),) * 2)
+    # the extended kind simulates patches on the grid
+    hm_rows = type("HM", (), {"rows": lambda self, hemi: np.arange(642)})()
+    config = p.simulation_config(hm_rows, kind="extended", n=5, snr=1.0, seed=0)
+    assert (config.design, config.off_grid, config.extent_mm) == ("extended", False, 20.0)
+
+
+def test_cli_peer_and_condition_options(monkeypatch, capsys):
+    from napari_meg_unet.bench.accuracy import driver
+
+    seen = {}
+
+    def fake(preset, **options):
+        seen.update(options, preset=preset)
+        raise ZeroDivisionError("stop here")
+
+    monkeypatch.setattr(driver, "iter_run_accuracy", fake)
+    rc = main(["bench", "accuracy", "--preset", "benchmark-model-error", "--networks", "none",
+               "--peers", "lcmv,rap-music", "--conditions", "single-snr1-coreg,extended-snr1",
+               "--peer-events", "7", "--no-progress"])  # fmt: skip
+    assert rc == 1 and "stop here" in capsys.readouterr().err
+    p = seen["preset"]
+    assert p.networks == () and p.peers == ("lcmv", "rap-music") and p.peer_events == 7
+    assert p.peer_events_slow == get_preset("benchmark-model-error").peer_events_slow
+    assert [c.name for c in p.conditions] == ["single-snr1-coreg", "extended-snr1"]
+    rc = main(["bench", "accuracy", "--preset", "small", "--conditions", "nope", "--no-progress"])
+    assert rc == 2 and "not conditions of preset" in capsys.readouterr().err
+
+
 def test_derive_seed():
     a = derive_seed(0, "train", "single", "meg")
     assert a == derive_seed(0, "train", "single", "meg")
@@ -248,3 +295,47 @@ def test_cli_networks_option_parses_and_refuses_unknown(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "accuracy", "--networks", "mesh:small,mesh:benchmark"])
     assert "name each model once" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def peer_run(template_hm):
+    """Linear inverses and three peers (no network) on a nominal and two model-error conditions."""
+    from napari_meg_unet.accuracy import Condition
+
+    conditions = (Condition("single-snr3", "single", 3.0),
+                  Condition("single-snr3-pial", "single", 3.0, model_error="pial"),
+                  Condition("extended-snr3-conductor", "extended", 3.0, model_error="conductor"))
+    return accuracy.bench_accuracy(
+        "small", seed=1, n_boot=100, networks=(), n_val=8, n_test=6, off_grid=False,
+        conditions=conditions, peers=("dipole-sphere-peak", "rap-music-fixed", "mxne"),
+        peer_events=3, search_events=2,
+    )  # fmt: skip
+
+
+def test_peers_and_model_error_in_the_protocol(peer_run, template_hm, tmp_path):
+    s = peer_run.summary
+    assert s["networks"] == {} and set(s["peers"]["search"]) == {"single", "extended"}
+    search = s["peers"]["search"]["single"]["rap-music-fixed"]
+    assert len(search["candidates"]) == 5 and search["validation"][0]["n_events"] == 2
+    nominal, pial = s["conditions"]["single-snr3"], s["conditions"]["single-snr3-pial"]
+    assert nominal["model_error"] is None and pial["model_error"]["kind"] == "surface"
+    assert pial["simulation"] != nominal["simulation"]
+    assert nominal["grid_floor_mm"]["mean"] == 0.0 and pial["grid_floor_mm"]["mean"] > 0.5
+    # the searches never saw a test set
+    for cond in s["conditions"].values():
+        for check in cond["peer_search_disjoint"].values():
+            assert check["disjoint"] and cond["simulation"] in check["test"]
+            assert cond["simulation"] not in check["search"]
+    rows = {r["estimator"]: r for r in nominal["results"] if r["protocol"] == "window"}
+    fit = rows["dipole fit (sphere, peak GFP)"]
+    assert fit["n_events"] == 3 and fit["auc"] is None and fit["seconds_per_event"] > 0
+    assert rows["MxNE"]["auc"] is not None and rows["dSPM"]["n_events"] == 6
+    conductor = s["conditions"]["extended-snr3-conductor"]
+    assert conductor["model_error"]["kind"] == "conductor"
+    assert "RAP-MUSIC (n fixed)" in {r["estimator"] for r in conductor["results"]}
+    md = peer_run.table()
+    assert "model error: sources simulated on the pial surface" in md
+    assert "### Peers: hyper-parameters chosen on the validation sets" in md
+    assert "| dipole fit (sphere, peak GFP) | window | 3 |" in md
+    files = peer_run.save(tmp_path / "report")
+    assert (tmp_path / "report" / "results.json").is_file() and files["plots"]

@@ -154,3 +154,66 @@ def test_bench_core_thesis_path_runs(template_hm):
 
     sim = simulate(template_hm, design="multi", n_events=3, n_dipoles=2, seed=1)
     assert _thesis_path(template_hm, sim, methods=("MNE",), lambda2=1 / 9) > 0
+
+
+# --------------------------------------------------------------------------- peers
+@pytest.fixture(scope="module")
+def peer_sims(template_hm):
+    common = dict(design="multi", n_events=4, n_dipoles=1, hemi="rh", snr=3.0,
+                  timecourse="realistic")  # fmt: skip
+    return simulate(template_hm, seed=20, **common), simulate(template_hm, seed=21, **common)
+
+
+def test_evaluate_peers_scores_points_and_maps(template_hm, peer_sims, monkeypatch):
+    from napari_meg_unet import peers
+
+    monkeypatch.setattr(peers.Lcmv, "grid", {"reg": (0.5, 5.0)})
+    test, val = peer_sims
+    ev = evaluation.evaluate_peers(
+        template_hm, test, validation=val, peers=("rap-music", "lcmv", "cmne"), peer_events=3,
+        search_events=2, n_boot=50,
+    )  # fmt: skip
+    music = ev.summary[("RAP-MUSIC (n given)", "window")]
+    assert music["n_events"] == 3 and music["seconds_per_event"] > 0 and music["n_empty"] == 0
+    assert music["auc"] is None  # not defined for dipoles
+    assert music["dle_mm"]["n_events"] == 3
+    lcmv = ev.summary[("LCMV", "window")]
+    assert lcmv["auc"] is not None and lcmv["params"]["reg"] in (0.5, 5.0)
+    search = ev.meta["peers"]["lcmv"]
+    assert search["validation"] == [{"simulation": val.fingerprint, "n_events": 2}]
+    assert search["disjoint_check"]["test"] == [test.fingerprint]
+    assert "training simulation" in ev.meta["peers_skipped"]["cmne"] or (
+        "not installed" in ev.meta["peers_skipped"]["cmne"])  # fmt: skip
+    table = ev.table()
+    assert "| RAP-MUSIC (n given) | window | 3 |" in table and "| s/event |" in table
+    # merged with the linear inverses of the same simulation
+    linear = evaluation.evaluate_linear(template_hm, test, methods=("dSPM",), n_boot=50)
+    merged = linear.merge(ev)
+    assert ("dSPM", "window") in merged.summary and ("LCMV", "window") in merged.summary
+    assert merged.summary[("dSPM", "window")]["n_events"] == 4
+    assert "peers" in merged.to_dict()["meta"]
+    with pytest.raises(ValueError, match="used test simulation"):
+        evaluation.evaluate_peers(template_hm, test, validation=test, peers=("lcmv",),
+                                  search_events=2, peer_events=1, n_boot=10)  # fmt: skip
+
+
+def test_evaluate_cli_with_peers_and_model_error(tmp_path, capsys, template_hm):
+    out = tmp_path / "eval-peers"
+    argv = ["evaluate", "--peers", "rap-music,mxne", "--peer-events", "2", "--search-events", "2",
+            "--design", "multi", "--n-events", "4", "--snr", "3", "--methods", "dSPM",
+            "--protocols", "window", "--n-boot", "50", "--on-grid", "--model-error", "pial",
+            "--out", str(out), "--json", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model_error"]["kind"] == "surface"
+    (res,) = report["results"]
+    names = {r["estimator"] for r in res["results"]}
+    assert names == {"dSPM", "RAP-MUSIC (n given)", "MxNE"}
+    assert res["meta"]["peers"]["mxne"]["params"]["alpha"] > 0
+    assert res["grid_floor_mm"]["mean"] > 0.5  # pial truth, white grid
+    md = (out / "results.md").read_text()
+    assert "model error pial" in md and "| MxNE | window | 2 |" in md
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--peers", "dipole-fit"])
+    assert exc.value.code == 2
+    assert "expected 'all', 'none' or peers" in capsys.readouterr().err

@@ -93,7 +93,8 @@ LEVELS = {
         "_validation", "configs", "device", "fingerprint", "progress",
     ),
     "model": (
-        "bids", "coreg", "headmodel", "inverse", "metrics", "models", "recordings", "simulate",
+        "bids", "coreg", "headmodel", "inverse", "metrics", "models", "peers", "recordings",
+        "simulate",
     ),
     "pipelines": (
         "accuracy", "checkpoint", "dataset", "demo", "evaluation", "layers", "report", "train",

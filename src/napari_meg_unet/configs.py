@@ -2,8 +2,8 @@
 
 One frozen dataclass per step — :class:`SimulationConfig`,
 :class:`InverseConfig`, :class:`DatasetConfig`, :class:`TrainingConfig`,
-:class:`EvaluationConfig`, :class:`RecordingTrainingConfig` — used by the core
-functions (as ``config=`` or as keyword arguments), by the command line
+:class:`EvaluationConfig`, :class:`RecordingTrainingConfig`, :class:`PeerConfig` — used by
+the core functions (as ``config=`` or as keyword arguments), by the command line
 (arguments generated from the fields) and by the napari input containers
 (defaults, choices and help). The allowed values of each option
 (:data:`DESIGNS`, :data:`METHODS`, ...) live here too, so the step modules,
@@ -32,6 +32,11 @@ NORMALISATIONS = ("column-max", "global-max", "none")
 PROTOCOLS = ("samples", "window")
 #: Networks.
 MODELS = ("thesis", "mesh")
+#: Peers (non-linear and sparse estimators, :mod:`napari_meg_unet.peers`), in table order.
+PEERS = (
+    "dipole-sphere-peak", "dipole-sphere-window", "dipole-bem-peak", "dipole-bem-window",
+    "rap-music", "rap-music-fixed", "gamma-map", "mxne", "irmxne", "lcmv", "cmne",
+)  # fmt: skip
 #: Mixed-precision modes of training.
 AMP_MODES = ("auto", "bf16", "off")
 #: Numerical paths of simulation and inversion: the float64 numpy path (the reference, MNE
@@ -393,4 +398,27 @@ class RecordingTrainingConfig(ConfigBase):
     )  # fmt: skip
     keep_data: bool = option(
         False, help="keep the simulated example sets (OUT/data) after training"
+    )
+
+
+@config
+class PeerConfig(ConfigBase):
+    """Which peers are scored, and on how many events (:mod:`napari_meg_unet.peers`)."""
+
+    peers: tuple | None = option(
+        None, kind="choices", choices=PEERS, optional=True, cli=False,
+        help="peers scored next to the linear inverses and networks; their "
+        "hyper-parameters are chosen on validation simulations only",
+    )  # fmt: skip
+    peer_events: int = option(
+        100, minimum=1, help="test events of each fast peer (the first ones of each test set)"
+    )
+    peer_events_slow: int = option(
+        20, minimum=1, help="test events of each slow peer (BEM dipole fits, gamma-MAP)"
+    )
+    search_events: int = option(
+        30, minimum=1, help="validation events of each fast peer's hyper-parameter search"
+    )
+    search_events_slow: int = option(
+        10, minimum=1, help="validation events of each slow peer's hyper-parameter search"
     )

@@ -1,4 +1,4 @@
-"""Scoring source estimates (linear inverses or networks) on a :class:`~.simulate.Simulation`.
+"""Scoring source estimates (linear inverses, networks, peers) on a :class:`~.simulate.Simulation`.
 
 Two protocols are used throughout:
 
@@ -13,10 +13,22 @@ Two protocols are used throughout:
 Aggregation is always per event (maps of one event are correlated), with
 percentile bootstrap 95% confidence intervals resampling events
 (:func:`~.metrics.aggregate`).
+
+Peers (:mod:`napari_meg_unet.peers`: dipole fits, RAP-MUSIC, sparse solvers,
+LCMV, CMNE) give one estimate per event — a map, or dipoles at continuous
+positions (:class:`~.metrics.PointEstimates`, scored as described in
+:mod:`napari_meg_unet.metrics.points`) — and are scored with the window
+protocol by :func:`iter_evaluate_peers`, their hyper-parameters chosen on
+validation simulations only.
+
+A simulation made on a recorded perturbation of the head model (model error,
+:func:`~napari_meg_unet.headmodel.make_perturbed_headmodel`) is accepted with
+the nominal model; its grid floor is measured to the nominal grid.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +38,7 @@ from ._config import takes_config
 from ._docs import fill_doc
 from ._logging import verbose
 from ._validation import check_choice, check_finite_data, check_int
-from .configs import METHODS, PROTOCOLS, EvaluationConfig, InverseConfig
+from .configs import METHODS, PROTOCOLS, EvaluationConfig, InverseConfig, PeerConfig
 from .inverse import apply_kernel, compute_kernel, make_inverse
 from .progress import Progress, plain
 
@@ -36,8 +48,11 @@ __all__ = [
     "TABLE_METRICS",
     "Evaluation",
     "evaluate_linear",
+    "evaluate_peers",
+    "grid_distances",
     "grid_floor",
     "iter_evaluate_linear",
+    "iter_evaluate_peers",
     "score_estimates",
     "summarise",
 ]
@@ -60,7 +75,9 @@ class Evaluation:
     scores : dict
         ``{(estimator, protocol): {metric: per-map array, "event": event ids}}``.
     summary : dict
-        ``{(estimator, protocol): {metric: aggregate dict}}`` (mean, CI, counts).
+        ``{(estimator, protocol): {metric: aggregate dict}}`` (mean, CI, counts),
+        with ``n_events`` and ``seconds_per_event`` (wall time of the estimate
+        per event) and, for peers, ``n_empty`` (events without an estimate).
     grid_floor : dict
         Aggregate of the distance (mm) from each true dipole to its nearest
         source-space vertex: the DLE no grid-bound estimate can beat.
@@ -88,13 +105,26 @@ class Evaluation:
             ],
         }
 
+    def merge(self, other: Evaluation) -> Evaluation:
+        """This evaluation with ``other``'s estimators added (same simulation)."""
+        if other.meta.get("simulation") != self.meta.get("simulation"):
+            raise ValueError("Only evaluations of the same simulation can be merged.")
+        for name in ("scores", "summary", "per_vertex_dle"):
+            getattr(self, name).update(getattr(other, name))
+        self.meta = {**other.meta, **self.meta, **{k: v for k, v in other.meta.items()
+                                                   if k in ("peers", "peers_skipped")}}
+        return self
+
     def table(self, *, metrics_=None) -> str:
-        """Markdown table: one row per estimator and protocol, mean [95% CI] per metric."""
+        """Markdown table: one row per estimator and protocol, events scored, seconds per
+        event and mean [95% CI] per metric."""
         cols = metrics_ or list(TABLE_METRICS)
-        head = "| estimator | protocol | " + " | ".join(TABLE_METRICS[c] for c in cols) + " |"
-        lines = [head, "|" + "---|" * (2 + len(cols))]
+        head = ("| estimator | protocol | n | s/event | "
+                + " | ".join(TABLE_METRICS[c] for c in cols) + " |")  # fmt: skip
+        lines = [head, "|" + "---|" * (4 + len(cols))]
         for (est, prot), res in self.summary.items():
-            cells = [metrics.format_aggregate(res[c]) for c in cols]
+            cells = [_count_text(res), _seconds_text(res.get("seconds_per_event"))]
+            cells += [metrics.format_aggregate(res[c]) for c in cols]
             lines.append(f"| {est} | {prot} | " + " | ".join(cells) + " |")
         if self.grid_floor:
             g = self.grid_floor
@@ -104,9 +134,40 @@ class Evaluation:
         return "\n".join(lines)
 
 
+def _count_text(res) -> str:
+    n, empty = res.get("n_events"), res.get("n_empty")
+    if n is None:
+        return "n/a"
+    return str(n) + (f" ({empty} empty)" if empty else "")
+
+
+def _seconds_text(seconds) -> str:
+    if seconds is None:
+        return "n/a"
+    return f"{seconds:.3g}" if seconds >= 1e-3 else f"{seconds:.1e}"
+
+
 def _event_true_positions(sim) -> list[np.ndarray]:
     pos = sim.sources["position"]
     return [pos[sim.event_sources(i)] for i in range(len(sim))]
+
+
+def _check_estimates(estimates, n_events, n_rows):
+    """Time courses, maps or point estimates of ``n_events`` events on ``n_rows`` rows."""
+    if isinstance(estimates, metrics.PointEstimates):
+        if len(estimates) != n_events:
+            raise ValueError(
+                f"estimates hold {len(estimates)} events but events has {n_events}."
+            )
+        return estimates
+    estimates = np.asarray(estimates)
+    if estimates.ndim not in (2, 3) or estimates.shape[:2] != (n_events, n_rows):
+        raise ValueError(
+            f"estimates must have shape (n_events={n_events}, n_rows={n_rows}, n_times) or "
+            f"(n_events, n_rows), or be PointEstimates; got {estimates.shape}."
+        )
+    check_finite_data(estimates, where="estimates", axis_name="estimate")
+    return estimates
 
 
 def score_estimates(
@@ -118,12 +179,17 @@ def score_estimates(
     events=None,
     seed=0,
 ) -> dict:
-    """Score estimate time courses of some events of a simulation.
+    """Score the estimates of some events of a simulation.
 
     Parameters
     ----------
-    estimates : array, shape (n_events, n_rows, n_times)
-        Estimates on the simulation's rows (``sim.rows``), in event order.
+    estimates : array | PointEstimates
+        In event order, on the simulation's rows (``sim.rows``): time courses
+        ``(n_events, n_rows, n_times)``, one map per event ``(n_events,
+        n_rows)`` (e.g. a network's probabilities; window protocol only), or
+        :class:`~napari_meg_unet.metrics.PointEstimates` (dipoles at continuous
+        positions, e.g. a dipole fit; window protocol only, see
+        :mod:`napari_meg_unet.metrics.points` for what SD/OA/AUC mean there).
     sim : Simulation
         The simulation the estimates belong to.
     hm : HeadModel
@@ -138,50 +204,25 @@ def score_estimates(
     Returns
     -------
     scores : dict of arrays
-        Per-map metrics from :func:`metrics.score_maps` plus ``event`` (the
+        Per-map metrics from :func:`metrics.score_events` plus ``event`` (the
         simulation event of each map) and ``true_row`` (index into ``sim.rows``
         of the event's first source, for per-vertex maps).
     """
     check_choice(protocol, "protocol", PROTOCOLS)
-    estimates = np.asarray(estimates)
     events = np.arange(len(sim)) if events is None else np.asarray(events, dtype=int)
     rows = np.asarray(sim.rows)
-    if estimates.ndim != 3 or estimates.shape[:2] != (len(events), len(rows)):
-        raise ValueError(
-            f"estimates must have shape (n_events={len(events)}, n_rows={len(rows)}, n_times), "
-            f"got {estimates.shape}."
-        )
-    check_finite_data(estimates, where="estimates", axis_name="estimate")
-    positions = hm.positions[rows]
-    hemi = sim.meta["params"]["hemi"]
-    adjacency = hm.adjacency(hemi)
+    estimates = _check_estimates(estimates, len(events), len(rows))
     true_positions = _event_true_positions(sim)
     row_of = np.full(hm.n_sources, -1)
     row_of[rows] = np.arange(len(rows))
     first_row = row_of[sim.sources["row"][sim.event_indptr[:-1]]]
-
-    maps, map_events, map_truth = [], [], []
-    for k, i in enumerate(events):
-        if protocol == "window":
-            maps.append(metrics.window_map(estimates[k], slice(None))[np.newaxis])
-        else:
-            maps.append(metrics.sample_maps(estimates[k], samples=sim.window(i))[0])
-        map_events.append(np.full(len(maps[-1]), i))
-        map_truth.extend([true_positions[i]] * len(maps[-1]))
-    maps = np.concatenate(maps)
-    map_events = np.concatenate(map_events)
-    n_src = {len(tp) for tp in map_truth}
-    per_map = np.stack(map_truth)[:, 0] if n_src == {1} else map_truth
-    # The close/far AUC draws negatives per map: affordable for one map per event, not for
-    # every sample of every event, so the per-sample protocol reports no AUC.
-    scores = metrics.score_maps(
-        maps,
-        positions=positions,
-        true_positions_per_map=per_map,
-        adjacency=adjacency,
-        auc=protocol == "window",
+    scores = metrics.score_events(
+        estimates, positions=hm.positions[rows], adjacency=hm.adjacency(sim.meta["params"]["hemi"]),
+        true_positions=[true_positions[i] for i in events], protocol=protocol,
+        windows=[sim.window(int(i)) for i in events] if protocol == "samples" else None,
         seed=seed,
-    )
+    )  # fmt: skip
+    map_events = events[scores.pop("index")]
     scores["event"] = map_events
     scores["true_row"] = first_row[map_events]
     return scores
@@ -206,19 +247,37 @@ def summarise(scores: dict, *, n_rows: int, n_boot=2000, seed=0) -> tuple[dict, 
     return summary, per_vertex
 
 
-def grid_floor(sim, *, n_boot=2000, seed=0) -> dict:
-    """Aggregate distance (mm) from the true dipoles to their nearest grid vertex."""
-    dist = np.asarray(sim.sources["grid_distance"], float) * 1e3
+def grid_distances(sim, hm=None) -> np.ndarray:
+    """Distance (m) from every true source of ``sim`` to the nearest vertex of the inversion grid.
+
+    The simulation's own ``grid_distance`` column, except for a simulation made
+    on a recorded perturbation of ``hm`` (model error): then the distance to
+    the nearest of ``hm``'s rows of the same hemisphere selection.
+    """
+    from scipy.spatial import cKDTree
+
+    made_with = sim.meta.get("headmodel", {})
+    if hm is None or made_with.get("perturbation") is None:
+        return np.asarray(sim.sources["grid_distance"], float)
+    rows = np.asarray(sim.rows)
+    return cKDTree(hm.positions[rows]).query(np.asarray(sim.sources["position"], float))[0]
+
+
+def grid_floor(sim, *, hm=None, n_boot=2000, seed=0) -> dict:
+    """Aggregate distance (mm) from the true dipoles to their nearest grid vertex.
+
+    ``hm``: the inversion head model, for simulations with model error (see
+    :func:`grid_distances`).
+    """
+    dist = grid_distances(sim, hm) * 1e3
     return metrics.aggregate(dist, sim.sources["event"], n_boot=n_boot, seed=seed)
 
 
-def _check_headmodel(hm, sim) -> None:
-    made_with = sim.meta["headmodel"]["fingerprint"]
-    if made_with != hm.fingerprint:
-        raise ValueError(
-            f"The simulation was made with head model {made_with} but hm is {hm.fingerprint}; "
-            "for off-grid simulations pass the coarse head model they were simulated for."
-        )
+def _check_headmodel(hm, sim) -> dict | None:
+    """The simulation comes from ``hm`` or a recorded perturbation of it (returned)."""
+    from .headmodel import check_simulated_on
+
+    return check_simulated_on(sim.meta["headmodel"], hm)
 
 
 def _meta(hm, sim, inverse, config, *, nave) -> dict:
@@ -237,11 +296,11 @@ def _meta(hm, sim, inverse, config, *, nave) -> dict:
     }
 
 
-def _add_scores(result, key, scores, *, n_rows, config) -> None:
+def _add_scores(result, key, scores, *, n_rows, config, extra=None) -> None:
     """Store the per-map scores of ``key`` with their summary and per-vertex mean DLE."""
     summary, per_vertex = summarise(scores, n_rows=n_rows, n_boot=config.n_boot, seed=config.seed)
     result.scores[key] = scores
-    result.summary[key] = summary
+    result.summary[key] = {**summary, **(extra or {})}
     result.per_vertex_dle[key] = per_vertex
 
 
@@ -307,9 +366,12 @@ def iter_evaluate_linear(
             inv, method=method, lambda2=inverse.lambda2, nave=nave, verbose=verbose
         )
         parts = {p: [] for p in config.protocols}
+        seconds = 0.0
         for start in range(0, len(sim), chunk):
             stop = min(start + chunk, len(sim))
+            t0 = time.perf_counter()
             est = apply_kernel(kernel, np.asarray(sim.data[start:stop], dtype=np.float64))
+            seconds += time.perf_counter() - t0
             est = est[:, rows]
             for protocol in config.protocols:
                 scores = score_estimates(
@@ -318,11 +380,107 @@ def iter_evaluate_linear(
                 parts[protocol].append(scores)
             done += stop - start
             yield Progress("evaluate", done, total, message=method)
+        timing = {"n_events": len(sim), "seconds_per_event": seconds / max(len(sim), 1)}
         for protocol, chunks in parts.items():
             scores = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-            _add_scores(result, (method, protocol), scores, n_rows=len(rows), config=config)
-    result.grid_floor = grid_floor(sim, n_boot=config.n_boot, seed=config.seed)
+            _add_scores(result, (method, protocol), scores, n_rows=len(rows), config=config,
+                        extra=timing)  # fmt: skip
+    result.grid_floor = grid_floor(sim, hm=hm, n_boot=config.n_boot, seed=config.seed)
     return result
 
 
 evaluate_linear = plain(iter_evaluate_linear)
+
+
+# --------------------------------------------------------------------------- peers
+def _iter_peer(peer, hm, sim, *, validation, training, config, n_boot, seed, result):
+    """Search one peer on ``validation``, run it on ``sim``'s first events, score it."""
+    from .peers import check_disjoint_from, iter_run_peer, iter_search
+
+    search = yield from iter_search(
+        peer, hm, validation, training=training if peer.trainable else None,
+        max_events=config.search_events_slow if peer.slow else config.search_events,
+    )  # fmt: skip
+    disjoint = check_disjoint_from(search, [sim.fingerprint])
+    state = search.state or peer.prepare(hm, sim.info, params=search.params, training=training)
+    n = min(len(sim), config.peer_events_slow if peer.slow else config.peer_events)
+    run = yield from iter_run_peer(peer, state, sim, np.arange(n))
+    scores = score_estimates(run.estimates, sim, hm, protocol="window", events=run.events,
+                             seed=seed)  # fmt: skip
+    extra = {"n_events": int(n), "n_empty": run.n_empty,
+             "seconds_per_event": float(np.mean(run.seconds)), "params": run.params}
+    summary, per_vertex = summarise(scores, n_rows=len(sim.rows), n_boot=n_boot, seed=seed)
+    key = (peer.label, "window")
+    result.scores[key], result.summary[key] = scores, {**summary, **extra}
+    result.per_vertex_dle[key] = per_vertex
+    result.meta["peers"][peer.name] = {**search.to_dict(), "disjoint_check": disjoint}
+
+
+@fill_doc
+@takes_config(PeerConfig)
+@verbose
+def iter_evaluate_peers(hm, sim, *, validation, training=None, n_boot=2000, seed=0, config,
+                        verbose=None):  # fmt: skip
+    """Score peers on a simulation, their hyper-parameters chosen on validation data only.
+
+    Each peer of ``config.peers`` (:mod:`napari_meg_unet.peers`) searches its
+    grid on ``validation`` (:func:`~napari_meg_unet.peers.iter_search`),
+    then estimates the first ``peer_events`` (slow peers: ``peer_events_slow``)
+    events of ``sim``, timed per event; the estimates are scored with the
+    window protocol (one estimate per event). Peers that cannot run (e.g.
+    CMNE without its package) are listed in ``meta["peers_skipped"]`` with
+    the reason.
+
+    Parameters
+    ----------
+    hm : HeadModel
+        Head model of the inversion (the nominal one for model-error data).
+    sim : Simulation
+        The test simulation.
+    validation : Simulation | list of Simulation
+        Validation simulations for the search; never ``sim`` (checked by
+        fingerprint).
+    training : Simulation | None
+        Training simulation of trainable peers (CMNE).
+    n_boot : int
+        Bootstrap resamples of the confidence intervals.
+    seed : int
+        Seed of the bootstrap and the AUC negative draws.
+    %(options)s
+    %(verbose)s
+
+    Yields
+    ------
+    %(progress_yields)s
+
+    Returns
+    -------
+    evaluation : Evaluation
+        One ``(peer label, "window")`` entry per peer; ``meta["peers"]`` holds
+        each search (grid, criterion, validation fingerprints) and its
+        disjointness check.
+    """
+    from .peers import get_peer
+
+    _check_headmodel(hm, sim)
+    names = config.peers or ()
+    result = Evaluation(meta={"simulation": sim.fingerprint, "headmodel": hm.fingerprint,
+                              "n_events": len(sim), "peers": {}, "peers_skipped": {},
+                              "peer_config": config.to_dict(), "n_boot": n_boot, "seed": seed})
+    for k, name in enumerate(names):
+        peer = get_peer(name)
+        yield Progress("peers", k, len(names), peer.label)
+        why = peer.unavailable(hm)
+        if why is None and peer.trainable and training is None:
+            why = "it needs a training simulation (training=...)"
+        if why is not None:
+            result.meta["peers_skipped"][name] = why
+            continue
+        yield from _iter_peer(peer, hm, sim, validation=validation, training=training,
+                              config=config, n_boot=n_boot, seed=seed, result=result)  # fmt: skip
+    yield Progress("peers", len(names), len(names), "done")
+    result.grid_floor = grid_floor(sim, hm=hm, n_boot=n_boot, seed=seed)
+    return result
+
+
+evaluate_peers = plain(iter_evaluate_peers)

@@ -21,8 +21,17 @@ networks); :func:`iter_run_accuracy` runs it and returns an
 that writes its report folder. The targets are computed (never asserted) and
 reported as booleans, see :func:`compute_targets`.
 
+Peers (:mod:`napari_meg_unet.peers`: dipole fits, RAP-MUSIC, gamma-MAP,
+MxNE, LCMV, CMNE) choose their hyper-parameters on the validation sets only
+and are scored on the first test events of each condition like the networks
+(:mod:`.peers`). A condition may carry a model error: its test data are
+simulated on a perturbed head model
+(:func:`~napari_meg_unet.headmodel.make_perturbed_headmodel`) and inverted
+with the nominal one.
+
 Modules: :mod:`.spec` (presets, seeds), :mod:`.data` (simulations, example
 sets, linear estimates), :mod:`.networks` (training, loading, prediction),
+:mod:`.peers` (the peers' searches and scores),
 :mod:`.conditions` (scoring one test set), :mod:`.targets`, :mod:`.stability`
 (the thesis §4.3 experiments), :mod:`.table` (markdown), :mod:`.result` (the
 report folder) and :mod:`.run` (the whole run). This is core code: the
@@ -39,10 +48,12 @@ from .spec import (
     INPUT_METHODS,
     KINDS,
     LINEAR_METHODS,
+    MODEL_ERRORS,
     AccuracyPreset,
     Condition,
     check_preset,
     derive_seed,
+    model_error_seed,
     with_overrides,
 )
 from .stability import iter_stability
@@ -54,6 +65,7 @@ __all__ = [
     "INPUT_METHODS",
     "KINDS",
     "LINEAR_METHODS",
+    "MODEL_ERRORS",
     "AccuracyPreset",
     "AccuracyResult",
     "Condition",
@@ -68,6 +80,7 @@ __all__ = [
     "iter_network",
     "iter_run_accuracy",
     "iter_stability",
+    "model_error_seed",
     "linear_kernels",
     "network_key",
     "network_label",

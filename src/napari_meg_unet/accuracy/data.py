@@ -63,20 +63,31 @@ def _estimates(kernel, sim, events, rows):
 
 def _score(estimates, sim, hm, *, protocol, events, seed):
     """:func:`~napari_meg_unet.evaluation.score_estimates` chunk by chunk, as
-    :func:`~napari_meg_unet.evaluation.iter_evaluate_linear` calls it (same AUC draws)."""
+    :func:`~napari_meg_unet.evaluation.iter_evaluate_linear` calls it (same AUC draws).
+
+    ``estimates``: time courses, maps or :class:`~napari_meg_unet.metrics.PointEstimates`.
+    """
     parts = []
     for start in range(0, len(events), CHUNK):
+        sl = slice(start, start + CHUNK)
+        chunk = (estimates.subset(sl) if isinstance(estimates, metrics.PointEstimates)
+                 else estimates[sl])  # fmt: skip
         parts.append(score_estimates(
-            estimates[start : start + CHUNK], sim, hm, protocol=protocol,
-            events=events[start : start + CHUNK], seed=seed,
+            chunk, sim, hm, protocol=protocol, events=events[sl], seed=seed,
         ))  # fmt: skip
     return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
 
 
-def _grid_floor(sim, events, *, n_boot, seed) -> dict:
-    """Mean distance from the true sources of ``events`` to the nearest grid vertex (mm)."""
+def _grid_floor(sim, events, *, n_boot, seed, hm=None) -> dict:
+    """Mean distance from the true sources of ``events`` to the nearest grid vertex (mm).
+
+    With ``hm`` and a simulation made on a perturbation of it, the distance is
+    to the nearest of ``hm``'s rows (the nominal grid), e.g. from pial sources.
+    """
+    from ..evaluation import grid_distances
+
     mask = np.isin(sim.sources["event"], events)
-    dist = np.asarray(sim.sources["grid_distance"], float)[mask] * metrics.M_TO_MM
+    dist = grid_distances(sim, hm)[mask] * metrics.M_TO_MM
     return metrics.aggregate(dist, np.asarray(sim.sources["event"])[mask], n_boot=n_boot,
                              seed=seed)  # fmt: skip
 

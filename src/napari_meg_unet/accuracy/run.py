@@ -6,7 +6,7 @@ import dataclasses
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,8 @@ class _Run:
     num_threads: int | None
     verbose: object
     kernels: dict | None = None
+    peer_setups: dict = field(default_factory=dict)
+    peers_skipped: dict = field(default_factory=dict)
 
     def training_options(self) -> dict:
         """The keyword arguments of :func:`.networks.iter_kind_networks` beyond the sets'."""
@@ -69,6 +71,8 @@ def _check_options(*, checkpoint_dir, work_dir, seed, max_train_s, n_boot):
 def _iter_networks(run: _Run, timings: dict):
     """Train (or load) the networks of every kind; returns ``(networks, train_sets)``."""
     networks, train_sets = {}, {}
+    if not run.p.networks:  # linear inverses (and peers) only
+        return networks, train_sets
     for kind in run.p.kinds:
         t0 = time.perf_counter()
         nets, sets = yield from iter_kind_networks(
@@ -91,13 +95,38 @@ def _iter_conditions(run: _Run, networks, train_sets, timings: dict):
         res, pv, pe, ex = yield from iter_condition(
             run.hm, p, cond, kernels=run.kernels, networks=nets, work=run.work, seed=run.seed,
             n_boot=run.n_boot, device=run.device, verbose=run.verbose, event_offset=offset,
-            train_sets=train_sets,
+            train_sets=train_sets, peer_setups=run.peer_setups.get(cond.kind),
         )  # fmt: skip
         offset += p.n_test
         conditions[cond.name], per_vertex[cond.name] = res, pv
         per_event[cond.name], examples[cond.name] = pe, ex
     timings["evaluation_s"] = time.perf_counter() - t0
     return conditions, per_vertex, per_event, examples
+
+
+def _iter_peers(run: _Run, timings: dict):
+    """Search and prepare the preset's peers for every kind of test set (validation only)."""
+    from .peers import iter_peer_setups
+
+    if not run.p.peers:
+        return
+    t0 = time.perf_counter()
+    for kind in run.p.kinds:
+        run.peer_setups[kind] = yield from iter_peer_setups(
+            run.hm, run.p, kind=kind, seed=run.seed, verbose=run.verbose,
+            skipped=run.peers_skipped,
+        )  # fmt: skip
+    timings["peer_search_s"] = time.perf_counter() - t0
+
+
+def _peers_summary(run: _Run) -> dict:
+    """The peers' searches (per kind) and the peers skipped, with why."""
+    return {
+        "search": {kind: {name: setup.search.to_dict() for name, setup in setups.items()}
+                   for kind, setups in run.peer_setups.items()},
+        "skipped": dict(run.peers_skipped),
+        "blas_threads": 1,
+    }  # fmt: skip
 
 
 def _summary(run: _Run, *, networks, conditions, command) -> dict:
@@ -115,6 +144,7 @@ def _summary(run: _Run, *, networks, conditions, command) -> dict:
         "versions": _versions(),
         "headmodel": run.hm.summary(),
         "networks": networks,
+        "peers": _peers_summary(run),
         "conditions": conditions,
         "targets": compute_targets(conditions, labels),
     }
@@ -221,6 +251,7 @@ def _iter_steps(run: _Run, *, stability, command):
     run.kernels = linear_kernels(run.hm, config, verbose=run.verbose)
     yield Progress("inverse kernels", 1, 1, ", ".join(LINEAR_METHODS))
     networks, train_sets = yield from _iter_networks(run, timings)
+    yield from _iter_peers(run, timings)
     conditions, per_vertex, per_event, examples = yield from _iter_conditions(
         run, networks, train_sets, timings
     )

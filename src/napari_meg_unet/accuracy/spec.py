@@ -8,24 +8,40 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._config import option_spec
 from .._validation import check_choice, check_int, check_number
-from ..configs import METHODS, InverseConfig, SimulationConfig
+from ..configs import METHODS, PEERS, InverseConfig, PeerConfig, SimulationConfig
 
 #: Linear inverse methods scored by the protocol.
 LINEAR_METHODS = METHODS
 #: Network image channels (the thesis's inputs).
 INPUT_METHODS = ("MNE", "dSPM", "sLORETA")
-#: Kinds of training/test sets.
-KINDS = ("single", "multi")
+#: Kinds of training/test sets: single dipoles, 2-5 dipoles, extended patches.
+KINDS = ("single", "multi", "extended")
+#: Model errors of test conditions: name -> keyword arguments of
+#: :func:`~napari_meg_unet.headmodel.make_perturbed_headmodel` (the seed of a coregistration
+#: error is drawn per condition, see :func:`model_error_seed`).
+MODEL_ERRORS = {
+    "coreg": {"kind": "coreg", "translation_mm": 5.0, "rotation_deg": 3.0},
+    "conductor": {"kind": "conductor"},
+    "pial": {"kind": "surface"},
+}
 
 
 @dataclass(frozen=True)
 class Condition:
-    """One test set: ``kind`` (``"single"`` sweep or ``"multi"``-dipole) at whitened ``snr``."""
+    """One test set: ``kind`` (``"single"`` sweep, ``"multi"``-dipole or ``"extended"``
+    patches) at whitened ``snr``, optionally simulated with a model error.
+
+    ``model_error`` names an entry of :data:`MODEL_ERRORS`: the test data are
+    simulated on that perturbation of the head model and inverted with the
+    nominal one (training and validation data never have it).
+    """
 
     name: str
     kind: str
     snr: float
+    model_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,16 @@ class AccuracyPreset:
     stability_network : (str, str)
         The network of the stability experiments
         (:func:`~napari_meg_unet.accuracy.iter_stability`).
+    extent_mm : float
+        Patch radius of the ``"extended"`` sets (mm).
+    peers : tuple of str
+        Peers scored next to the linear inverses and networks
+        (:data:`napari_meg_unet.configs.PEERS`).
+    peer_events, peer_events_slow : int
+        Test events per condition of each peer (the first ones), for the fast
+        and the slow peers (BEM dipole fits, gamma-MAP).
+    search_events, search_events_slow : int
+        Validation events of each kind used by a peer's hyper-parameter search.
     """
 
     name: str
@@ -84,6 +110,13 @@ class AccuracyPreset:
     lambda2: float = 1.0 / 9.0
     normalisation: str = "column-max"
     multi_dipoles: tuple = (2, 5)
+    extent_mm: float = 20.0
+    peers: tuple = ()
+    # the sizes of the peers' runs: PeerConfig's defaults (its options are declared there)
+    peer_events: int = option_spec(PeerConfig, "peer_events")["default"]
+    peer_events_slow: int = option_spec(PeerConfig, "peer_events_slow")["default"]
+    search_events: int = option_spec(PeerConfig, "search_events")["default"]
+    search_events_slow: int = option_spec(PeerConfig, "search_events_slow")["default"]
 
     @property
     def kinds(self) -> tuple:
@@ -94,11 +127,13 @@ class AccuracyPreset:
         """One line: grid, dipoles, time courses, SNRs, head model (``hm``: a given one)."""
         grid = "off-grid" if self.off_grid else "on-grid"
         snrs = ", ".join(f"{c.snr:g}" for c in self.conditions if c.kind == self.conditions[0].kind)
-        kinds = " and ".join(
-            "single dipoles" if k == "single" else f"{self.multi_dipoles[0]}-"
-            f"{self.multi_dipoles[1]} dipoles"
-            for k in self.kinds
-        )
+        names = {"single": "single dipoles",
+                 "multi": f"{self.multi_dipoles[0]}-{self.multi_dipoles[1]} dipoles",
+                 "extended": f"{self.extent_mm:g} mm patches"}  # fmt: skip
+        kinds = " and ".join(names[k] for k in self.kinds)
+        errors = sorted({c.model_error for c in self.conditions if c.model_error})
+        if errors:
+            kinds += " (also with model error: " + ", ".join(errors) + ")"
         model = f"template {self.spacing}"
         if hm is not None and hm.provenance.get("builder") != "make_template_headmodel":
             model = f"head model of subject {hm.subject} ({hm.spacing}, {hm.n_sources} sources)"
@@ -116,6 +151,9 @@ class AccuracyPreset:
         if kind == "single":
             n_rows = len(hm.rows(self.hemi))
             return SimulationConfig(design="sweep", n_repeats=-(-n // n_rows), **common)
+        if kind == "extended":  # patches grow on the grid's mesh: never off-grid
+            return SimulationConfig(design="extended", n_events=n, extent_mm=self.extent_mm,
+                                    **{**common, "off_grid": False})  # fmt: skip
         return SimulationConfig(
             design="multi", n_events=n, n_dipoles=tuple(self.multi_dipoles), **common
         )
@@ -137,8 +175,13 @@ def check_preset(p: AccuracyPreset) -> None:
     for key in ("epochs", "patience"):  # None: the model recipe's
         if getattr(p, key) is not None:
             check_int(getattr(p, key), key, minimum=1)
-    if not p.networks:
-        raise ValueError("networks must name at least one (model, preset) pair.")
+    for key in ("peer_events", "peer_events_slow", "search_events", "search_events_slow"):
+        check_int(getattr(p, key), key, minimum=1)
+    check_number(p.extent_mm, "extent_mm", minimum=0)
+    for name in p.peers:
+        check_choice(name, "peers", PEERS)
+    if len(set(p.peers)) != len(p.peers):
+        raise ValueError(f"peers lists a peer twice: {p.peers}.")
     for model, preset in (*p.networks, p.stability_network):
         if model not in MODEL_PRESETS or preset not in MODEL_PRESETS[model]:
             raise ValueError(
@@ -152,6 +195,10 @@ def check_preset(p: AccuracyPreset) -> None:
     for c in p.conditions:
         check_choice(c.kind, f"condition {c.name!r}: kind", KINDS)
         check_number(c.snr, f"condition {c.name!r}: snr", minimum=0)
+        if c.model_error is not None:
+            check_choice(c.model_error, f"condition {c.name!r}: model_error", tuple(MODEL_ERRORS))
+    if len({c.name for c in p.conditions}) != len(p.conditions):
+        raise ValueError("conditions must have distinct names.")
 
 
 def with_overrides(p: AccuracyPreset, **overrides) -> AccuracyPreset:
@@ -169,6 +216,8 @@ def with_overrides(p: AccuracyPreset, **overrides) -> AccuracyPreset:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if "networks" in overrides:
         overrides["networks"] = tuple(tuple(n) for n in overrides["networks"])
+    if "peers" in overrides:
+        overrides["peers"] = tuple(overrides["peers"])
     p = dataclasses.replace(p, **overrides)
     check_preset(p)
     return p
@@ -183,3 +232,8 @@ def derive_seed(seed: int, *keys) -> int:
     """
     entropy = [int(seed)] + [zlib.crc32(str(k).encode()) for k in keys]
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def model_error_seed(seed: int, condition: Condition) -> int:
+    """The seed of ``condition``'s model error (its coregistration error is drawn per condition)."""
+    return derive_seed(seed, "model-error", condition.name)

@@ -34,6 +34,8 @@ def format_table(summary: dict) -> str:
         lines += _condition_section(name, cond)
     if summary["networks"]:
         lines += _networks_section(summary)
+    if summary.get("peers", {}).get("search") or summary.get("peers", {}).get("skipped"):
+        lines += _peers_section(summary["peers"])
     lines += _targets_section(summary["targets"])
     if summary.get("stability"):
         lines += _stability_section(summary["stability"])
@@ -55,18 +57,82 @@ def _header(summary) -> list:
     return lines
 
 
+def _timing(row) -> str:
+    seconds = row.get("seconds_per_event")
+    if seconds is None:
+        return "n/a"
+    return f"{seconds:.3g}" if seconds >= 1e-3 else f"{seconds:.1e}"
+
+
+def _display_rows(results) -> list:
+    """Result rows with the event count, the runtime and (peers) the empty estimates as text."""
+    out = []
+    for row in results:
+        n = row.get("n_events")
+        empty = row.get("n_empty")
+        n_text = "n/a" if n is None else str(n) + (f" ({empty} empty)" if empty else "")
+        out.append({**row, "n": n_text, "s/event": _timing(row)})
+    return out
+
+
+def _model_error_text(error) -> str:
+    if not error:
+        return ""
+    if error.get("kind") == "coreg":
+        return (f", model error: sensors moved by {error['translation_mm']:g} mm and "
+                f"{error['rotation_deg']:g} deg (seed {error['seed']})")  # fmt: skip
+    if error.get("kind") == "conductor":
+        return f", model error: simulated with {error['true_conductor']}"
+    return ", model error: sources simulated on the pial surface"
+
+
 def _condition_section(name, cond) -> list:
     return [
         "",
-        f"### {name}: {cond['n_events']} test events, whitened SNR {cond['snr']:g}",
+        f"### {name}: {cond['n_events']} test events, whitened SNR {cond['snr']:g}"
+        + _model_error_text(cond.get("model_error")),
         "",
-        results_table(cond["results"]),
+        results_table(_display_rows(cond["results"]), columns=("estimator", "protocol", "n",
+                                                               "s/event")),  # fmt: skip
         "",
         f"Grid floor (mean distance from the true dipoles to the nearest grid vertex): "
         f"{format_aggregate(cond['grid_floor_mm'])} mm. Means over events with "
         "per-event bootstrap 95% CIs; `window` = mean |estimate| (networks: mean "
-        "probability) over the whole epoch, `samples` = every active sample scored.",
+        "probability) over the whole epoch, `samples` = every active sample scored; "
+        "peers (dipoles) give one estimate per event; `n` = events scored (peers: the "
+        "first n test events), `s/event` = wall time per event.",
     ]
+
+
+def _peers_section(peers) -> list:
+    lines = ["", "### Peers: hyper-parameters chosen on the validation sets", "",
+             "| peer | kind | chosen | candidates (mean validation DLE mm, empty) |",
+             "|---|---|---|---|"]  # fmt: skip
+    for kind, searches in peers.get("search", {}).items():
+        for name, search in searches.items():
+            keys = _searched_keys(search)
+            cands = "; ".join(
+                f"{_params_text(c['params'], keys)}: {_fmt(c['dle_mm'])}"
+                + (f" ({c['n_empty']} empty)" if c["n_empty"] else "")
+                for c in search["candidates"]
+            ) or search["criterion"]
+            lines.append(f"| {name} | {kind} | {_params_text(search['params'], keys)} "
+                         f"| {cands} |")  # fmt: skip
+    for name, why in peers.get("skipped", {}).items():
+        lines += ["", f"Peer `{name}` skipped: {why}."]
+    return lines
+
+
+def _searched_keys(search) -> list:
+    """The hyper-parameters that differ between a search's candidates."""
+    cands = [c["params"] for c in search["candidates"]]
+    return [k for k in search["params"] if len({repr(c.get(k)) for c in cands}) > 1]
+
+
+def _params_text(params, keys) -> str:
+    """``key=value`` of ``keys`` of ``params`` (``defaults`` when none)."""
+    return ", ".join(f"{k}={params[k]:g}" if isinstance(params[k], float) else f"{k}={params[k]}"
+                     for k in keys) or "defaults"  # fmt: skip
 
 
 def _networks_section(summary) -> list:

@@ -106,6 +106,7 @@ def _run_accuracy(args):
             command=args.command_line, n_train=args.n_train, n_val=args.n_val,
             n_test=args.n_test, headmodel=args.headmodel,
             **_network_overrides(args.preset, args.networks),
+            **_peer_overrides(args),
         ),
         args,
     )  # fmt: skip
@@ -118,8 +119,10 @@ def _run_accuracy(args):
 
 def _network_overrides(preset: str, networks) -> dict:
     """``networks`` (and the stability network) replacing the preset's, if given."""
-    if not networks:
+    if networks is None:
         return {}
+    if not networks:  # "none": the linear inverses (and peers) only
+        return {"networks": ()}
     from ..bench.accuracy import PRESETS
 
     stability = PRESETS[preset].stability_network
@@ -128,12 +131,33 @@ def _network_overrides(preset: str, networks) -> dict:
     return {"networks": tuple(networks), "stability_network": stability}
 
 
+def _peer_overrides(args) -> dict:
+    """Preset fields replaced by the peer options and ``--conditions`` (only those given)."""
+    from ..bench.accuracy import PRESETS
+
+    out = {key: getattr(args, key) for key in ("peers", "peer_events", "peer_events_slow",
+                                               "search_events", "search_events_slow")
+           if getattr(args, key) is not None}  # fmt: skip
+    if args.conditions:
+        known = {c.name: c for c in PRESETS[args.preset].conditions}
+        unknown = [name for name in args.conditions if name not in known]
+        if unknown:
+            raise ValueError(
+                f"--conditions: {unknown} are not conditions of preset {args.preset!r}; "
+                f"it has {sorted(known)}."
+            )
+        out["conditions"] = tuple(known[name] for name in args.conditions)
+    return out
+
+
 def _network_list(text):
     """``"thesis:small,mesh:small"`` -> ``(("thesis", "small"), ("mesh", "small"))``."""
     import argparse
 
     from ..models import PRESETS
 
+    if text.strip() == "none":
+        return ()
     pairs = []
     for item in text.split(","):
         model, _, size = item.strip().partition(":")
@@ -162,8 +186,8 @@ def _add_accuracy(sub) -> None:
         "example panel and per-vertex mean-DLE arrays (per_vertex/*.npy).",
     )
     accuracy.add_argument(
-        "--preset", choices=("thesis", "benchmark", "small"), default="small",
-        help="benchmark preset (default small)",
+        "--preset", choices=("thesis", "benchmark", "benchmark-model-error", "small"),
+        default="small", help="benchmark preset (default small)",
     )  # fmt: skip
     accuracy.add_argument(
         "--headmodel", metavar="DIR",
@@ -200,8 +224,10 @@ def _add_accuracy(sub) -> None:
     sizes.add_argument(
         "--networks", type=_network_list, metavar="MODEL:PRESET[,...]",
         help="networks to train instead of the preset's, e.g. thesis:small,mesh:cpu for a "
-        "CPU-sized run of the thesis or benchmark preset",
+        "CPU-sized run of the thesis or benchmark preset; 'none' for the linear inverses "
+        "and peers only",
     )  # fmt: skip
+    _add_peer_options(sizes)
     sizes.add_argument("--n-train", type=positive_int, help="training examples per network")
     sizes.add_argument("--n-val", type=positive_int, help="validation examples")
     sizes.add_argument("--n-test", type=positive_int, help="test events per condition")
@@ -210,6 +236,20 @@ def _add_accuracy(sub) -> None:
     )
     add_common(accuracy)
     accuracy.set_defaults(func=_run_accuracy)
+
+
+def _add_peer_options(group) -> None:
+    from .._config import add_cli_options
+    from ..configs import PeerConfig
+    from ._common import add_peers_option
+
+    add_peers_option(group, default_text="the preset's")
+    group.add_argument(
+        "--conditions", type=lambda t: [c.strip() for c in t.split(",") if c.strip()],
+        metavar="NAME[,...]", help="run only these conditions of the preset",
+    )  # fmt: skip
+    # the sizes: PeerConfig's options, None here so that the preset's values stay
+    add_cli_options(group, PeerConfig, defaults={name: None for name in PeerConfig.option_names()})
 
 
 def add_parser(subparsers) -> None:

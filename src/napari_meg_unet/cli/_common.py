@@ -109,3 +109,31 @@ def emit(result, *, as_json: bool) -> None:
             print(f"{key}: {value}")
     else:
         print(result)
+
+
+def peer_list(text):
+    """An argparse ``type``: ``"all"``, ``"none"`` or ``"PEER[,PEER...]"`` -> a tuple of peers."""
+    import argparse
+
+    from ..configs import PEERS
+
+    if text.strip() in ("all", "none"):
+        return PEERS if text.strip() == "all" else ()
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in PEERS]
+    if unknown or not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"expected 'all', 'none' or peers from {', '.join(PEERS)} (each once); got {text!r}"
+        )
+    return names
+
+
+def add_peers_option(parser, *, default_text="none") -> None:
+    """``--peers`` (:class:`~napari_meg_unet.configs.PeerConfig`'s ``peers``, as a list)."""
+    from .._config import option_spec
+    from ..configs import PeerConfig
+
+    parser.add_argument(
+        "--peers", type=peer_list, metavar="all|none|PEER[,...]",
+        help=option_spec(PeerConfig, "peers")["help"] + f" (default: {default_text})",
+    )  # fmt: skip

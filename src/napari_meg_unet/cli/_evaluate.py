@@ -6,8 +6,8 @@ import numpy as np
 
 from .._config import add_cli_options, config_from_args
 from .._io import atomic_dir, check_output_path, write_json
-from ..configs import METHODS, EvaluationConfig, InverseConfig
-from ._common import add_common, drive
+from ..configs import METHODS, EvaluationConfig, InverseConfig, PeerConfig
+from ._common import add_common, add_peers_option, drive
 
 #: Benchmark designs: name -> simulate() keyword arguments.
 DESIGNS = {
@@ -16,35 +16,63 @@ DESIGNS = {
 }
 
 
-def _run(args):
-    from ..evaluation import iter_evaluate_linear
+def _simulate(hm, args, design, snr, seed, n_events=None):
     from ..simulate import simulate
 
-    if not args.linear_only:
+    sim_kwargs = dict(DESIGNS[design])
+    if design == "multi":
+        sim_kwargs["n_events"] = args.n_events if n_events is None else n_events
+    elif n_events is not None:  # a sweep holding at least n_events
+        sim_kwargs["n_repeats"] = -(-n_events // len(hm.rows(args.hemi)))
+    return simulate(hm, hemi=args.hemi, off_grid=not args.on_grid, timecourse=args.timecourse,
+                    snr=snr, seed=seed, verbose=False, **sim_kwargs)  # fmt: skip
+
+
+def _true_headmodel(hm, args):
+    """The head model the test data are simulated on: ``hm``, or its ``--model-error``."""
+    if args.model_error is None:
+        return hm
+    from ..accuracy import MODEL_ERRORS, derive_seed
+    from ..headmodel import make_perturbed_headmodel
+
+    seed = derive_seed(args.seed, "model-error", args.model_error)
+    return make_perturbed_headmodel(hm, **MODEL_ERRORS[args.model_error], seed=seed)
+
+
+def _peer_evaluation(hm, sim, args, design, snr, peers):
+    """The peers on ``sim``: searched on a validation simulation (and CMNE trained)."""
+    from ..accuracy import derive_seed
+    from ..evaluation import iter_evaluate_peers
+
+    val = _simulate(hm, args, design, snr, derive_seed(args.seed, "val", design, f"{snr:g}"))
+    training = None
+    if "cmne" in (peers.peers or ()):
+        training = _simulate(hm, args, design, snr,
+                             derive_seed(args.seed, "train", design, f"{snr:g}"), n_events=1000)
+    return drive(iter_evaluate_peers(hm, sim, validation=val, training=training,
+                                     n_boot=args.n_boot, seed=args.seed, config=peers,
+                                     verbose=False), args)  # fmt: skip
+
+
+def _run(args):
+    from ..evaluation import iter_evaluate_linear
+
+    if not args.linear_only and args.peers is None:
         raise ValueError(
-            "evaluate currently needs --linear-only; networks are evaluated by "
-            "'napari-meg-unet bench accuracy'."
+            "evaluate scores the linear inverses (--linear-only) and the peers (--peers); "
+            "networks are evaluated by 'napari-meg-unet bench accuracy'."
         )
+    peers = config_from_args(PeerConfig, args, peers=args.peers or None)
     evaluation = config_from_args(EvaluationConfig, args)
     inverse = config_from_args(InverseConfig, args)
     out = check_output_path(args.out, overwrite=args.overwrite, what="--out") if args.out else None
     lambda2 = inverse.lambda2
     hm = _headmodel(args)
+    hm_true = _true_headmodel(hm, args)
     results, tables, per_vertex = [], [], {}
     for design in args.design:
         for snr in args.snr:
-            sim_kwargs = dict(DESIGNS[design])
-            if design == "multi":
-                sim_kwargs["n_events"] = args.n_events
-            sim = simulate(
-                hm,
-                hemi=args.hemi,
-                off_grid=not args.on_grid,
-                timecourse=args.timecourse,
-                snr=snr,
-                seed=args.seed,
-                **sim_kwargs,
-            )
+            sim = _simulate(hm_true, args, design, snr, args.seed)
             ev = drive(
                 iter_evaluate_linear(
                     hm,
@@ -56,7 +84,10 @@ def _run(args):
                 ),
                 args,
             )
-            title = f"{design}-dipole, whitened SNR {snr:g}, {len(sim)} events"
+            if peers.peers:
+                ev.merge(_peer_evaluation(hm, sim, args, design, snr, peers))
+            error = f", model error {args.model_error}" if args.model_error else ""
+            title = f"{design}-dipole, whitened SNR {snr:g}, {len(sim)} events{error}"
             tables.append(f"### {title}\n\n{ev.table()}")
             entry = {"design": design, "snr": snr, "n_events": len(sim), **ev.to_dict()}
             results.append(entry)
@@ -73,6 +104,7 @@ def _run(args):
         "headmodel": hm.summary(),
         "off_grid": not args.on_grid,
         "timecourse": args.timecourse,
+        "model_error": hm_true.provenance.get("perturbation"),
         "lambda2": lambda2,
         "results": results,
     }
@@ -102,15 +134,29 @@ def _headmodel(args):
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="score linear inverses on simulated data (DLE, SD, OA, AUC with 95%% CIs)",
+        help="score linear inverses and peers on simulated data (DLE, SD, OA, AUC with 95%% "
+        "CIs, seconds per event)",
         description="Simulate single- and multi-dipole data on the template (or --headmodel) "
         "head model (off-grid by default) and score MNE, dSPM, sLORETA and eLORETA per event with "
         "bootstrap 95% CIs, per sample (the thesis protocol) and on the epoch-mean map "
         "(the window a network sees).",
     )
     parser.add_argument(
-        "--linear-only", action="store_true", help="evaluate the linear inverses only"
+        "--linear-only", action="store_true",
+        help="evaluate the linear inverses (always scored; networks are not)",
+    )  # fmt: skip
+    peers = parser.add_argument_group(
+        "peers (hyper-parameters chosen on a validation simulation of the same design and "
+        "SNR, another seed)"
     )
+    add_peers_option(peers)
+    add_cli_options(peers, PeerConfig)
+    parser.add_argument(
+        "--model-error", choices=("coreg", "conductor", "pial"),
+        help="simulate the test data on a perturbed head model (5 mm / 3 deg coregistration "
+        "error, a sphere instead of the BEM, or sources on the pial surface) and invert "
+        "with the nominal one",
+    )  # fmt: skip
     parser.add_argument(
         "--snr",
         type=float,

@@ -44,13 +44,12 @@ def resolve_inverse(inverse: InverseConfig, *, hemi=DEFAULT_HEMI, nave=DEFAULT_N
 
 # --------------------------------------------------------------------------- checks
 def _check_simulation(hm, sim) -> None:
-    """The simulation must come from ``hm`` (same fingerprint and channels)."""
-    sim_hm = sim.meta.get("headmodel", {}).get("fingerprint")
-    if sim_hm is not None and sim_hm != hm.fingerprint:
-        raise ValueError(
-            f"The simulation was made on head model {sim_hm!r} but hm is {hm.fingerprint!r}; "
-            "build the dataset with the head model the data were simulated on."
-        )
+    """The simulation must come from ``hm`` (or a recorded perturbation of it) and its channels."""
+    from ..headmodel import check_simulated_on
+
+    made_with = sim.meta.get("headmodel", {})
+    if made_with.get("fingerprint") is not None:
+        check_simulated_on(made_with, hm)
     if list(sim.info["ch_names"]) != hm.ch_names:
         raise ValueError(
             "The simulation's channels differ from the head model's "

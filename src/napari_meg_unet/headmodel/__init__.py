@@ -35,6 +35,7 @@ Modules
 - ``template``: the template head model builder.
 - ``readers`` and ``real``: the builder from real inputs.
 - ``dense``: off-grid dense sources.
+- ``perturb``: perturbed (model-error) head models, :func:`make_perturbed_headmodel`.
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ from .fsaverage import (
 )
 from .io import CACHE_ENV, FORMAT_VERSION, cache_root, load_headmodel
 from .model import MODALITIES, SURFACE_KINDS, HeadModel, check_hemi, check_modality
+from .perturb import (
+    PERTURBATION_KINDS,
+    check_simulated_on,
+    make_perturbed_headmodel,
+    perturbation_record,
+)
 from .readers import _read_info_input  # noqa: F401
 from .real import (
     _has_eeg_average_ref_proj,  # noqa: F401
@@ -101,6 +108,7 @@ __all__ = [
     "FULL_SURFACE_LIMIT",
     "HEMIS",
     "MODALITIES",
+    "PERTURBATION_KINDS",
     "SURFACE_KINDS",
     "TEMPLATE_BEM_ICO",
     "TEMPLATE_DEV_HEAD_TRANSLATION",
@@ -115,6 +123,7 @@ __all__ = [
     "check_hemi",
     "check_modality",
     "check_noise_cov",
+    "check_simulated_on",
     "check_template_spacing",
     "compute_forward",
     "describe_rank",
@@ -126,9 +135,11 @@ __all__ = [
     "load_headmodel",
     "make_dense_sources",
     "make_headmodel",
+    "make_perturbed_headmodel",
     "make_subject_bem",
     "make_template_headmodel",
     "noise_rank",
+    "perturbation_record",
     "prepare_noise_cov",
     "template_cache_path",
 ]

@@ -26,9 +26,11 @@ distance).
 
 Layout: :mod:`.peaks` (peak finding, DLE), :mod:`.dispersion` (SD, OA),
 :mod:`.auc`, :mod:`.emd`, :mod:`.timing` (time courses to maps),
-:mod:`.scoring` (stacks of maps, events), :mod:`.aggregate` (per-event means,
-bootstrap CIs) and :mod:`.density` (the DLE density drawn by the report and
-the Evaluate widget).
+:mod:`.scoring` (stacks of maps, events), :mod:`.points` (point estimates:
+dipoles at continuous positions, :class:`PointEstimates`), :mod:`.events`
+(one estimate per event of any kind, with a protocol), :mod:`.aggregate`
+(per-event means, bootstrap CIs) and :mod:`.density` (the DLE density drawn by
+the report and the Evaluate widget).
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ from .auc import auc_close_far, roc_auc
 from .density import DENSITY_POINTS, dle_density, dle_density_grid
 from .dispersion import OA_KINDS, SD_KINDS, overall_amplitude, spatial_dispersion
 from .emd import earth_movers_distance
+from .events import score_events
 from .peaks import peak_localisation_error
+from .points import UNDEFINED_FOR_POINTS, PointEstimates, score_points
 from .scoring import score_event, score_maps
 from .timing import sample_maps, window_map
 
@@ -57,6 +61,8 @@ __all__ = [
     "NAN_POLICIES",
     "OA_KINDS",
     "SD_KINDS",
+    "UNDEFINED_FOR_POINTS",
+    "PointEstimates",
     "aggregate",
     "auc_close_far",
     "bootstrap_ci",
@@ -71,7 +77,9 @@ __all__ = [
     "roc_auc",
     "sample_maps",
     "score_event",
+    "score_events",
     "score_maps",
+    "score_points",
     "spatial_dispersion",
     "window_map",
 ]

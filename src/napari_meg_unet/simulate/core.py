@@ -341,10 +341,14 @@ def _sim_info(hm, sfreq):
 
 def _meta(hm, config, *, n_events, n_src, rank, dense) -> dict:
     """Head-model identity, the parameters (sfreq and n_times resolved) and the sizes."""
+    from ..headmodel.perturb import perturbation_record
+
     params = config.to_dict()
     params.update(sfreq=config.resolved_sfreq, n_times=config.resolved_n_times)
     if params["precision"] == "float64":  # the reference path: fingerprints as before
         del params["precision"]
+    # a perturbed (model-error) head model records what it perturbs: see headmodel.perturb
+    perturbed = perturbation_record(hm) or {}
     return dict(
         format=FORMAT_NAME,
         format_version=FORMAT_VERSION,
@@ -357,6 +361,7 @@ def _meta(hm, config, *, n_events, n_src, rank, dense) -> dict:
             modality=hm.modality,
             n_sources=int(hm.n_sources),
             n_channels=int(hm.gain.shape[0]),
+            **perturbed,
         ),
         params=params,
         seed=config.seed,

@@ -12,7 +12,14 @@ Presets:
     MNE/dSPM/sLORETA inputs with per-column max normalisation, SNR 1.
 ``benchmark``
     Off-grid dipoles, realistic time courses, whitened SNR 0.5, 1 and 3,
-    single-dipole and 2-5-dipole test sets (networks trained on an SNR range).
+    single-dipole and 2-5-dipole test sets (networks trained on an SNR range),
+    with every peer (:mod:`napari_meg_unet.peers`).
+``benchmark-model-error``
+    The benchmark's extended patches (20 mm) and every kind (single, 2-5
+    dipoles, extended) at every SNR with each model error of
+    :data:`~napari_meg_unet.accuracy.MODEL_ERRORS` (coregistration, conductor,
+    pial sources): simulated on the perturbed head model, inverted with the
+    nominal one; the mesh U-Net and every peer.
 ``small``
     A CPU-sized ``benchmark``: SNR 1 single dipoles only.
 

@@ -3,7 +3,23 @@
 from __future__ import annotations
 
 from ..._validation import check_choice
-from ...accuracy import KINDS, AccuracyPreset, Condition, with_overrides
+from ...accuracy import MODEL_ERRORS, AccuracyPreset, Condition, with_overrides
+from ...configs import PEERS
+
+#: Whitened SNRs of the benchmark's test conditions.
+BENCHMARK_SNRS = (0.5, 1.0, 3.0)
+
+
+def _model_error_conditions() -> tuple:
+    """Extended patches, and every kind with each model error, at every benchmark SNR."""
+    nominal = tuple(Condition(f"extended-snr{snr:g}", "extended", snr) for snr in BENCHMARK_SNRS)
+    perturbed = tuple(
+        Condition(f"{kind}-snr{snr:g}-{error}", kind, snr, model_error=error)
+        for error in MODEL_ERRORS
+        for kind in ("single", "multi", "extended")
+        for snr in BENCHMARK_SNRS
+    )
+    return nominal + perturbed
 
 PRESETS = {
     "thesis": AccuracyPreset(
@@ -24,8 +40,8 @@ PRESETS = {
         timecourse="realistic",
         conditions=tuple(
             Condition(f"{kind}-snr{snr:g}", kind, snr)
-            for kind in KINDS
-            for snr in (0.5, 1.0, 3.0)
+            for kind in ("single", "multi")
+            for snr in BENCHMARK_SNRS
         ),
         train_snr=(0.5, 3.0),
         n_train=12840,
@@ -33,6 +49,20 @@ PRESETS = {
         n_test=642,
         networks=(("thesis", "benchmark"), ("mesh", "benchmark")),
         stability_network=("thesis", "benchmark"),
+        peers=PEERS,
+    ),
+    "benchmark-model-error": AccuracyPreset(
+        name="benchmark-model-error",
+        off_grid=True,
+        timecourse="realistic",
+        conditions=_model_error_conditions(),
+        train_snr=(0.5, 3.0),
+        n_train=12840,
+        n_val=1284,
+        n_test=642,
+        networks=(("mesh", "benchmark"),),
+        stability_network=("mesh", "benchmark"),
+        peers=PEERS,
     ),
     "small": AccuracyPreset(
         name="small",
@@ -56,7 +86,7 @@ def get_preset(name: str, **overrides) -> AccuracyPreset:
     Parameters
     ----------
     name : str
-        ``"thesis"``, ``"benchmark"`` or ``"small"``.
+        ``"thesis"``, ``"benchmark"``, ``"benchmark-model-error"`` or ``"small"``.
     **overrides
         :class:`~napari_meg_unet.accuracy.AccuracyPreset` fields (e.g.
         ``n_train=64``, ``epochs=1``, ``networks=(("mesh", "small"),)``); None

@@ -1,0 +1,105 @@
+"""Running a prepared peer over the events of a simulation, timing every event."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..metrics import PointEstimates
+from ..progress import Progress
+from .base import Peer, PeerState, blas_threads
+
+
+@dataclass
+class PeerRun:
+    """The estimates of one peer on some events of a simulation.
+
+    Attributes
+    ----------
+    peer : str
+        The peer's name.
+    params : dict
+        The hyper-parameters used.
+    events : ndarray of int
+        The simulation events estimated (in order).
+    estimates : PointEstimates | ndarray, shape (n_events, n_rows)
+        Dipoles, or the window map (mean ``|estimate|`` over the epoch) on the
+        simulation's rows.
+    seconds : ndarray, shape (n_events,)
+        Wall time of each event's estimate (one BLAS thread).
+    n_empty : int
+        Events without any estimate (no dipole, or an all-zero map).
+    """
+
+    peer: str
+    params: dict
+    events: np.ndarray
+    estimates: object
+    seconds: np.ndarray
+    n_empty: int
+
+
+def event_n_sources(sim, events) -> np.ndarray:
+    """The true number of sources of each event (what ``rap-music`` is given)."""
+    return np.diff(np.asarray(sim.event_indptr))[np.asarray(events, int)]
+
+
+def _for_data(state: PeerState, sim) -> PeerState:
+    """``state`` with the simulation's info (sampling rate) and ``nave``; same channels."""
+    if list(sim.info["ch_names"]) != list(state.info["ch_names"]):
+        raise ValueError("The simulation's channels are not the ones the peer was prepared for.")
+    nave = int(sim.meta["params"].get("nave", 1))
+    return dataclasses.replace(state, info=sim.info, nave=nave)
+
+
+def iter_run_peer(peer, state, sim, events, *, stage=None, batch=16):
+    """Estimate ``events`` of ``sim`` with a prepared peer (generator of Progress).
+
+    Returns a :class:`PeerRun`. Map estimates are kept as their window map on
+    ``sim.rows``; events are estimated ``batch`` at a time (a peer may batch
+    them, e.g. CMNE) and the time of a batch is shared by its events.
+    """
+    events = np.asarray(events, dtype=int)
+    state = _for_data(state, sim)
+    rows = np.asarray(sim.rows)
+    counts = event_n_sources(sim, events) if peer.needs_n_sources else None
+    stage = stage or f"peer {peer.name}"
+    positions, amplitudes, maps = [], [], []
+    seconds = np.empty(len(events))
+    yield Progress(stage, 0, len(events), peer.label)
+    with blas_threads(1):
+        for start in range(0, len(events), batch):
+            sel = slice(start, min(start + batch, len(events)))
+            data = np.asarray(sim.data[events[sel]], np.float64)
+            t0 = time.perf_counter()
+            if type(peer).estimate_batch is Peer.estimate_batch:  # one event at a time
+                out = []
+                for k, d in enumerate(data):
+                    t1 = time.perf_counter()
+                    out.append(peer.estimate(state, d, n_sources=_count(counts, sel, k)))
+                    seconds[sel.start + k] = time.perf_counter() - t1
+            else:
+                n = None if counts is None else counts[sel]
+                out = peer.estimate_batch(state, data, n_sources=n)
+                seconds[sel] = (time.perf_counter() - t0) / len(data)
+            for est in out:
+                if peer.output == "points":
+                    positions.append(est.positions)
+                    amplitudes.append(est.amplitudes)
+                else:
+                    maps.append(est.window_map(rows))
+            yield Progress(stage, sel.stop, len(events), peer.label)
+    if peer.output == "points":
+        estimates = PointEstimates(positions, amplitudes)
+        n_empty = sum(len(p) == 0 for p in estimates.positions)
+    else:
+        estimates = np.stack(maps)
+        n_empty = int((~(estimates != 0).any(axis=1)).sum())
+    return PeerRun(peer.name, dict(state.params), events, estimates, seconds, int(n_empty))
+
+
+def _count(counts, sel, k):
+    return None if counts is None else int(counts[sel][k])

@@ -1,0 +1,142 @@
+"""Perturbed head models (model error) and the recorded way to simulate on them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from napari_meg_unet import evaluation
+from napari_meg_unet.headmodel import (
+    check_simulated_on,
+    make_perturbed_headmodel,
+    perturbation_record,
+)
+from napari_meg_unet.headmodel.perturb import _fit_sphere, random_rigid_transform
+from napari_meg_unet.simulate import simulate
+
+
+@pytest.fixture(scope="module")
+def pial_hm(template_hm):
+    return make_perturbed_headmodel(template_hm, kind="surface")
+
+
+@pytest.fixture(scope="module")
+def sphere_hm(template_hm):
+    return make_perturbed_headmodel(template_hm, kind="conductor")
+
+
+def test_random_rigid_transform_has_the_exact_size():
+    for seed in range(3):
+        mat = random_rigid_transform(translation_mm=5.0, rotation_deg=3.0, seed=seed)
+        rot = mat[:3, :3]
+        assert_allclose(rot @ rot.T, np.eye(3), atol=1e-12)
+        assert np.linalg.det(rot) == pytest.approx(1.0)
+        angle = np.degrees(np.arccos((np.trace(rot) - 1) / 2))
+        assert angle == pytest.approx(3.0)
+        assert np.linalg.norm(mat[:3, 3]) * 1e3 == pytest.approx(5.0)
+    a, b = (random_rigid_transform(translation_mm=5, rotation_deg=3, seed=s) for s in (0, 1))
+    assert not np.allclose(a, b)
+    assert_allclose(random_rigid_transform(translation_mm=0, rotation_deg=0, seed=4), np.eye(4))
+
+
+def test_fit_sphere_recovers_a_sphere():
+    rng = np.random.default_rng(0)
+    directions = rng.standard_normal((200, 3))
+    points = np.array([0.01, -0.02, 0.04]) + 0.07 * directions / np.linalg.norm(
+        directions, axis=1, keepdims=True
+    )
+    centre, radius = _fit_sphere(points)
+    assert_allclose(centre, [0.01, -0.02, 0.04], atol=1e-10)
+    assert radius == pytest.approx(0.07)
+
+
+def test_surface_kind_moves_sources_to_the_pial_surface(template_hm, pial_hm):
+    hm, true = template_hm, pial_hm
+    assert true.ch_names == hm.ch_names and true.n_sources == hm.n_sources
+    for h, hemi in enumerate(("lh", "rh")):
+        pial = hm.surfaces["pial"][hemi][0][hm.vertno[h]]
+        assert_allclose(true.positions[hm.rows(hemi)], pial, atol=1e-6)
+    shift_mm = 1e3 * np.linalg.norm(true.positions - hm.positions, axis=1)
+    assert 1.0 < shift_mm.mean() < 5.0  # cortical thickness
+    assert_allclose(np.linalg.norm(true.normals, axis=1), 1.0, atol=1e-6)
+    assert true.fingerprint != hm.fingerprint
+    record = perturbation_record(true)
+    assert record["nominal_fingerprint"] == hm.fingerprint
+    assert record["perturbation"]["kind"] == "surface"
+    assert perturbation_record(hm) is None
+
+
+def test_conductor_kind_is_a_sphere_with_the_same_sources(template_hm, sphere_hm):
+    hm, true = template_hm, sphere_hm
+    assert true.bem["is_sphere"] and not hm.bem["is_sphere"]
+    assert_allclose(true.positions, hm.positions)
+    # the sphere is centred inside the head, above the head-frame origin
+    r0 = np.asarray(true.bem["r0"])
+    assert 0.02 < r0[2] < 0.08 and np.abs(r0[:2]).max() < 0.02
+    rel = np.linalg.norm(true.gain - hm.gain, axis=0) / np.linalg.norm(hm.gain, axis=0)
+    assert 0.01 < np.median(rel) < 0.6  # a model error, not another head
+    assert true.provenance["perturbation"]["nominal_conductor"] == hm.conductor
+
+
+def test_perturbing_twice_and_bad_arguments(template_hm, sphere_hm):
+    with pytest.raises(ValueError, match="already a perturbed"):
+        make_perturbed_headmodel(sphere_hm, kind="coreg")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        make_perturbed_headmodel(template_hm, kind="skull")
+    with pytest.raises(ValueError, match="rotation_deg"):
+        make_perturbed_headmodel(template_hm, kind="coreg", rotation_deg=-1)
+
+
+def test_simulation_records_the_perturbation(template_hm, template_hm_megeeg, pial_hm):
+    sim = simulate(pial_hm, design="extended", n_events=4, hemi="rh", snr=1.0, seed=0)
+    made_with = sim.meta["headmodel"]
+    assert made_with["fingerprint"] == pial_hm.fingerprint
+    assert made_with["nominal_fingerprint"] == template_hm.fingerprint
+    assert made_with["perturbation"]["kind"] == "surface"
+    # the true positions are the pial ones
+    assert_allclose(sim.sources["position"], pial_hm.positions[sim.sources["row"]])
+    assert check_simulated_on(made_with, template_hm)["kind"] == "surface"
+    assert check_simulated_on(made_with, pial_hm) is None
+    with pytest.raises(ValueError, match="perturbation of"):
+        check_simulated_on(made_with, template_hm_megeeg)
+    # a nominal simulation is never accepted for another model
+    nominal = simulate(template_hm, design="extended", n_events=2, hemi="rh", seed=0)
+    with pytest.raises(ValueError, match="made with head model"):
+        check_simulated_on(nominal.meta["headmodel"], pial_hm)
+
+
+def test_evaluation_inverts_model_error_with_the_nominal_model(template_hm, pial_hm):
+    sim = simulate(pial_hm, design="sweep", hemi="rh", noise=None, snr=1.0, seed=2)
+    ev = evaluation.evaluate_linear(template_hm, sim, methods=("sLORETA",), n_boot=50,
+                                    protocols=("window",))  # fmt: skip
+    floor = ev.grid_floor["mean"]
+    # on-grid rows, but the truth is on the pial surface: the floor is the white-pial distance
+    assert 1.0 < floor < 5.0
+    assert evaluation.grid_floor(sim, n_boot=10)["mean"] == 0.0  # the sim's own (pial) grid
+    # noiseless sLORETA is exact on its own grid (0 mm) but not with model error
+    assert ev.summary[("sLORETA", "window")]["dle_mm"]["mean"] >= floor - 1e-9
+
+
+def test_dataset_accepts_a_recorded_perturbation(template_hm, pial_hm, tmp_path):
+    from napari_meg_unet.dataset import build_dataset
+
+    sim = simulate(pial_hm, design="extended", n_events=3, hemi="rh", seed=1)
+    ds = build_dataset(template_hm, sim, methods=("dSPM",), hemi="rh", out=tmp_path / "d")
+    assert len(ds) == 3
+
+
+@pytest.mark.slow
+def test_coreg_kind_without_displacement_reproduces_the_nominal_gain(template_hm):
+    zero = make_perturbed_headmodel(template_hm, kind="coreg", translation_mm=0,
+                                    rotation_deg=0)  # fmt: skip
+    assert_allclose(zero.gain, template_hm.gain, rtol=1e-5,
+                    atol=1e-6 * np.abs(template_hm.gain).max())  # fmt: skip
+    moved = make_perturbed_headmodel(template_hm, kind="coreg", seed=3)
+    mat = np.asarray(moved.provenance["perturbation"]["sensor_transform"])
+    expected = mat @ template_hm.info["dev_head_t"]["trans"]
+    assert_allclose(moved.info["dev_head_t"]["trans"], expected)
+    rel = np.linalg.norm(moved.gain - template_hm.gain, axis=0) / np.linalg.norm(
+        template_hm.gain, axis=0
+    )
+    assert 0.02 < np.median(rel) < 0.6

@@ -96,7 +96,7 @@ LEVELS = {
     "pipelines": (
         "accuracy", "checkpoint", "dataset", "demo", "evaluation", "layers", "report", "train",
     ),
-    "applications": ("_qt", "_reader", "_sample_data", "bench", "cli"),
+    "applications": ("_qt", "_reader", "_sample_data", "_writer", "bench", "cli"),
 }  # fmt: skip
 _LEVEL = {name: rank for rank, names in enumerate(LEVELS.values()) for name in names}
 

@@ -1,0 +1,127 @@
+"""The main thread only adds layers: one prepared layer per event-loop turn, then layout and camera.
+
+Workers deliver napari layers made in their thread (:func:`._common.make_layers`).
+Adding a layer to a viewer costs napari tens to hundreds of milliseconds (layer
+list entry, vispy node, a repaint); adding several in one handler would add up
+to one long freeze. :class:`LayerQueue` adds them one per event-loop turn (input
+and timers run in between), then re-runs the plugin's layout for the changed
+placements only, installs the hover text, switches to 3D when a cortex arrived
+and fits the camera to the new layers.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import deque
+
+from qtpy.QtCore import QObject, QTimer
+
+from .. import layers as L
+from ..layers import META_KEY
+
+#: Decoration layers added once per viewer (their data follow the others).
+ONCE = ("titles",)
+
+_QUEUES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def queue_for(viewer) -> LayerQueue:
+    """The layer queue of ``viewer`` (made on first use)."""
+    key = getattr(viewer, "__wrapped__", viewer)
+    if key not in _QUEUES:
+        _QUEUES[key] = LayerQueue(key)
+    return _QUEUES[key]
+
+
+class _Job:
+    def __init__(self, layers, *, fit, then):
+        self.pending = deque(layers)
+        self.added = []
+        self.fit = fit
+        self.then = then
+
+
+class LayerQueue(QObject):
+    """Adds layers to one viewer without long main-thread stalls (see the module docstring)."""
+
+    def __init__(self, viewer):
+        super().__init__()
+        self.viewer = viewer
+        self._jobs: deque = deque()
+        self._running = False
+        self.n_added = 0
+
+    @property
+    def idle(self) -> bool:
+        return not self._jobs and not self._running
+
+    def add(self, layers, *, fit: bool = True, then=None) -> None:
+        """Add (or replace, by name) ``layers``; ``then(added)`` runs once they are all in."""
+        self._jobs.append(_Job(list(layers), fit=fit, then=then))
+        if not self._running:
+            self._running = True
+            QTimer.singleShot(0, self._step)
+
+    def _step(self) -> None:
+        if not self._jobs:
+            self._running = False
+            return
+        job = self._jobs[0]
+        if job.pending:
+            layer = job.pending.popleft()
+            added = self._put(layer)
+            if added is not None:
+                job.added.append(added)
+            QTimer.singleShot(0, self._step)
+            return
+        self._jobs.popleft()
+        QTimer.singleShot(0, lambda: self._finish(job))
+
+    def _put(self, layer):
+        layers = self.viewer.layers
+        role = layer.metadata.get(META_KEY, {}).get("role")
+        if layer.name in layers and role == "titles" and layer.name in ONCE:
+            return None
+        if layer.name in layers:
+            index = layers.index(layer.name)
+            layers.pop(index)
+            layers.insert(index, layer)
+        else:
+            layers.append(layer)
+        self.n_added += 1
+        return layer
+
+    def _finish(self, job) -> None:
+        from ._status import install, label_sliders
+
+        try:
+            if not getattr(self, "_sliders", False):
+                label_sliders(self.viewer)
+                self._sliders = True
+            L.arrange(self.viewer.layers)
+            for layer in job.added:
+                install(layer)
+            if any(_is_surface(layer) for layer in job.added) and self.viewer.dims.ndisplay != 3:
+                self.viewer.dims.ndisplay = 3
+            if job.fit and job.added:
+                fit_camera(self.viewer, job.added)
+            if job.then is not None:
+                job.then(job.added)
+        finally:
+            QTimer.singleShot(0, self._step)
+
+
+def _is_surface(layer) -> bool:
+    return layer.metadata.get(META_KEY, {}).get("role") in ("cortex", "map")
+
+
+def fit_camera(viewer, layers) -> None:
+    """Fit the view to ``layers`` (their extent in the displayed dimensions), top view in 3D."""
+    shown = [layer for layer in layers if layer.name in viewer.layers and layer.visible]
+    decorations = ("titles", "markers", "cortex-markers")
+    shown = [
+        layer for layer in shown
+        if layer.metadata.get(META_KEY, {}).get("role") not in decorations
+    ] or shown  # fmt: skip
+    if shown:
+        viewer.reset_view(layers=shown, margin=0.06)

@@ -81,7 +81,11 @@ class CortexController:
         source = cortex_layer.metadata.get("source_layer")
         if source in self.viewer.layers:
             data = (cortex_layer.vertices, cortex_layer.faces, cortex_layer.vertex_values)
-            kwargs = {"metadata": cortex_layer.metadata, "name": cortex_layer.name}
+            kwargs = {
+                "metadata": dict(cortex_layer.metadata), "name": cortex_layer.name,
+                "colormap": cortex_layer.colormap,
+                "contrast_limits": tuple(cortex_layer.contrast_limits),
+            }  # fmt: skip
             self._store(self._key(self.viewer.layers[source], cortex_layer.name),
                         (data, kwargs, "surface"))  # fmt: skip
 
@@ -109,7 +113,12 @@ class CortexController:
             self._store(key, prepared)
             self._assign(prepared, then=then)
 
-        self.worker = thread_worker(work, connect={"returned": done})()
+        def failed(err):
+            from ._common import notify_error
+
+            notify_error(f"napari-meg-unet: could not show {source!r} on the cortex: {err}")
+
+        self.worker = thread_worker(work, connect={"returned": done, "errored": failed})()
         return self.worker
 
     def _assign(self, prepared, *, then=None) -> None:
@@ -133,7 +142,7 @@ class CortexController:
                 then=lambda added: (self.apply_threshold(), then and then(added)),
             )  # fmt: skip
             return
-        current.metadata = kwargs["metadata"]
+        current.metadata = dict(kwargs["metadata"])  # napari may clear the dict it is given
         current.data = data
         current.colormap = kwargs["colormap"]
         current.contrast_limits = kwargs["contrast_limits"]
@@ -196,5 +205,7 @@ class CortexController:
                 normal = (0.0, 0.0, 1.0) if keep == "rh" else (0.0, 0.0, -1.0)
                 planes = [{"position": (0.0, 0.0, 0.0), "normal": normal, "enabled": True}]
             layer.experimental_clipping_planes = planes
+        from ._layerqueue import camera_of
+
         self.viewer.reset_view(layers=surfaces or None, margin=0.06)
-        self.viewer.camera.set_view_direction(direction, up)
+        camera_of(self.viewer).set_view_direction(direction, up)

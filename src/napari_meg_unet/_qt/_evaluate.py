@@ -206,11 +206,10 @@ class EvaluateWidget(DockWidget):
             return make_layers([dle_map_tuple(hm, sim, per_row, estimator=key[0],
                                               protocol=key[1])])  # fmt: skip
 
-        worker = thread_worker(work, start_thread=False)()
-        worker.returned.connect(lambda made: queue_for(self.viewer).add(made, fit=False))
-        worker.errored.connect(self.fail)
-        worker.start()
-        return worker
+        return thread_worker(
+            work, connect={"returned": lambda made: queue_for(self.viewer).add(made, fit=False),
+                           "errored": self.fail},
+        )()  # fmt: skip
 
     def export(self, path, *, overwrite: bool = False):
         """Write the evaluation to ``path`` (``.csv`` rows or ``.json`` summary)."""

@@ -15,7 +15,6 @@ from ._common import (
     layer_combo,
     widen_combo,
 )
-from ._cortex import controller_for
 from ._inputs import HeadModelInputs
 from ._layerqueue import queue_for
 from ._prepare import CORTEX
@@ -111,7 +110,7 @@ class HeadModelWidget(DockWidget):
         )
         self.status.setText("head model ready")
         self._draw_spectrum()
-        queue_for(self.viewer).add(made, then=lambda added: controller_for(self.viewer))
+        queue_for(self.viewer).add(made)
 
     def _update_marker(self, *_):
         if self.inverse is None:

@@ -396,9 +396,9 @@ def data_settings(sim=None, sdata=None) -> dict:
         )  # fmt: skip
         return dict(
             hemi=p["hemi"], snr=snr_text, off_grid=bool(p.get("off_grid", False)),
-            timecourse=p.get("timecourse", "thesis"), sfreq=f"{sim.sfreq:.10g}",
+            timecourse=p.get("timecourse", "thesis"), sfreq=repr(float(sim.sfreq)),
             n_times=int(sim.data.shape[2]),
         )  # fmt: skip
     if sdata is not None:
-        return dict(sfreq=f"{sdata.sfreq:.10g}", n_times=int(sdata.data.shape[-1]))
+        return dict(sfreq=repr(float(sdata.sfreq)), n_times=int(sdata.data.shape[-1]))
     return {}

@@ -21,7 +21,6 @@ from ._common import (
 from ._cortex import controller_for
 from ._inputs import InverseInputs
 from ._layerqueue import queue_for
-from ._prepare import CORTEX
 from ._sensors import sensor_data
 from ._tasks import iter_inverse_step
 from ._view import current_row_order
@@ -132,12 +131,7 @@ class InverseWidget(DockWidget):
         lines = [f"{m} {100 * np.mean(result.explained[m]):.1f} %" for m in result.stacks]
         self.explained.setText("explained variance (mean over samples): " + ", ".join(lines))
         self.status.setText(f"{sdata.description or len(sdata.labels)}: inverted")
-        controller = controller_for(self.viewer)
-
-        def added(layers):
-            for layer in layers:
-                if layer.name == CORTEX:
-                    controller.remember(layer)
+        def added(_layers):
             if self.show.value not in result.stacks:
                 self.show.value = next(iter(result.stacks))
 

@@ -98,9 +98,14 @@ class LayerQueue(QObject):
             if not getattr(self, "_sliders", False):
                 label_sliders(self.viewer)
                 self._sliders = True
+            from ._cortex import controller_for
+
             L.arrange(self.viewer.layers)
+            controller = controller_for(self.viewer)
             for layer in job.added:
                 install(layer)
+                if layer.metadata.get("source_layer") is not None:
+                    controller.remember(layer)  # what a step's cortex shows is known
             if any(_is_surface(layer) for layer in job.added) and self.viewer.dims.ndisplay != 3:
                 self.viewer.dims.ndisplay = 3
             if job.fit and job.added:
@@ -113,6 +118,20 @@ class LayerQueue(QObject):
 
 def _is_surface(layer) -> bool:
     return layer.metadata.get(META_KEY, {}).get("role") in ("cortex", "map")
+
+
+def camera_of(viewer):
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
+def canvas_size(viewer) -> tuple[int, int]:
+    """``(height, width)`` of the canvas in pixels."""
+    canvas = getattr(viewer, "canvas", None)
+    if canvas is not None and hasattr(canvas, "size"):
+        return tuple(canvas.size)
+    return tuple(viewer._canvas_size)
 
 
 def fit_camera(viewer, layers) -> None:

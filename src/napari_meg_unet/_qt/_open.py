@@ -85,10 +85,10 @@ def start(viewer, make_gen, description: str, *, then=None):
         bar.close()
         _reader._notify(f"napari-meg-unet: {description} failed: {err}", severity="error")
 
-    worker = thread_worker(work, start_thread=False)()
-    worker.yielded.connect(yielded)
-    worker.returned.connect(returned)
-    worker.errored.connect(errored)
+    worker = thread_worker(
+        work, start_thread=False,
+        connect={"yielded": yielded, "returned": returned, "errored": errored},
+    )()  # fmt: skip
     worker.finished.connect(lambda: _RUNNING.remove(worker) if worker in _RUNNING else None)
     _RUNNING.append(worker)
     worker.start()

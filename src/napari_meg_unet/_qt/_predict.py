@@ -8,10 +8,8 @@ from qtpy.QtWidgets import QLabel
 from . import _settings
 from ._checks import checkpoint_report
 from ._common import DockWidget, current_headmodel, is_sensor_layer, layer_combo, widen_combo
-from ._cortex import controller_for
 from ._inputs import PredictInputs, available_devices
 from ._layerqueue import queue_for
-from ._prepare import CORTEX
 from ._sensors import sensor_data
 from ._tasks import iter_predict_step
 from ._view import current_row_order
@@ -101,12 +99,11 @@ class PredictWidget(DockWidget):
         self.check.setText("checking the checkpoint…")
         self.compatible = False
         metadata = layer.metadata
-        worker = thread_worker(self._report, start_thread=False)(inputs, metadata, hm)
-        worker.returned.connect(lambda result: self._checked(result[2]))
-        worker.errored.connect(self._checked)
-        self._checker = worker
-        worker.start()
-        return worker
+        self._checker = thread_worker(
+            self._report,
+            connect={"returned": lambda result: self._checked(result[2]), "errored": self._checked},
+        )(inputs, metadata, hm)  # fmt: skip
+        return self._checker
 
     def _checked(self, outcome) -> None:
         if isinstance(outcome, BaseException):
@@ -157,12 +154,5 @@ class PredictWidget(DockWidget):
         self.check.setText(f"Compatible: {step.context['description']}")
         for layer in made:
             layer.metadata.update(sdata.extra)
-        controller = controller_for(self.viewer)
-
-        def added(layers):
-            for layer in layers:
-                if layer.name == CORTEX:
-                    controller.remember(layer)
-
-        queue_for(self.viewer).add(made, then=added)
+        queue_for(self.viewer).add(made)
         self.status.setText("; ".join(step.notes))

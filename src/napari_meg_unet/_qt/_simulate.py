@@ -6,7 +6,6 @@ from magicgui.widgets import Container, FloatSpinBox, SpinBox
 
 from ..configs import SimulationConfig
 from ._common import DockWidget, current_headmodel, option_widget
-from ._cortex import controller_for
 from ._inputs import SimulateInputs, spec
 from ._layerqueue import queue_for
 from ._tasks import iter_simulate_step
@@ -79,9 +78,5 @@ class SimulateWidget(DockWidget):
 
     def _done(self, step, made):
         self.simulation = sim = step.value
-        controller = controller_for(self.viewer)
-        queue_for(self.viewer).add(
-            made, then=lambda added: [controller.remember(layer) for layer in added
-                                      if layer.name == "cortex"],
-        )  # fmt: skip
+        queue_for(self.viewer).add(made)
         self.status.setText(f"{sim!r}")

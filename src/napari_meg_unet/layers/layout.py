@@ -231,7 +231,12 @@ def _set_points(layer, points, features) -> None:
     import pandas as pd
 
     current = np.asarray(layer.data)
-    if current.shape == points.shape and np.allclose(current, points):
+    same_points = current.shape == points.shape and np.allclose(current, points)
+    same_features = all(
+        name in layer.features and list(layer.features[name]) == list(values)
+        for name, values in features.items()
+    )
+    if same_points and same_features:
         return
     layer.data = points
     layer.features = pd.DataFrame(features)

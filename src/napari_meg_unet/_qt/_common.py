@@ -253,6 +253,18 @@ class ThreadedPlot(QLabel):
 
 
 # =========================================================================== dock
+def _disconnect(worker) -> None:
+    """Drop every slot of a finished worker (PyQt keeps slots alive with their sender)."""
+    if worker is None:
+        return
+    for name in ("started", "yielded", "returned", "errored", "warned", "aborted", "finished"):
+        signal = getattr(worker, name, None)
+        try:
+            signal.disconnect()
+        except (TypeError, RuntimeError, AttributeError):
+            pass
+
+
 class WorkerError(Exception):
     """A RuntimeError raised in a worker thread, carried to the main thread."""
 
@@ -305,6 +317,7 @@ class DockWidget(QWidget):
         self._stop = threading.Event()
         self._ended = threading.Event()
         self._ended.set()
+        self._closed = False
         POOL.prewarm()
 
     # ------------------------------------------------------------ building
@@ -388,6 +401,8 @@ class DockWidget(QWidget):
                 ended.set()
 
         def returned(value):
+            if self._closed:
+                return
             if isinstance(value, str) and value == CANCELLED:
                 self.cancelled = True
                 self.status.setText("cancelled")
@@ -398,8 +413,10 @@ class DockWidget(QWidget):
                 self.fail(err)
 
         def finished():
-            self.worker = None
-            self._set_enabled(True)
+            worker, self.worker = self.worker, None
+            if not self._closed:  # the dock may already be deleted (viewer closed)
+                self._set_enabled(True)
+            _disconnect(worker)  # its slots hold this widget: release them
 
         self.last_error = None
         self.cancelled = False
@@ -410,13 +427,19 @@ class DockWidget(QWidget):
             relay,
             start_thread=False,
             connect={"yielded": lambda e: self._yielded(e, on_event), "returned": returned,
-                     "errored": self.fail, "finished": finished},
+                     "errored": self._errored, "finished": finished},
         )  # fmt: skip
         self.worker = make()
         self.worker.start()
         return self.worker
 
+    def _errored(self, err) -> None:
+        if not self._closed:
+            self.fail(err)
+
     def _yielded(self, event, on_event) -> None:
+        if self._closed:
+            return
         if isinstance(event, Progress):
             self.progress.setRange(0, max(int(event.total), 1))
             self.progress.setValue(int(event.done))
@@ -468,6 +491,7 @@ class DockWidget(QWidget):
 
     def eventFilter(self, obj, event):  # noqa: N802 (Qt)
         if obj is getattr(self, "_watched", None) and event.type() == QEvent.Type.Close:
+            self._closed = True  # the widgets go with the window: results are not shown
             self.shutdown()
         return False
 
@@ -482,5 +506,6 @@ class DockWidget(QWidget):
         return self._ended.wait(self.shutdown_timeout if timeout is None else timeout)
 
     def closeEvent(self, event):  # noqa: N802 (Qt)
+        self._closed = True
         self.shutdown()
         super().closeEvent(event)

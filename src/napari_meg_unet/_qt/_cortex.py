@@ -56,11 +56,18 @@ class CortexController:
     """Shows stacks on the cortex layers of one viewer (see the module docstring)."""
 
     def __init__(self, viewer):
-        self.viewer = viewer
+        self._viewer = weakref.ref(viewer)  # the registry must not keep a closed viewer alive
         self._cache: OrderedDict = OrderedDict()
         self.threshold = 0.0
         self.n_computed = 0
         self.worker = None
+
+    @property
+    def viewer(self):
+        viewer = self._viewer()
+        if viewer is None:
+            raise RuntimeError("the viewer of this cortex controller was closed.")
+        return viewer
 
     # ------------------------------------------------------------------ cache
     def _key(self, layer, name):

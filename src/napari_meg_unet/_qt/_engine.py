@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import importlib
 import os
 import queue
@@ -70,17 +71,39 @@ def _key(obj):
         return None
 
 
+def _container(obj) -> bool:
+    """A dataclass of the widgets' own (Step, SensorData...) whose fields are walked."""
+    return (
+        dataclasses.is_dataclass(obj) and not isinstance(obj, type)
+        and type(obj).__module__.startswith("napari_meg_unet._qt")
+    )  # fmt: skip
+
+
 def _walk(obj, fn):
-    """``obj`` with ``fn`` applied to the items of its dicts, lists and tuples (recursively)."""
+    """``obj`` with ``fn`` applied inside its containers, recursively.
+
+    Containers are plain dicts, lists and tuples (not subclasses such as
+    ``mne.Info``) and the dataclasses of this package's ``_qt`` modules.
+    """
     replaced = fn(obj)
     if replaced is not obj:
         return replaced
-    if isinstance(obj, dict):
+    kind = type(obj)
+    if kind is dict:
         return {k: _walk(v, fn) for k, v in obj.items()}
-    if isinstance(obj, list):
+    if kind is list:
         return [_walk(v, fn) for v in obj]
-    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
+    if kind is tuple:
         return tuple(_walk(v, fn) for v in obj)
+    if _container(obj):
+        changed = {}
+        for f in dataclasses.fields(obj):
+            if f.init:
+                value = getattr(obj, f.name)
+                new = _walk(value, fn)
+                if new is not value:
+                    changed[f.name] = new
+        return dataclasses.replace(obj, **changed) if changed else obj
     return obj
 
 

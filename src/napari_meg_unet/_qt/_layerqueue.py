@@ -46,10 +46,17 @@ class LayerQueue(QObject):
 
     def __init__(self, viewer):
         super().__init__()
-        self.viewer = viewer
+        self._viewer = weakref.ref(viewer)  # the registry must not keep a closed viewer alive
         self._jobs: deque = deque()
         self._running = False
         self.n_added = 0
+
+    @property
+    def viewer(self):
+        viewer = self._viewer()
+        if viewer is None:
+            raise RuntimeError("the viewer of this layer queue was closed.")
+        return viewer
 
     @property
     def idle(self) -> bool:
@@ -63,7 +70,8 @@ class LayerQueue(QObject):
             QTimer.singleShot(0, self._step)
 
     def _step(self) -> None:
-        if not self._jobs:
+        if not self._jobs or self._viewer() is None:
+            self._jobs.clear()
             self._running = False
             return
         job = self._jobs[0]
@@ -104,6 +112,7 @@ class LayerQueue(QObject):
             controller = controller_for(self.viewer)
             for layer in job.added:
                 install(layer)
+                show_colorbar(layer)
                 if layer.metadata.get("source_layer") is not None:
                     controller.remember(layer)  # what a step's cortex shows is known
             if any(_is_surface(layer) for layer in job.added) and self.viewer.dims.ndisplay != 3:
@@ -114,6 +123,18 @@ class LayerQueue(QObject):
                 job.then(job.added)
         finally:
             QTimer.singleShot(0, self._step)
+
+
+def show_colorbar(layer) -> None:
+    """Colorbars on for estimates: the cortex showing values and per-vertex maps.
+
+    (napari >= 0.6; the stacks' ranges are in their titles' units and on hover.)
+    """
+    lay = layer.metadata.get(META_KEY, {})
+    has_values = layer.metadata.get("stack_limits") is not None or lay.get("role") == "map"
+    colorbar = getattr(layer, "colorbar", None)
+    if colorbar is not None and lay.get("role") in ("cortex", "map") and has_values:
+        colorbar.visible = True
 
 
 def _is_surface(layer) -> bool:

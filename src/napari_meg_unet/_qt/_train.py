@@ -190,8 +190,12 @@ class TrainWidget(DockWidget):
         self.stop_button.setEnabled(True)
         worker = self.run(gen, on_return=self._done, on_event=self._event, stop=stop)
         self._stop = stop
-        worker.finished.connect(lambda: self.stop_button.setEnabled(False))
+        worker.finished.connect(self._finished)
         return worker
+
+    def _finished(self) -> None:
+        if not self._closed:
+            self.stop_button.setEnabled(False)
 
     # ------------------------------------------------------------------ events
     def _event(self, event):

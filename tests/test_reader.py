@@ -250,3 +250,30 @@ def test_fif_files_that_are_not_recordings(shared_data, tmp_path, notes):
     # through the reader: a notification naming the file and the reason, no layers
     assert _reader.read_files(str(tmp_path / "eeg_raw.fif")) == [(None,)]
     assert "eeg_raw.fif has no MEG channels (channel types: eeg)" in notes[-1][1]
+
+
+@pytest.mark.gui
+@pytest.mark.sample
+def test_viewer_opens_a_plain_fif_file(make_napari_viewer, qtbot, shared_data):
+    viewer = make_napari_viewer()
+    path = shared_data / "sample" / "MEG" / "test-ave.fif.gz"
+    assert viewer.open(str(path), plugin="napari-meg-unet") == []  # read in a worker
+    qtbot.waitUntil(lambda: "MEG test-ave" in viewer.layers, timeout=60_000)
+    layer = viewer.layers["MEG test-ave"]
+    assert layer.data.shape == (4, 1, 366, 421)
+    viewer.dims.set_current_step(0, 0)
+    qtbot.waitUntil(lambda: viewer.dims.axis_labels[-4].startswith("event 0: Left Auditory"),
+                    timeout=10_000)  # fmt: skip
+
+
+@pytest.mark.gui
+def test_viewer_explains_a_bad_fif(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(_reader, "_notify", lambda m, severity="warning": seen.append(m))
+    bad = tmp_path / "broken_raw.fif"
+    bad.write_bytes(b"\x00" * 100)
+    viewer = make_napari_viewer()
+    assert viewer.open(str(bad), plugin="napari-meg-unet") == []
+    qtbot.waitUntil(lambda: len(seen) > 0, timeout=30_000)
+    assert "broken_raw.fif" in seen[0] and "not a FIF file" in seen[0]
+    assert len(viewer.layers) == 0

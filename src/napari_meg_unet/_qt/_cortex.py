@@ -143,21 +143,37 @@ class CortexController:
             current is not None and current.ndim == 3 + np.ndim(data[2]) - 1
             and len(current.vertices) == len(data[0])
         )  # fmt: skip
+        if same:
+            try:
+                self._assign_data(current, data, kwargs)
+            except Exception:  # napari could not re-slice in place: replace the layer
+                same = False
         if not same:
             queue_for(self.viewer).add(
                 [Layer.create(data, dict(kwargs), kind)], fit=current is None,
                 then=lambda added: (self.apply_threshold(), then and then(added)),
             )  # fmt: skip
             return
-        current.metadata = dict(kwargs["metadata"])  # napari may clear the dict it is given
-        current.data = data
-        current.colormap = kwargs["colormap"]
-        current.contrast_limits = kwargs["contrast_limits"]
-        L.arrange(layers)  # the time axis of the new values (seconds)
         install(current)
         self.apply_threshold([current])
         if then is not None:
             then([current])
+
+    def _assign_data(self, current, data, kwargs) -> None:
+        """New values (and colours, time axis) in the existing cortex layer."""
+        lay = kwargs["metadata"][META_KEY]
+        if current.ndim == 5 and lay.get("sfreq"):
+            # keep the sliders inside the new values while the layer is swapped
+            n_times, n_events = np.shape(data[2])[:2]
+            step = list(self.viewer.dims.current_step)
+            step[-5] = min(step[-5], n_times - 1)
+            step[-4] = min(step[-4], n_events - 1)
+            self.viewer.dims.current_step = tuple(step)
+        current.metadata = dict(kwargs["metadata"])  # napari may clear the dict it is given
+        current.data = data
+        current.colormap = kwargs["colormap"]
+        current.contrast_limits = kwargs["contrast_limits"]
+        L.arrange(self.viewer.layers)  # the time axis of the new values (seconds)
 
     # ------------------------------------------------------------------ display options
     def cortex_layers(self) -> list:

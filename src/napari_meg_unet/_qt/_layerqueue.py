@@ -14,6 +14,7 @@ from __future__ import annotations
 import weakref
 from collections import deque
 
+import numpy as np
 from qtpy.QtCore import QObject, QTimer
 
 from .. import layers as L
@@ -77,7 +78,13 @@ class LayerQueue(QObject):
         job = self._jobs[0]
         if job.pending:
             layer = job.pending.popleft()
-            added = self._put(layer)
+            try:
+                added = self._put(layer)
+            except Exception as err:  # never raise in a Qt timer callback
+                from ._common import notify_error
+
+                notify_error(f"napari-meg-unet: could not add {layer.name!r}: {err}")
+                added = None
             if added is not None:
                 job.added.append(added)
             QTimer.singleShot(0, self._step)
@@ -91,6 +98,9 @@ class LayerQueue(QObject):
         if layer.name in layers and role == "titles" and layer.name in ONCE:
             return None
         if layer.name in layers:
+            current = layers[layer.name]
+            if _same_surface(current, layer) and _assign_surface(current, layer):
+                return current  # new values in the existing cortex: no new vispy node
             index = layers.index(layer.name)
             layers.pop(index)
             layers.insert(index, layer)
@@ -103,26 +113,55 @@ class LayerQueue(QObject):
         from ._status import install, label_sliders
 
         try:
-            if not getattr(self, "_sliders", False):
-                label_sliders(self.viewer)
-                self._sliders = True
-            from ._cortex import controller_for
+            self._finish_job(job, install, label_sliders)
+        except Exception as err:  # never raise in a Qt timer callback
+            from ._common import notify_error
 
-            L.arrange(self.viewer.layers)
-            controller = controller_for(self.viewer)
-            for layer in job.added:
-                install(layer)
-                show_colorbar(layer)
-                if layer.metadata.get("source_layer") is not None:
-                    controller.remember(layer)  # what a step's cortex shows is known
-            if any(_is_surface(layer) for layer in job.added) and self.viewer.dims.ndisplay != 3:
-                self.viewer.dims.ndisplay = 3
-            if job.fit and job.added:
-                fit_camera(self.viewer, job.added)
-            if job.then is not None:
-                job.then(job.added)
+            notify_error(f"napari-meg-unet: could not place the new layers: {err}")
         finally:
             QTimer.singleShot(0, self._step)
+
+    def _finish_job(self, job, install, label_sliders) -> None:
+        from ._cortex import controller_for
+
+        if not getattr(self, "_sliders", False):
+            label_sliders(self.viewer)
+            self._sliders = True
+        L.arrange(self.viewer.layers)
+        controller = controller_for(self.viewer)
+        for layer in job.added:
+            install(layer)
+            show_colorbar(layer)
+            if layer.metadata.get("source_layer") is not None:
+                controller.remember(layer)  # what a step's cortex shows is known
+        if any(_is_surface(layer) for layer in job.added) and self.viewer.dims.ndisplay != 3:
+            self.viewer.dims.ndisplay = 3
+        if job.fit and job.added:
+            fit_camera(self.viewer, job.added)
+        if job.then is not None:
+            job.then(job.added)
+
+
+def _same_surface(current, new) -> bool:
+    """Two cortex Surface layers on the same mesh with values of the same dimensions."""
+    return (
+        type(current).__name__ == type(new).__name__ == "Surface"
+        and current.ndim == new.ndim and len(current.vertices) == len(new.vertices)
+        and current.metadata.get("mesh") is not None
+        and np.array_equal(np.asarray(current.faces), np.asarray(new.faces))
+    )  # fmt: skip
+
+
+def _assign_surface(current, new) -> bool:
+    """Move ``new``'s values, colours and metadata into ``current``; False if napari refuses."""
+    try:
+        current.metadata = dict(new.metadata)
+        current.data = (new.vertices, new.faces, new.vertex_values)
+        current.colormap = new.colormap
+        current.contrast_limits = tuple(new.contrast_limits)
+        return True
+    except Exception:
+        return False
 
 
 def show_colorbar(layer) -> None:
@@ -155,13 +194,43 @@ def canvas_size(viewer) -> tuple[int, int]:
     return tuple(viewer._canvas_size)
 
 
-def fit_camera(viewer, layers) -> None:
-    """Fit the view to ``layers`` (their extent in the displayed dimensions), top view in 3D."""
-    shown = [layer for layer in layers if layer.name in viewer.layers and layer.visible]
+def _world_box(viewer, layers):
+    """``(lo, hi)`` over the viewer's displayed axes of the layers' world extents."""
+    nd = viewer.dims.ndim
+    displayed = list(viewer.dims.displayed)
+    lo, hi = np.full(len(displayed), np.inf), np.full(len(displayed), -np.inf)
+    for layer in layers:
+        extent = np.asarray(layer.extent.world, float)  # (2, layer.ndim), trailing world axes
+        offset = nd - extent.shape[1]
+        for k, axis in enumerate(displayed):
+            if axis - offset >= 0 and np.all(np.isfinite(extent[:, axis - offset])):
+                lo[k] = min(lo[k], extent[0, axis - offset])
+                hi[k] = max(hi[k], extent[1, axis - offset])
+    return lo, hi
+
+
+def fit_camera(viewer, layers, *, margin: float = 0.06) -> None:
+    """Fit the view to ``layers`` (their extent in the displayed dimensions), top view in 3D.
+
+    napari's ``reset_view(layers=...)`` fails for layers with fewer dimensions
+    than the viewer (a 3-D cortex among 5-D stacks), so the box is computed here.
+    """
     decorations = ("titles", "markers", "cortex-markers")
+    shown = [layer for layer in layers if layer.name in viewer.layers and layer.visible]
     shown = [
         layer for layer in shown
         if layer.metadata.get(META_KEY, {}).get("role") not in decorations
     ] or shown  # fmt: skip
-    if shown:
-        viewer.reset_view(layers=shown, margin=0.06)
+    if not shown:
+        return
+    lo, hi = _world_box(viewer, shown)
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        viewer.reset_view()
+        return
+    camera = camera_of(viewer)
+    if viewer.dims.ndisplay == 3:
+        camera.angles = (0.0, 0.0, 0.0)  # as napari's reset_view: looking down the depth axis
+    height, width = canvas_size(viewer)
+    size = np.maximum(hi - lo, 1e-12)
+    camera.center = tuple((lo + hi) / 2)
+    camera.zoom = float(min(height / size[-2], width / size[-1]) * (1 - 2 * margin))

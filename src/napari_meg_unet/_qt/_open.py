@@ -63,8 +63,8 @@ def start(viewer, make_gen, description: str, *, then=None):
 
     def work():
         tuples = yield from make_gen()
-        if tuples == [(None,)]:
-            return []
+        if len(tuples) == 1 and len(tuples[0]) == 1 and tuples[0][0] is None:
+            return []  # napari's "nothing to add"
         return make_layers(tuples)
 
     def yielded(event):

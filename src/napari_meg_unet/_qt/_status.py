@@ -91,12 +91,13 @@ def label_sliders(viewer) -> None:
 
     def update(_event=None):
         labels = list(viewer.dims.axis_labels)
-        if len(labels) < 5 or not any(META_KEY in layer.metadata for layer in viewer.layers):
+        if len(labels) < 4 or not any(META_KEY in layer.metadata for layer in viewer.layers):
             return
         point = viewer.dims.point
         step = viewer.dims.current_step
         new = list(labels)
-        new[-5] = f"cortex time {1e3 * point[-5]:.1f} ms"
+        if len(labels) >= 5:
+            new[-5] = f"cortex time {1e3 * point[-5]:.1f} ms"
         event = int(step[-4])
         name = _event_label(viewer, event)
         new[-4] = f"event {event}" + (f": {name}" if name else "")

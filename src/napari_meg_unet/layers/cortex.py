@@ -194,6 +194,32 @@ def napari_vertices(vertices) -> np.ndarray:
     return np.column_stack([vertices[:, 2], -vertices[:, 1], vertices[:, 0]]).astype(np.float32)
 
 
+def _surface_values(mesh, values, colormap, limits, mapped):
+    """Vertex values, colormap, contrast limits and role of a cortex layer."""
+    n_vertices = len(mesh.vertices)
+    if values is None:
+        vals = np.asarray(mesh.background, np.float32)
+        limits = _symmetric_limits(vals) if np.any(vals) else (-1.0, 1.0)
+        return vals, colormap or COLORMAPS["anatomy"], limits, "cortex"
+    values = np.asarray(values)
+    if values.ndim == 1:
+        if len(values) != n_vertices:
+            raise ValueError(
+                f"per-vertex values must have {n_vertices} entries, got {len(values)}."
+            )
+        vals, role = values.astype(np.float32), "map"
+    else:
+        if mapped and values.shape[-1] != n_vertices:
+            raise ValueError(
+                f"mapped values must have {n_vertices} vertices last, got {values.shape}."
+            )
+        vals = values.astype(np.float32, copy=False) if mapped else mesh.values(values)
+        role = "cortex"
+    cmap = colormap or COLORMAPS["map"]
+    limits = limits_for(vals, cmap) if limits is None else tuple(float(v) for v in limits)
+    return vals, cmap, limits, role
+
+
 def cortex_layer(mesh: CortexMesh, *, values=None, name="cortex", band=0, metadata=None,
                  colormap=None, sfreq=None, tmin=0.0, shows=None, unit=None,
                  mapped=False, limits=None):  # fmt: skip
@@ -236,29 +262,7 @@ def cortex_layer(mesh: CortexMesh, *, values=None, name="cortex", band=0, metada
         napari order (depth = z, row = -y, col = x), metres.
     """
     verts = napari_vertices(mesh.vertices)
-    if values is None:
-        vals = np.asarray(mesh.background, np.float32)
-        cmap = colormap or COLORMAPS["anatomy"]
-        limits = _symmetric_limits(vals) if np.any(vals) else (-1.0, 1.0)
-        role = "cortex"
-    else:
-        values = np.asarray(values)
-        if values.ndim == 1:
-            if len(values) != len(verts):
-                raise ValueError(
-                    f"per-vertex values must have {len(verts)} entries, got {len(values)}."
-                )
-            vals = values.astype(np.float32)
-            role = "map"
-        else:
-            if mapped and values.shape[-1] != len(verts):
-                raise ValueError(
-                    f"mapped values must have {len(verts)} vertices last, got {values.shape}."
-                )
-            vals = values.astype(np.float32, copy=False) if mapped else mesh.values(values)
-            role = "cortex"
-        cmap = colormap or COLORMAPS["map"]
-        limits = limits_for(vals, cmap) if limits is None else tuple(float(v) for v in limits)
+    vals, cmap, limits, role = _surface_values(mesh, values, colormap, limits, mapped)
     unit = unit if unit is not None else (unit_for(shows) if shows else "")
     label = f"{name}: {shows}" if shows and shows != name else name
     lo, hi = verts.min(axis=0), verts.max(axis=0)

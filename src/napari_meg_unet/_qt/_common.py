@@ -55,10 +55,20 @@ def current_headmodel(viewer):
     return None
 
 
-def make_layers(tuples) -> list:
-    """napari layers from layer data tuples (called in a worker thread: no Qt involved)."""
+def make_layers(tuples, viewer=None) -> list:
+    """napari layers from layer data tuples (called in a worker thread: no Qt involved).
+
+    With ``viewer``, the tuples are first placed among the viewer's layers
+    (:func:`..layers.layout_tuples`), so that adding them moves nothing.
+    """
     from napari.layers import Layer
 
+    from .. import layers as L
+
+    if viewer is not None:
+        among = [dict(layer.metadata[META_KEY]) for layer in list(viewer.layers)
+                 if META_KEY in layer.metadata]  # fmt: skip
+        tuples = L.layout_tuples(list(tuples), among=among)
     return [Layer.create(data, dict(kwargs), kind) for data, kwargs, kind in tuples]
 
 
@@ -472,7 +482,7 @@ class DockWidget(QWidget):
                 return CANCELLED
             if stop.is_set():
                 return CANCELLED
-            return step, make_layers(step.layers)
+            return step, make_layers(step.layers, self.viewer)
 
         return self.run(gen(), on_return=lambda result: on_done(*result), stop=stop)
 

@@ -244,20 +244,25 @@ def _set_points(layer, points, features) -> None:
         layer.text.refresh(layer.features)
 
 
-def layout_tuples(tuples: list) -> list:
+def layout_tuples(tuples: list, *, among=()) -> list:
     """Set ``scale``/``translate`` of layer data tuples made here with :func:`compute_layout`.
 
     Used by the reader, the sample data and the widgets' workers, whose layers
-    arrive together; decoration tuples get their data too.
+    arrive together; decoration tuples get their data too. ``among`` are the
+    layouts (``metadata[META_KEY]``) of the layers already in the viewer: the
+    new layers are placed where :func:`arrange` will want them once added, so
+    that adding them moves nothing.
     """
     ours = [t for t in tuples if META_KEY in t[1].get("metadata", {})]
-    layouts = [t[1]["metadata"][META_KEY] for t in ours]
+    new_names = {t[1]["metadata"][META_KEY]["name"] for t in ours}
+    others = [lay for lay in among if lay["name"] not in new_names]
+    layouts = [t[1]["metadata"][META_KEY] for t in ours] + others
     placements = compute_layout(layouts)
-    for (data, kwargs, layer_type), (scale, translate) in zip(ours, placements, strict=True):
+    found = decorations(layouts, placements)
+    for (data, kwargs, layer_type), (scale, translate) in zip(ours, placements, strict=False):
         nd = _tuple_ndim(data, kwargs, layer_type)
         kwargs["scale"] = tuple(scale[-nd:])
         kwargs["translate"] = tuple(translate[-nd:])
-    found = decorations(layouts, placements)
     for i, t in enumerate(tuples):
         lay = t[1].get("metadata", {}).get(META_KEY)
         if lay is not None and lay["name"] in found and lay["role"] in DECORATION_ROLES:

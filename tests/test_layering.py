@@ -100,7 +100,7 @@ LEVELS = {
         "accuracy", "checkpoint", "dataset", "demo", "evaluation", "layers", "report", "train",
         "training_for_recording",
     ),
-    "applications": ("_qt", "_reader", "_sample_data", "bench", "cli"),
+    "applications": ("_qt", "_reader", "_sample_data", "_writer", "bench", "cli"),
 }  # fmt: skip
 _LEVEL = {name: rank for rank, names in enumerate(LEVELS.values()) for name in names}
 

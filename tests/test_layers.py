@@ -88,6 +88,8 @@ def test_stack_layer():
     assert kind == "image" and data.shape == (3, 1, 10, 8) and data.dtype == np.float32
     np.testing.assert_allclose(layers.stack_data(data), stack, rtol=1e-6)
     assert kwargs["name"] == "dSPM" and kwargs["colormap"] == "bwr"
+    assert kwargs["metadata"]["unit"] == "F (noise-normalised)"
+    assert kwargs["metadata"][META_KEY]["title"] == "dSPM [F]"
     lo, hi = kwargs["contrast_limits"]
     # symmetric, saturating the strongest 1% of the values
     assert lo == -hi and hi == pytest.approx(np.percentile(np.abs(stack), 99), rel=1e-5)
@@ -98,11 +100,17 @@ def test_stack_layer():
     )
     assert kwargs["scale"][-1] == pytest.approx(1 / 250.0)
     assert kwargs["metadata"][META_KEY]["slot"] == layers.STACK_ORDER.index("dSPM")
-    _, kw_pred, _ = layers.stack_layer(
-        np.abs(stack), name=layers.prediction_name("thesis"), sfreq=250.0
-    )
-    assert kw_pred["name"] == "prediction (thesis)" and kw_pred["colormap"] == "magma"
+    probs = 0.5 + 0.01 * np.random.default_rng(1).random((3, 10, 8))  # near uniform
+    _, kw_pred, _ = layers.stack_layer(probs, name=layers.prediction_name("thesis"), sfreq=250.0)
+    assert kw_pred["name"] == "prediction (thesis)"
+    # zero is dark grey, not black: an empty map stays visible on napari's black canvas
+    assert kw_pred["colormap"]["name"] == "probability"
+    assert tuple(kw_pred["colormap"]["colors"][0][:3]) == (0.25, 0.25, 0.25)
+    # limits from the data's actual range: a near-uniform map keeps its contrast
+    lo, hi = kw_pred["contrast_limits"]
+    assert lo == pytest.approx(probs.min(), rel=1e-6) and hi == pytest.approx(probs.max(), rel=1e-6)
     assert kw_pred["metadata"][META_KEY]["slot"] == len(layers.STACK_ORDER)
+    assert kw_pred["metadata"]["unit"] == "probability"
     with pytest.raises(ValueError, match="sfreq"):
         layers.stack_layer(stack, name="MNE", sfreq=0.0)
     with pytest.raises(ValueError, match="n_events, n_rows, n_times"):

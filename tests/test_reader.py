@@ -60,11 +60,16 @@ def _by_name(tuples):
     return {kw["name"]: (data, kw, kind) for data, kw, kind in tuples}
 
 
-def test_get_reader_rejects_non_bids(tmp_path, bids_root):
-    assert _reader.get_reader(str(tmp_path)) is None
+def test_get_reader_rejects_non_recordings(tmp_path, bids_root, notes):
+    assert _reader.get_reader(str(tmp_path)) is None  # an empty folder
     assert _reader.get_reader(str(tmp_path / "missing")) is None
+    (tmp_path / "notes.txt").write_text("x")
+    assert _reader.get_reader(str(tmp_path / "notes.txt")) is None
+    # a .fif is taken, and when it is not a recording the notification says why
     (tmp_path / "x.fif").write_bytes(b"not a fif")
-    assert _reader.get_reader(str(tmp_path / "x.fif")) is None
+    reader = _reader.get_reader(str(tmp_path / "x.fif"))
+    assert reader(str(tmp_path / "x.fif")) == [(None,)]
+    assert notes == [("warning", notes[0][1])] and "x.fif is not a FIF file" in notes[0][1]
     assert _reader.get_reader([str(bids_root), str(bids_root)]) is None
     sidecar = bids_root / "sub-01" / "meg" / f"{RUN1}_meg.json"
     assert _reader.get_reader(str(sidecar)) is None
@@ -102,11 +107,13 @@ def test_read_dataset_layers(bids_root, sim, notes):
     assert meta["raw"].preload and meta["recording"].raw is meta["raw"]
     assert meta["emptyroom"].subject == "emptyroom"
     assert meta["ch_types"][:102] == ["mag"] * 102 and meta["units"][0] == "fT"
-    # the image is the recording in display units: row 0 is the first magnetometer
+    # the image is the recording in display units, each channel type scaled to its peak:
+    # row 0 is the first magnetometer
     first_mag = meta["picks"][0]
     np.testing.assert_allclose(
-        data[0], meta["raw"].get_data()[first_mag] * 1e15, rtol=1e-5, atol=1e-6
-    )
+        data[0] * meta["type_peaks"]["mag"], meta["raw"].get_data()[first_mag] * 1e15,
+        rtol=1e-5, atol=1e-6,
+    )  # fmt: skip
     lines, ekw, ekind = out[f"events {RUN1}"]
     assert ekind == "shapes" and len(lines) == n_events
     np.testing.assert_allclose([line[0, 1] for line in lines], np.arange(n_events) * n_times)
@@ -178,10 +185,95 @@ def test_read_real_recording(shared_data, tmp_path, notes):
 
 
 @pytest.mark.gui
-def test_viewer_open(make_napari_viewer, bids_root):
+def test_viewer_open(make_napari_viewer, qtbot, bids_root):
+    """Opening reads in a worker: the call returns at once, the layers arrive after."""
     viewer = make_napari_viewer()
-    viewer.open(str(bids_root / "sub-01"), plugin="napari-meg-unet")
+    assert viewer.open(str(bids_root / "sub-01"), plugin="napari-meg-unet") == []
+    qtbot.waitUntil(lambda: "cortex sub-01" in viewer.layers, timeout=60_000)
+    qtbot.waitUntil(lambda: viewer.dims.ndisplay == 3, timeout=10_000)  # a cortex: 3D
     names = [layer.name for layer in viewer.layers]
     assert f"MEG {RUN1}" in names and "cortex sub-01" in names
     assert viewer.layers[f"events {RUN1}"].nshapes == 3
     assert viewer.layers[f"MEG {RUN1}"].metadata["bids_path"].run == "01"
+
+
+# ----------------------------------------------------------------------------- plain FIF
+@pytest.mark.sample
+def test_plain_evoked_file(shared_data, notes):
+    path = shared_data / "sample" / "MEG" / "test-ave.fif.gz"
+    out = _by_name(_reader.get_reader(str(path))(str(path)))
+    data, kw, kind = out["MEG test-ave"]
+    # four conditions as events, 366 data channels, the conditions named with their nave
+    assert kind == "image" and data.shape == (4, 1, 366, 421)
+    assert kw["metadata"]["labels"][0] == "Left Auditory (nave 3)"
+    assert kw["metadata"]["recording"].kind == "evoked"
+    assert kw["translate"][-1] == pytest.approx(-0.1998, abs=1e-3)  # time from tmin
+    assert notes == []
+
+
+@pytest.mark.sample
+def test_plain_raw_file_and_folder(shared_data, tmp_path, notes):
+    raw_path = shared_data / "sample" / "MEG" / "sample_audvis_trunc_raw_sss.fif"
+    out = _by_name(_reader.read_files(str(raw_path)))
+    assert set(out) == {"MEG sample_audvis_trunc_raw_sss"}  # no events, no anatomy
+    # a plain folder: its recordings open; covariances and transforms are not offered
+    folder = tmp_path / "meg"
+    folder.mkdir()
+    for name in ("sample_audvis_trunc_raw_sss.fif", "test-ave.fif.gz", "test-cov.fif",
+                 "sample_audvis_trunc-trans.fif"):  # fmt: skip
+        shutil.copy(shared_data / "sample" / "MEG" / name, folder / name)
+    assert [p.name for p in _reader.find_fif_files(folder)] == [
+        "sample_audvis_trunc_raw_sss.fif", "test-ave.fif.gz",
+    ]  # fmt: skip
+    out = _by_name(_reader.get_reader(str(folder))(str(folder)))
+    assert set(out) == {"MEG sample_audvis_trunc_raw_sss", "MEG test-ave"}
+    assert notes == []
+
+
+@pytest.mark.sample
+def test_fif_files_that_are_not_recordings(shared_data, tmp_path, notes):
+    meg = shared_data / "sample" / "MEG"
+    with pytest.raises(_reader.RecordingError, match="test-cov.fif is a noise covariance"):
+        _reader.read_fif_recording(meg / "test-cov.fif")
+    renamed = tmp_path / "something.fif"  # a covariance without its -cov name
+    shutil.copy(meg / "test-cov.fif", renamed)
+    with pytest.raises(_reader.RecordingError, match="holds no measurement"):
+        _reader.read_fif_recording(renamed)
+    truncated = tmp_path / "cut_raw.fif"
+    truncated.write_bytes((meg / "sample_audvis_trunc_raw_sss.fif").read_bytes()[:200_000])
+    with pytest.raises(_reader.RecordingError, match="truncated"):
+        _reader.read_fif_recording(truncated)
+    eeg = mne.io.RawArray(np.zeros((3, 100)), mne.create_info(3, 100.0, "eeg"), verbose=False)
+    eeg.save(tmp_path / "eeg_raw.fif", verbose=False)
+    with pytest.raises(_reader.RecordingError, match="has no MEG channels"):
+        _reader.read_fif_recording(tmp_path / "eeg_raw.fif")
+    # through the reader: a notification naming the file and the reason, no layers
+    assert _reader.read_files(str(tmp_path / "eeg_raw.fif")) == [(None,)]
+    assert "eeg_raw.fif has no MEG channels (channel types: eeg)" in notes[-1][1]
+
+
+@pytest.mark.gui
+@pytest.mark.sample
+def test_viewer_opens_a_plain_fif_file(make_napari_viewer, qtbot, shared_data):
+    viewer = make_napari_viewer()
+    path = shared_data / "sample" / "MEG" / "test-ave.fif.gz"
+    assert viewer.open(str(path), plugin="napari-meg-unet") == []  # read in a worker
+    qtbot.waitUntil(lambda: "MEG test-ave" in viewer.layers, timeout=60_000)
+    layer = viewer.layers["MEG test-ave"]
+    assert layer.data.shape == (4, 1, 366, 421)
+    viewer.dims.set_current_step(0, 0)
+    qtbot.waitUntil(lambda: viewer.dims.axis_labels[-4].startswith("event 0: Left Auditory"),
+                    timeout=10_000)  # fmt: skip
+
+
+@pytest.mark.gui
+def test_viewer_explains_a_bad_fif(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(_reader, "_notify", lambda m, severity="warning": seen.append(m))
+    bad = tmp_path / "broken_raw.fif"
+    bad.write_bytes(b"\x00" * 100)
+    viewer = make_napari_viewer()
+    assert viewer.open(str(bad), plugin="napari-meg-unet") == []
+    qtbot.waitUntil(lambda: len(seen) > 0, timeout=30_000)
+    assert "broken_raw.fif" in seen[0] and "not a FIF file" in seen[0]
+    assert len(viewer.layers) == 0

@@ -19,7 +19,8 @@ def sample(template_hm):
 
 def test_simulation_layers(template_hm, sample):
     sim, out = sample
-    assert list(out) == ["sensor data", "truth", "cortex"]
+    assert list(out) == ["sensor data", "truth", "truth sources", "cortex",
+                         "truth sources (cortex)", "titles"]  # fmt: skip
     n_events, n_ch, n_times = sim.data.shape
     data, kw, kind = out["sensor data"]
     assert kind == "image" and data.shape == (n_events, 1, n_ch, n_times)
@@ -37,6 +38,11 @@ def test_simulation_layers(template_hm, sample):
     assert kind == "surface" and values.shape == (n_times, n_events, len(verts))
     mesh = ckw["metadata"]["mesh"]
     np.testing.assert_allclose(values, mesh.values(truth[:, 0]))
+    # the cortex shows the truth with the truth's colours, and time in seconds
+    assert ckw["contrast_limits"] == tkw["contrast_limits"]
+    assert ckw["metadata"][layers.META_KEY]["sfreq"] == pytest.approx(sim.sfreq)
+    # every source is marked (stacks and cortex)
+    assert len(out["truth sources (cortex)"][0]) == len(sim.sources["event"])
     # the truth of event 3 reaches the cortex at its active rows
     active = sim.active_rows(3)
     shown = set(np.unique(mesh.row_of_vertex[np.abs(values[:, 3]).max(axis=0) > 0]))
@@ -49,15 +55,18 @@ def test_samples_are_fixed():
 
 
 @pytest.mark.gui
-def test_open_sample(make_napari_viewer, template_hm, monkeypatch):
-    import napari_meg_unet.headmodel as headmodel
+def test_open_sample(make_napari_viewer, qtbot, template_hm):
+    """The sample opens in a worker: the call returns at once, the layers arrive after."""
+    import time
 
-    # the sample uses the (session-cached) template head model
-    monkeypatch.setattr(headmodel, "make_template_headmodel", lambda **kwargs: template_hm)
     viewer = make_napari_viewer()
+    start = time.perf_counter()
     viewer.open_sample("napari-meg-unet", "single_dipoles")
-    assert [layer.name for layer in viewer.layers] == ["sensor data", "truth", "cortex"]
+    assert time.perf_counter() - start < 2.0
+    assert [layer.name for layer in viewer.layers] == ["titles"]
+    qtbot.waitUntil(lambda: "truth sources (cortex)" in viewer.layers, timeout=180_000)
     truth = viewer.layers["truth"]
     sim = truth.metadata["simulation"]
     assert all(len(sim.active_rows(i)) == 1 for i in range(len(sim)))
     assert layers.META_KEY in viewer.layers["cortex"].metadata
+    assert viewer.dims.ndisplay == 3 and len(viewer.layers["titles"].data) >= 3

@@ -3,12 +3,19 @@
 Both samples use the cached fsaverage5 ico3 MEG template head model
 (:func:`.headmodel.make_template_headmodel`; built offline once, about a
 minute, then loaded from the cache in a second) and simulate a few events in
-about a second. Layers: ``sensor data`` (events x channels x time),
-``truth`` (events x vertices x time) and ``cortex`` (the truth on the
-inflated template cortex, with the event and cortex-time sliders).
+about a second. Layers: ``sensor data`` (events x channels x time), ``truth``
+(events x vertices x time, A·m), ``truth sources`` (a marker at every true
+source on the stacks), ``cortex`` (the truth on the inflated template cortex,
+with the event and cortex-time sliders), ``truth sources (cortex)`` and the
+canvas ``titles``.
+
+The plugin's sample commands (``_qt/_open.py``) run :func:`sample_layers` in
+a worker thread; :func:`single_dipoles` / :func:`multi_dipoles` run it here.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from . import layers
 
@@ -22,8 +29,9 @@ SAMPLES = {
 }  # fmt: skip
 
 
-def simulation_layers(hm, sim, *, truth_name="truth", cortex=True) -> list:
-    """Sensor data, truth stack and cortex layer data tuples of a simulation.
+def simulation_layers(hm, sim, *, truth_name="truth", cortex=True, markers=True, titles=True,
+                      layout=True) -> list:  # fmt: skip
+    """Sensor data, truth stack, markers, cortex and titles layer data tuples of a simulation.
 
     Parameters
     ----------
@@ -35,36 +43,54 @@ def simulation_layers(hm, sim, *, truth_name="truth", cortex=True) -> list:
         Name of the ground-truth layer.
     cortex : bool
         Also return the ``cortex`` layer showing the truth.
+    markers : bool
+        Also return the truth markers (on the stacks and, with ``cortex``, on it).
+    titles : bool
+        Also return the canvas titles layer.
+    layout : bool
+        Place the tuples (:func:`.layers.layout_tuples`); the widgets place
+        them together with the layers already in the viewer instead.
 
     Returns
     -------
     layer_data : list of tuple
-        Placed with :func:`.layers.layout_tuples`. Every layer's metadata
-        holds ``headmodel``, ``simulation``, ``hemi`` and ``rows``.
+        Every layer's metadata holds ``headmodel``, ``simulation``, ``hemi``
+        and ``rows``.
     """
-    import numpy as np
-
     hemi = sim.meta["params"]["hemi"]
     rows = np.asarray(sim.rows)
-    common = {"headmodel": hm, "simulation": sim, "hemi": hemi, "rows": rows}
-    truth = np.stack([sim.truth(i, rows=rows) for i in range(len(sim))])
-    sensor = layers.sensor_layer(sim.data, sim.info, name="sensor data", metadata=common)
-    stack = layers.stack_layer(
-        truth, name=truth_name, sfreq=sim.sfreq, metadata=dict(common, units="A·m")
+    common = {"headmodel": hm, "simulation": sim, "hemi": hemi, "rows": rows,
+              "labels": [f"event {i}" for i in range(len(sim))]}  # fmt: skip
+    truth = np.stack([sim.truth(i, rows=rows) for i in range(len(sim))]).astype(np.float32)
+    sensor = layers.sensor_layer(
+        sim.data, sim.info, name="sensor data", metadata=common, event_names=common["labels"]
     )
+    stack = layers.stack_layer(
+        truth, name=truth_name, sfreq=sim.sfreq, metadata=dict(common, units="A·m"),
+        group=sim.fingerprint,
+    )  # fmt: skip
     out = [sensor, stack]
+    if markers:
+        out.append(layers.stack_markers(sim, rows, group=sim.fingerprint,
+                                        height=sim.data.shape[2] / sim.sfreq))  # fmt: skip
     if cortex:
-        mesh = layers.cortex_mesh_from_headmodel(hm, hemi=hemi, kind="inflated")
+        from .layers.cortex import cortex_mesh, cortex_size, headmodel_cortex
+
         out.append(
-            layers.cortex_layer(
-                mesh, values=truth, name="cortex", colormap=layers.colormap_for(truth_name),
-                metadata=dict(common, shows=truth_name),
-            )  # fmt: skip
+            headmodel_cortex(hm, hemi=hemi, source=truth_name, stack=truth, sfreq=sim.sfreq,
+                         limits=stack[1]["contrast_limits"],
+                         extra=dict(common, source_layer=truth_name, stack=truth))  # fmt: skip
         )
-    return layers.layout_tuples(out)
+        if markers:
+            mesh = cortex_mesh(hm, hemi, cortex_size(hm, truth))
+            out.append(layers.cortex_markers(sim, mesh, rows, on="cortex"))
+    if titles:
+        out.append(layers.titles_layer())
+    return layers.layout_tuples(out) if layout else out
 
 
-def _sample(key: str) -> list:
+def sample_layers(key: str) -> list:
+    """The layer data tuples of sample ``key`` (``"single"`` or ``"multi"``)."""
     from .headmodel import make_template_headmodel
     from .simulate import simulate
 
@@ -75,9 +101,9 @@ def _sample(key: str) -> list:
 
 def single_dipoles() -> list:
     """Eight events with one dipole each, both hemispheres, SNR 3, seed 0."""
-    return _sample("single")
+    return sample_layers("single")
 
 
 def multi_dipoles() -> list:
     """Eight events with 2-4 dipoles at least 30 mm apart, both hemispheres, SNR 3, seed 0."""
-    return _sample("multi")
+    return sample_layers("multi")

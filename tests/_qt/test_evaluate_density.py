@@ -26,7 +26,8 @@ def test_widget_and_report_draw_the_same_dle_density(make_napari_viewer, monkeyp
     widget.evaluation = Evaluation(
         scores={k: {"dle_mm": dle[k], "event": events[k]} for k in dle}
     )
-    widget._draw_density()
+    widget._draw_density()  # rendered off the main thread
+    assert widget.plot.wait()
     gui = {line.get_label(): line.get_xydata() for line in widget.plot.figure.axes[0].lines}
 
     # The report is fed per-event means computed independently of the widget.

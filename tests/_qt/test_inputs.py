@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from napari_meg_unet._qt import _inputs, _tasks
+from napari_meg_unet._qt import _export, _inputs, _sensors, _tasks
 
 
 @pytest.mark.parametrize(
@@ -49,8 +49,24 @@ def test_simulate_inputs():
     assert sweep["n_repeats"] == 1 and "n_events" not in sweep
     with pytest.raises(ValueError, match="max dipoles"):
         _inputs.SimulateInputs(n_dipoles=3, n_dipoles_max=2).validate()
-    with pytest.raises(ValueError, match="SNR"):
+    with pytest.raises(ValueError, match="(?i)snr"):
         _inputs.SimulateInputs(snr=0.0).validate()
+
+
+def test_train_inputs_match_the_data(tmp_path, template_hm):
+    from napari_meg_unet.simulate import simulate
+
+    sim = simulate(template_hm, design="multi", n_events=2, snr=(0.5, 2.0), off_grid=True,
+                   timecourse="realistic", sfreq=300.0, n_times=40, hemi="lh", seed=1,
+                   verbose="error")  # fmt: skip
+    values = _inputs.data_settings(sim=sim)
+    assert values == {"hemi": "lh", "snr": "0.5-2", "off_grid": True, "timecourse": "realistic",
+                      "sfreq": "300.0", "n_times": 40}  # fmt: skip
+    inputs = _inputs.TrainInputs(out_dir=str(tmp_path), **values)
+    kwargs = inputs.splits_kwargs()
+    assert kwargs["snr"] == (0.5, 2.0) and kwargs["off_grid"] and kwargs["sfreq"] == 300.0
+    assert kwargs["n_times"] == 40 and kwargs["timecourse"] == "realistic"
+    assert kwargs["hemi"] == "lh"
 
 
 def test_train_inputs(tmp_path):
@@ -71,13 +87,32 @@ def test_train_inputs(tmp_path):
 
 
 def test_headmodel_inputs():
+    from types import SimpleNamespace
+
     d = _inputs.HeadModelInputs()
     assert d.template_kwargs() == {"spacing": "ico3", "modality": "meg"}
-    assert d.noise_cov_for(None) == "adhoc"
+    no_er = SimpleNamespace(emptyroom=None)
+    assert _tasks._noise_cov(d, no_er) == ("adhoc", "ad hoc noise covariance (no empty-room "
+                                           "recording)")  # fmt: skip
     with pytest.raises(ValueError, match="empty-room"):
-        _inputs.HeadModelInputs(noise_cov="emptyroom").noise_cov_for(None)
+        _tasks._noise_cov(_inputs.HeadModelInputs(noise_cov="emptyroom"), no_er)
     with pytest.raises(ValueError, match="spacing"):
         _inputs.HeadModelInputs(spacing="ico9").validate()
+
+
+def test_inputs_read_their_defaults_from_the_configs():
+    from napari_meg_unet.configs import EvaluationConfig, InverseConfig, SimulationConfig
+
+    assert _inputs.InverseInputs().methods == InverseConfig().methods
+    assert _inputs.InverseInputs().depth == str(InverseConfig().depth)
+    assert _inputs.SimulateInputs().timecourse == SimulationConfig().timecourse
+    assert _inputs.EvaluateInputs().seed == EvaluationConfig().seed
+    # the widgets' own defaults are declared (with a reason) in one place
+    assert _inputs.SimulateInputs().design == _inputs.GUI_DEFAULTS[(SimulationConfig, "design")]
+    assert _inputs.spec(SimulationConfig, "snr")["help"].startswith("whitened-space SNR")
+    # and the configs check what the widgets send
+    with pytest.raises(ValueError, match="n_times"):
+        _inputs.TrainInputs(out_dir="x", n_times=5).validate()
 
 
 def test_iter_inverse_matches_kernels(template_hm):
@@ -87,7 +122,7 @@ def test_iter_inverse_matches_kernels(template_hm):
 
     rng = np.random.default_rng(0)
     data = rng.standard_normal((3, len(template_hm.ch_names), 6)) * 1e-12
-    sdata = _tasks.SensorData(
+    sdata = _sensors.SensorData(
         data=data, ch_names=template_hm.ch_names, naves=[1, 4, 1], sfreq=100.0, tmin=0.0,
         labels=["a", "b", "c"], hemi="lh",
     )  # fmt: skip
@@ -113,16 +148,16 @@ def test_write_evaluation(tmp_path):
         summary={("MNE", "window"): {"dle_mm": agg, "sd_mm": agg, "oa": agg, "auc": agg}},
         meta={"n_events": 3},
     )
-    out = _tasks.write_evaluation(evaluation, tmp_path / "e.csv")
+    out = _export.write_evaluation(evaluation, tmp_path / "e.csv")
     lines = out.read_text().splitlines()
     assert lines[0] == "estimator,protocol,metric,mean,ci_low,ci_high,n_events"
     assert lines[1] == "MNE,window,dle_mm,5.0,4.0,6.0,3" and len(lines) == 5
-    js = json.loads(_tasks.write_evaluation(evaluation, tmp_path / "e.json").read_text())
+    js = json.loads(_export.write_evaluation(evaluation, tmp_path / "e.json").read_text())
     assert js["results"][0]["estimator"] == "MNE"
     with pytest.raises(FileExistsError):
-        _tasks.write_evaluation(evaluation, tmp_path / "e.csv")
+        _export.write_evaluation(evaluation, tmp_path / "e.csv")
     with pytest.raises(ValueError, match=".json or .csv"):
-        _tasks.write_evaluation(evaluation, tmp_path / "e.txt")
+        _export.write_evaluation(evaluation, tmp_path / "e.txt")
 
 
 @pytest.fixture(scope="module")
@@ -160,18 +195,18 @@ def recording(template_hm, tmp_path_factory):
 
 
 def test_sensor_data_from_recording(template_hm, recording):
-    avg = _tasks.sensor_data({"recording": recording}, hm=template_hm, tmin=-0.02, tmax=0.01)
+    avg = _sensors.sensor_data({"recording": recording}, hm=template_hm, tmin=-0.02, tmax=0.01)
     assert avg.labels == ["a", "b"] and avg.naves == [3, 3] and avg.hemi == "both"
     assert avg.data.shape[:2] == (2, len(template_hm.ch_names))
     assert avg.tmin == pytest.approx(-0.02, abs=1 / avg.sfreq)
-    single = _tasks.sensor_data(
+    single = _sensors.sensor_data(
         {"recording": recording}, hm=template_hm, tmin=-0.02, tmax=0.01, average=False
     )
     assert single.labels == ["a", "b"] * 3 and single.naves == [1] * 6
     # the average of condition "a" is the mean of its epochs
     np.testing.assert_allclose(avg.data[0], single.data[0::2].mean(axis=0), rtol=1e-6)
-    with pytest.raises(ValueError, match="neither a simulation nor a BIDS recording"):
-        _tasks.sensor_data({}, hm=template_hm)
+    with pytest.raises(ValueError, match="neither a simulation nor a recording"):
+        _sensors.sensor_data({}, hm=template_hm)
 
 
 def test_headmodel_from_recording(template_hm, recording):
@@ -179,7 +214,9 @@ def test_headmodel_from_recording(template_hm, recording):
     from napari_meg_unet.progress import run
 
     inputs = _inputs.HeadModelInputs(source="recording")
-    hm, inv, spectrum, description = run(_tasks.iter_headmodel(inputs, recording=recording))
+    hm, inv, spectrum, description = run(
+        _tasks.iter_headmodel_step(inputs, recording=recording)
+    ).value
     assert hm.ch_names == [ch for ch in recording.info["ch_names"] if ch in hm.ch_names]
     assert len(hm.ch_names) == len(template_hm.ch_names)
     assert hm.n_sources == template_hm.n_sources
@@ -209,7 +246,9 @@ def test_headmodel_from_recording_without_anatomy_is_coregistered(shared_data, t
     (found,) = bids.find_recordings(root)
     recording = bids.read_recording(found)
     inputs = _inputs.HeadModelInputs(source="recording")
-    hm, _, spectrum, description = run(_tasks.iter_headmodel(inputs, recording=recording))
+    hm, _, spectrum, description = run(
+        _tasks.iter_headmodel_step(inputs, recording=recording)
+    ).value
     assert "coregistered to 146 digitised points (fiducials and head shape)" in description
     coreg = hm.provenance["coregistration"]
     assert coreg["n_points"] == 146 and coreg["distance_mm"]["median"] < 6.0

@@ -14,11 +14,14 @@ from napari.layers import Layer  # noqa: E402
 pytestmark = pytest.mark.gui
 
 PLUGIN = "napari-meg-unet"
-WIDGETS = ("Head model", "Simulate", "Inverse", "Train", "Predict", "Evaluate")
+WIDGETS = ("Head model", "Simulate", "Inverse", "Train", "Predict", "Evaluate", "View")
 
 
 def _wait(qtbot, widget, timeout=240_000):
+    from napari_meg_unet._qt._layerqueue import queue_for
+
     qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+    qtbot.waitUntil(lambda: queue_for(widget.viewer).idle, timeout=60_000)
 
 
 def _dock(viewer, name):
@@ -37,6 +40,7 @@ def errors(monkeypatch):
 
 
 def test_manifest_and_docks(make_napari_viewer):
+    from napari.plugins import _initialize_plugins, _npe2
     from npe2 import PluginManager
 
     viewer = make_napari_viewer()
@@ -48,6 +52,13 @@ def test_manifest_and_docks(make_napari_viewer):
         "single_dipoles", "multi_dipoles",
     ]  # fmt: skip
     assert manifest.contributions.readers[0].accepts_directories
+    assert "*.fif.gz" in manifest.contributions.readers[0].filename_patterns
+    assert {w.layer_types[0] for w in manifest.contributions.writers} == {"image", "surface"}
+    # `napari -w napari-meg-unet __all__` (the README) docks every widget
+    _initialize_plugins()
+    docks = [wnames for kind, (pname, wnames) in _npe2.widget_iterator()
+             if kind == "dock" and pname == PLUGIN]  # fmt: skip
+    assert [list(w) for w in docks] == [list(WIDGETS)]
     for name in WIDGETS:
         widget = _dock(viewer, name)
         assert widget.viewer.__wrapped__ is viewer and not widget.busy
@@ -83,6 +94,8 @@ def test_full_workflow(make_napari_viewer, qtbot, template_hm, tmp_path, errors)
     np.testing.assert_allclose(truth.data[2, 0], sim.truth(2, rows=rows), rtol=1e-6)
     cortex = viewer.layers["cortex"]
     assert cortex.metadata["shows"] == "truth" and cortex.vertex_values.shape[:2] == (32, 4)
+    assert len(viewer.layers["truth sources"].data) == 4  # one source per event, on the truth
+    assert viewer.layers["sensor data"].metadata["simulation"] is sim
 
     # inverse: MNE and dSPM with lambda2 typed as a fraction
     inv_w = w["Inverse"]
@@ -96,7 +109,7 @@ def test_full_workflow(make_napari_viewer, qtbot, template_hm, tmp_path, errors)
         assert layer.data.shape == truth.data.shape
         np.testing.assert_allclose(layer.scale, truth.scale)
         assert layer.metadata["lambda2"] == pytest.approx(1 / 9, rel=1e-15)
-        assert layer.colormap.name == "bwr"
+        assert layer.colormap.name == "bwr" and layer.metadata["simulation"] is sim
     assert "sLORETA" not in viewer.layers
     from napari_meg_unet.inverse import apply_kernel, compute_kernel, make_inverse
 
@@ -108,6 +121,7 @@ def test_full_workflow(make_napari_viewer, qtbot, template_hm, tmp_path, errors)
     )  # fmt: skip
     assert "explained variance" in inv_w.explained.text() and "dSPM" in inv_w.explained.text()
     assert viewer.layers["cortex"].metadata["shows"] == "dSPM"
+    assert len(viewer.layers["truth sources"].data) == 3 * 4  # on truth, MNE and dSPM
     # stacks and the cortex do not overlap on the shared axes
     boxes = {}
     for name in ("truth", "MNE", "dSPM", "sensor data"):
@@ -126,6 +140,7 @@ def test_full_workflow(make_napari_viewer, qtbot, template_hm, tmp_path, errors)
     _wait(qtbot, train_w)
     assert train_w.last_error is None, train_w.last_error
     assert len(train_w.losses) == 2 and len(train_w.val_dle) == 1
+    assert train_w.snr.value == "3" and train_w.n_times.value == 32  # as the simulation
     # the loss/DLE plot is rendered off the main thread and shown
     qtbot.waitUntil(lambda: train_w.plot.n_rendered > 0, timeout=10_000)
     assert not train_w.plot.pixmap().isNull()
@@ -136,11 +151,14 @@ def test_full_workflow(make_napari_viewer, qtbot, template_hm, tmp_path, errors)
     pred_w = w["Predict"]
     pred_w.data_layer.value = "sensor data"
     pred_w.checkpoint.value = best
+    qtbot.waitUntil(lambda: pred_w.check.text().startswith(("Compatible", "Not usable")),
+                    timeout=60_000)  # fmt: skip
     assert pred_w.compatible, pred_w.check.text()
     pred_w.predict()
     _wait(qtbot, pred_w)
     pred = viewer.layers["prediction (thesis)"]
-    assert pred.data.shape == truth.data.shape and pred.colormap.name == "magma"
+    assert pred.data.shape == truth.data.shape and pred.colormap.name == "probability"
+    assert viewer.layers["cortex"].metadata["shows"] == "prediction (thesis)"
     assert 0 <= pred.data.min() and pred.data.max() <= 1
     from napari_meg_unet.inverse import inverse_stack
     from napari_meg_unet.train import predict
@@ -158,8 +176,10 @@ def test_full_workflow(make_napari_viewer, qtbot, template_hm, tmp_path, errors)
     rows_shown = [eval_w.table.item(i, 0).text() for i in range(eval_w.table.rowCount())]
     assert rows_shown == ["MNE", "dSPM", "prediction (thesis)"]
     assert "[" in eval_w.table.item(0, 2).text()  # mean [CI]
+    qtbot.waitUntil(lambda: "mean DLE (MNE)" in viewer.layers, timeout=60_000)
     dle_map = viewer.layers["mean DLE (MNE)"]
     assert dle_map.metadata["estimator"] == "MNE"
+    assert np.isfinite(dle_map.vertex_values).any()
     csv = eval_w.export(tmp_path / "eval.csv")
     assert csv.read_text().count("\n") == 1 + 3 * 4
     with pytest.raises(FileExistsError):
@@ -204,11 +224,43 @@ def test_stop_training_leaves_checkpoint(make_napari_viewer, qtbot, template_hm,
     assert "stopped in epoch 1" in train_w.status.text()
     # the UI is usable again: controls enabled, and Resume finishes the run
     assert train_w.start_button.isEnabled() and not train_w.stop_button.isEnabled()
+    losses = list(train_w.losses)
     train_w.epochs.value = 1
     train_w.resume()
     _wait(qtbot, train_w)
     assert train_w.last_error is None, train_w.last_error
     assert not train_w.summary["stopped"] and train_w.summary["epochs_done"] == 1
+    # the curve continues where it stopped: batch indices keep counting
+    assert train_w.losses[: len(losses)] == losses
+    assert train_w.losses[len(losses)][0] > losses[-1][0]
+
+
+@pytest.mark.slow
+def test_closing_the_viewer_stops_training_and_saves(make_napari_viewer, qtbot, template_hm,
+                                                      tmp_path):  # fmt: skip
+    from napari_meg_unet.checkpoint import load_checkpoint
+    from napari_meg_unet.train import BatchDone
+
+    viewer = make_napari_viewer(show=True)
+    hm_layer = layers.cortex_layer(
+        layers.cortex_mesh_from_headmodel(template_hm, full=False), name="cortex",
+        metadata={"headmodel": template_hm},
+    )  # fmt: skip
+    viewer.add_layer(Layer.create(*hm_layer))
+    train_w = _dock(viewer, "Train")
+    train_w.out_dir.value = str(tmp_path / "t")
+    train_w.epochs.value, train_w.n_train.value, train_w.n_val.value = 50, 32, 4
+    train_w.batch_size.value, train_w.device.value = 4, "cpu"
+    batches = []
+    original = train_w._event
+    train_w._event = lambda e: (original(e), batches.append(e) if isinstance(e, BatchDone)
+                                else None)  # fmt: skip
+    train_w.start()
+    qtbot.waitUntil(lambda: len(batches) >= 2, timeout=240_000)
+    viewer.close()  # the window's close event stops the training, which saves last.pt
+    last = load_checkpoint(tmp_path / "t" / "run" / "last.pt")
+    assert last["epoch"] < 50
+    qtbot.waitUntil(lambda: train_w.worker is None, timeout=60_000)  # the thread has ended
 
 
 def test_failing_steps_keep_layers(make_napari_viewer, qtbot, template_hm, monkeypatch, errors):
@@ -227,13 +279,12 @@ def test_failing_steps_keep_layers(make_napari_viewer, qtbot, template_hm, monke
     assert not inv_w.busy and "lambda2" in inv_w.last_error and len(errors) == 1
 
     def broken(*args, **kwargs):
-        yield from ()
         raise RuntimeError("simulated failure in the worker")
 
     inv_w.lambda2.value = "1/9"
     import napari_meg_unet._qt._inverse as inverse_module
 
-    monkeypatch.setattr(inverse_module, "iter_inverse", broken)
+    monkeypatch.setattr(inverse_module, "sensor_data", broken)  # runs in the worker thread
     inv_w.compute()  # fails inside the worker thread
     _wait(qtbot, inv_w, timeout=30_000)
     assert inv_w.last_error == "simulated failure in the worker"

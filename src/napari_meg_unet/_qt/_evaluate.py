@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, SpinBox
-from qtpy.QtWidgets import QFileDialog, QTableWidget, QTableWidgetItem
+from qtpy.QtWidgets import QFileDialog, QLabel, QTableWidget, QTableWidgetItem
 
+from ..configs import EvaluationConfig
 from ..evaluation import TABLE_METRICS
-from ..layers import META_KEY, STACK_ORDER
+from ..layers import META_KEY, STACK_ORDER, stack_values
 from ..metrics import dle_density, dle_density_grid, format_aggregate, per_event_mean
-from ._common import DockWidget, PlotCanvas, is_sensor_layer, layer_combo, show_on_cortex
-from ._inputs import PROTOCOLS, EvaluateInputs, InverseInputs
-from ._tasks import iter_evaluate, write_evaluation
+from ._checks import prediction_problem
+from ._common import DockWidget, ThreadedPlot, is_sensor_layer, layer_combo, option_widget
+from ._export import write_evaluation
+from ._inputs import PROTOCOLS, EvaluateInputs, InverseInputs, spec
+from ._layerqueue import queue_for
+from ._tasks import dle_map_tuple, iter_evaluate_step
+
+#: What the table's DLE is (the Train widget shows the validation DLE's definition).
+DLE_DEFINITION = (
+    "DLE: the distance (mm) from each true source to the matched peak of the estimate "
+    "('window': the estimate averaged over the event's active window; 'samples': every active "
+    "sample), averaged per event, then over events with a bootstrap 95% CI. The Train widget's "
+    "validation DLE is the 'window' DLE of the network on its validation set."
+)
 
 
 def _is_simulation_layer(layer) -> bool:
@@ -24,9 +36,11 @@ class EvaluateWidget(DockWidget):
     Linear methods are those with a stack layer on the chosen simulation
     (scored with their λ²/loose/depth by :func:`..evaluation.iter_evaluate_linear`;
     the Inverse widget defaults when there is none), networks are the
-    ``prediction (...)`` layers of that simulation. Aggregates are per event
-    with bootstrap 95% CIs. The per-vertex mean DLE of the chosen estimator
-    is drawn on a ``mean DLE (<estimator>)`` surface.
+    ``prediction (...)`` layers of that simulation; a prediction made for
+    other rows (another hemisphere) or another simulation is refused.
+    Aggregates are per event with bootstrap 95% CIs. The per-vertex mean DLE
+    of the chosen estimator is drawn on a ``mean DLE (<estimator>)`` surface;
+    with multi-dipole events each true source contributes its own distance.
     """
 
     title = "Evaluate"
@@ -37,26 +51,34 @@ class EvaluateWidget(DockWidget):
         self.data_layer = layer_combo(napari_viewer, _is_simulation_layer, label="simulation")
         self.protocol_boxes = {p: CheckBox(label=f"protocol {p}", value=p in d.protocols)
                                for p in PROTOCOLS}  # fmt: skip
-        self.n_boot = SpinBox(label="bootstrap resamples", min=100, max=100_000, value=d.n_boot)
-        self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=d.seed)
+        self.n_boot = SpinBox(
+            label="bootstrap resamples", min=100, max=100_000, value=d.n_boot,
+            tooltip=spec(EvaluationConfig, "n_boot")["help"],
+        )  # fmt: skip
+        self.seed = option_widget(EvaluationConfig, "seed")
         self.form = Container(
             widgets=[self.data_layer, *self.protocol_boxes.values(), self.n_boot, self.seed]
         )
         self.add(self.form)
         self.evaluate_button = self.button("Evaluate", self.evaluate)
         self.table = QTableWidget(0, 2 + len(TABLE_METRICS))
-        self.table.setHorizontalHeaderLabels(
-            ["estimator", "protocol", *TABLE_METRICS.values()]
-        )
+        self.table.setHorizontalHeaderLabels(["estimator", "protocol", *TABLE_METRICS.values()])
         self.table.setMinimumHeight(140)
         self.add(self.table)
-        self.plot = PlotCanvas(height=2.4)
+        definition = QLabel(DLE_DEFINITION)
+        definition.setWordWrap(True)
+        self.add(definition)
+        self.plot = ThreadedPlot(_setup_density, _update_density, height=2.4)
         self.add(self.plot)
         self.map_of = ComboBox(label="DLE map of", choices=[])
         self.add(self.map_of)
+        self.map_note = QLabel("")
+        self.map_note.setWordWrap(True)
+        self.add(self.map_note)
         self.export_button = self.button("Export CSV/JSON…", self._export_dialog)
         self.finish(self.form)
         self.evaluation = None
+        self.maps = {}
         self._context = None
         self.map_of.changed.connect(self._show_map)
 
@@ -68,10 +90,20 @@ class EvaluateWidget(DockWidget):
 
     def _estimators(self, sim):
         """Linear methods (with their parameters) and predictions made on ``sim``."""
-        methods, params, networks = [], None, {}
+        methods, params, networks, refused = [], None, {}, []
         for layer in self.viewer.layers:
             lay = layer.metadata.get(META_KEY)
-            if lay is None or lay["role"] != "stack" or layer.metadata.get("simulation") is not sim:
+            if lay is None or lay["role"] != "stack":
+                continue
+            made_on = layer.metadata.get("simulation")
+            if lay["name"].startswith("prediction"):
+                problem = prediction_problem(layer.metadata, sim)
+                if problem is None:
+                    networks[lay["name"]] = stack_values(layer.data, layer.metadata)
+                elif made_on is not None and made_on.fingerprint == sim.fingerprint:
+                    refused.append(problem)
+                continue
+            if made_on is None or made_on.fingerprint != sim.fingerprint:
                 continue
             if lay["name"] in STACK_ORDER[1:]:
                 these = {k: layer.metadata[k] for k in ("lambda2", "loose", "depth")}
@@ -82,11 +114,10 @@ class EvaluateWidget(DockWidget):
                     )
                 params = these
                 methods.append(lay["name"])
-            elif lay["name"].startswith("prediction"):
-                networks[lay["name"]] = np.asarray(layer.data)[:, 0]
+        if refused:
+            raise ValueError("; ".join(refused) + ".")
         if not methods and not networks:
-            d = InverseInputs()
-            methods = list(d.methods)
+            methods = list(InverseInputs().methods)
         if params is None:
             d = InverseInputs()
             params = dict(lambda2=d.lambda2_value(), **d.operator_kwargs())
@@ -102,16 +133,16 @@ class EvaluateWidget(DockWidget):
             layer = self.viewer.layers[self.data_layer.value]
             sim, hm = layer.metadata["simulation"], layer.metadata["headmodel"]
             methods, params, networks = self._estimators(sim)
-            gen = iter_evaluate(hm, sim, methods=methods, inverse_params=params,
-                                networks=networks, inputs=inputs)  # fmt: skip
         except Exception as err:
             self.fail(err)
             return None
         self._context = (hm, sim)
-        return self.run(gen, on_return=self._done)
+        return self.run_step(iter_evaluate_step, hm, sim, methods=methods, inverse_params=params,
+                             networks=networks, inputs=inputs, on_done=self._done)  # fmt: skip
 
-    def _done(self, evaluation):
-        self.evaluation = evaluation
+    def _done(self, step, _made):
+        self.evaluation, self.maps = step.value
+        evaluation = self.evaluation
         keys = list(evaluation.summary)
         self.table.setRowCount(len(keys))
         for i, (estimator, protocol) in enumerate(keys):
@@ -123,6 +154,13 @@ class EvaluateWidget(DockWidget):
                 self.table.setItem(i, j, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
         self._draw_density()
+        _, sim = self._context
+        multi = np.diff(sim.event_indptr).max() > 1
+        self.map_note.setText(
+            "Per-vertex DLE: with several sources per event, each true source is matched to a "
+            "peak (optimal assignment) and its own distance goes to its vertex."
+            if multi else "Per-vertex DLE: the mean DLE of the events with a source at that vertex."
+        )  # fmt: skip
         names = [f"{est} ({prot})" for est, prot in keys]
         self.map_of.choices = names
         if names:
@@ -148,35 +186,30 @@ class EvaluateWidget(DockWidget):
         return out
 
     def _draw_density(self):
-        fig = self.plot.figure
-        fig.clear()
-        ax = fig.add_subplot()
-        dle = self.per_event_dle()
-        if dle:
-            grid = dle_density_grid(np.concatenate(list(dle.values())))
-        for label, values in dle.items():
-            density = dle_density(values, grid)[1]
-            if density is not None:
-                ax.plot(grid, density, label=label)
-            else:  # a density of one distinct value is undefined: mark the value
-                ax.axvline(values.mean(), label=label)
-        ax.set_xlabel("per-event DLE (mm)")
-        ax.set_ylabel("density")
-        ax.legend(fontsize=7)
-        self.plot.draw(force=True)
+        self.plot.submit(self.per_event_dle())
 
     def _show_map(self, *_):
+        from napari.qt.threading import thread_worker
+
+        from ._common import make_layers
+
         if self.evaluation is None or not self.map_of.value or self._context is None:
             return
         hm, sim = self._context
-        key = next(
-            k for k in self.evaluation.per_vertex_dle if f"{k[0]} ({k[1]})" == self.map_of.value
-        )
-        self.guarded(
-            show_on_cortex, self.viewer, hm, hemi=sim.meta["params"]["hemi"], source="map",
-            per_row=self.evaluation.per_vertex_dle[key], name=f"mean DLE ({key[0]})",
-            extra={"simulation": sim, "estimator": key[0], "protocol": key[1]},
-        )  # fmt: skip
+        key = next(k for k in self.maps if f"{k[0]} ({k[1]})" == self.map_of.value)
+        per_row = self.maps[key]
+        if not np.isfinite(per_row).any():
+            self.map_note.setText(f"No per-vertex DLE for {key[0]}: no event could be scored.")
+            return
+
+        def work():
+            return make_layers([dle_map_tuple(hm, sim, per_row, estimator=key[0],
+                                              protocol=key[1])])  # fmt: skip
+
+        return thread_worker(
+            work, connect={"returned": lambda made: queue_for(self.viewer).add(made, fit=False),
+                           "errored": self.fail},
+        )()  # fmt: skip
 
     def export(self, path, *, overwrite: bool = False):
         """Write the evaluation to ``path`` (``.csv`` rows or ``.json`` summary)."""
@@ -189,4 +222,28 @@ class EvaluateWidget(DockWidget):
             self, "Export evaluation", "evaluation.csv", "CSV (*.csv);;JSON (*.json)"
         )
         if path:  # the dialog has asked before replacing a file
-            self.guarded(self.export, path, overwrite=True)
+            try:
+                self.export(path, overwrite=True)
+            except Exception as err:
+                self.fail(err)
+
+
+def _setup_density(figure):
+    figure.subplots_adjust(left=0.15, right=0.97, bottom=0.19, top=0.95)
+    return figure.add_subplot()
+
+
+def _update_density(ax, dle):
+    ax.clear()
+    if dle:
+        grid = dle_density_grid(np.concatenate(list(dle.values())))
+    for label, values in dle.items():
+        density = dle_density(values, grid)[1]
+        if density is not None:
+            ax.plot(grid, density, label=label)
+        else:  # a density of one distinct value is undefined: mark the value
+            ax.axvline(values.mean(), label=label)
+    ax.set_xlabel("per-event DLE (mm)")
+    ax.set_ylabel("density")
+    if dle:
+        ax.legend(fontsize=7)

@@ -5,27 +5,31 @@ from __future__ import annotations
 from magicgui.widgets import ComboBox, Container, FileEdit, SpinBox
 from qtpy.QtWidgets import QLabel
 
-from .. import layers
-from ._common import (
-    DockWidget,
-    add_or_replace,
-    current_headmodel,
-    is_sensor_layer,
-    layer_combo,
-    place_all,
-    show_on_cortex,
-)
+from . import _settings
+from ._checks import checkpoint_report
+from ._common import DockWidget, current_headmodel, is_sensor_layer, layer_combo, widen_combo
 from ._inputs import PredictInputs, available_devices
-from ._tasks import checkpoint_report, iter_predict_data, sensor_data
+from ._layerqueue import queue_for
+from ._sensors import sensor_data
+from ._tasks import iter_predict_step
+from ._view import current_row_order
+
+
+def _child_data(sdata):
+    import dataclasses
+
+    return dataclasses.replace(sdata, extra={})
 
 
 class PredictWidget(DockWidget):
     """Run a checkpoint on the chosen sensor layer.
 
-    Choosing a checkpoint loads it and checks it against the current head
-    model and data (head-model fingerprint, channels, image size); the inputs
-    are then made exactly as for its training set (methods, λ², nave, loose,
-    depth, normalisation, hemisphere). The probabilities become the layer
+    Choosing a checkpoint loads it (in a worker thread) and checks it against
+    the current head model and data: head-model fingerprint, channels,
+    sampling rate, image size and, for a simulation, the hemisphere of its
+    sources; a network is refused with every reason. The inputs are then made
+    exactly as for its training set (methods, λ², nave, loose, depth,
+    normalisation, hemisphere). The probabilities become the layer
     ``prediction (<model>)`` and are shown on the cortex.
     """
 
@@ -33,11 +37,17 @@ class PredictWidget(DockWidget):
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
+        saved = _settings.load("predict")
         d = PredictInputs()
         self.data_layer = layer_combo(napari_viewer, is_sensor_layer, label="data")
-        self.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pt",
-                                   value=d.checkpoint or None)  # fmt: skip
-        self.device = ComboBox(label="device", choices=available_devices(), value=d.device)
+        self.checkpoint = FileEdit(
+            label="checkpoint", mode="r", filter="*.pt",
+            value=saved.get("checkpoint") or d.checkpoint or None,
+        )  # fmt: skip
+        devices = available_devices()
+        device = saved.get("device") if saved.get("device") in devices else d.device
+        self.device = ComboBox(label="device", choices=devices, value=device)
+        widen_combo(self.device)
         self.batch_size = SpinBox(label="batch size", min=1, max=4096, value=d.batch_size)
         self.form = Container(
             widgets=[self.data_layer, self.checkpoint, self.device, self.batch_size]
@@ -49,6 +59,7 @@ class PredictWidget(DockWidget):
         self.predict_button = self.button("Predict", self.predict)
         self.finish(self.form)
         self.compatible = False
+        self._checker = None
         self.checkpoint.changed.connect(self.check_checkpoint)
         self.data_layer.changed.connect(self.check_checkpoint)
 
@@ -61,60 +72,87 @@ class PredictWidget(DockWidget):
 
     def _sources(self):
         if not self.data_layer.value:
-            raise ValueError("no sensor data: simulate, open a sample or a BIDS recording.")
+            raise ValueError("no sensor data: simulate, open a sample or a recording.")
         layer = self.viewer.layers[self.data_layer.value]
         hm = layer.metadata.get("headmodel") or current_headmodel(self.viewer)
         if hm is None:
             raise ValueError("no head model: build one with the Head model widget first.")
         return layer, hm
 
-    def _prepare(self):
-        inputs = self.inputs()
-        inputs.validate()
-        layer, hm = self._sources()
-        sdata = sensor_data(layer.metadata, hm=hm)
+    def _report(self, inputs, metadata, hm):
+        """In a worker thread: the data and the checked checkpoint."""
+        sdata = sensor_data(metadata, hm=hm)
         ckpt, description = checkpoint_report(inputs.checkpoint, hm, sdata)
-        return inputs, layer, hm, ckpt, sdata, description
+        return sdata, ckpt, description
 
     def check_checkpoint(self, *_):
-        """Load the chosen checkpoint and report whether it fits the head model and data."""
+        """Load the chosen checkpoint (worker thread); say whether it fits head model and data."""
+        from napari.qt.threading import thread_worker
+
         try:
-            *_, description = self._prepare()
+            inputs = self.inputs()
+            inputs.validate()
+            layer, hm = self._sources()
         except Exception as err:
+            self._checked(err)
+            return None
+        self.check.setText("checking the checkpoint…")
+        self.compatible = False
+        metadata = layer.metadata
+        self._checker = thread_worker(
+            self._report,
+            connect={"returned": lambda result: self._checked(result[2]), "errored": self._checked},
+        )(inputs, metadata, hm)  # fmt: skip
+        return self._checker
+
+    def _checked(self, outcome) -> None:
+        if isinstance(outcome, BaseException):
             self.compatible = False
-            self.check.setText(f"Not usable: {err}")
-            return False
-        self.compatible = True
-        self.check.setText(f"Compatible: {description}")
-        return True
+            self.check.setText(f"Not usable: {outcome}")
+        else:
+            self.compatible = True
+            self.check.setText(f"Compatible: {outcome}")
 
     def predict(self):
         try:
-            inputs, layer, hm, ckpt, sdata, description = self._prepare()
-            self.compatible = True
-            self.check.setText(f"Compatible: {description}")
-            gen = iter_predict_data(
-                ckpt, hm, sdata, device=inputs.device, batch_size=inputs.batch_size
-            )
+            inputs = self.inputs()
+            inputs.validate()
+            layer, hm = self._sources()
+            order = current_row_order(self.viewer)
         except Exception as err:
             self.compatible = False
             self.fail(err)
             return None
-        return self.run(gen, on_return=lambda probs: self._done(layer.name, hm, sdata, ckpt, probs))
+        _settings.save("predict", {"checkpoint": inputs.checkpoint, "device": inputs.device})
+        metadata, name = layer.metadata, layer.name
 
-    def _done(self, data_name, hm, sdata, ckpt, probs):
-        hemi = ckpt["dataset_meta"]["hemi"]
-        name = layers.prediction_name(ckpt["model_name"])
-        meta = {
-            "headmodel": hm, "simulation": sdata.simulation, "hemi": hemi, "rows": hm.rows(hemi),
-            "data_layer": data_name, "checkpoint": ckpt.get("path"), "model": ckpt["model_name"],
-            "labels": sdata.labels, **sdata.extra,
-        }  # fmt: skip
-        add_or_replace(
-            self.viewer,
-            layers.stack_layer(probs, name=name, sfreq=sdata.sfreq, tmin=sdata.tmin, metadata=meta),
-        )
-        place_all(self.viewer)
-        show_on_cortex(self.viewer, hm, hemi=hemi, source=name, stack=probs,
-                       extra={"simulation": sdata.simulation})  # fmt: skip
-        self.status.setText(f"{name}: {probs.shape[0]} samples")
+        def work():
+            try:
+                sdata, _ckpt, description = self._report(inputs, metadata, hm)
+            except Exception as err:
+                raise type(err)(f"Not usable: {err}") from err
+            step = yield from self.call(
+                iter_predict_step, inputs.checkpoint, hm, _child_data(sdata), data_layer=name,
+                device=inputs.device, batch_size=inputs.batch_size, row_order=order,
+            )  # fmt: skip
+            if not isinstance(step, str):
+                step.context.update(sdata=sdata, description=description)
+            return step
+
+        self.check.setText("checking the checkpoint…")
+        return self.run_work(work, on_done=self._done)
+
+    def fail(self, err) -> None:
+        if str(err).startswith("Not usable"):
+            self.compatible = False
+            self.check.setText(str(err))
+        super().fail(err)
+
+    def _done(self, step, made):
+        sdata = step.context["sdata"]
+        self.compatible = True
+        self.check.setText(f"Compatible: {step.context['description']}")
+        for layer in made:
+            layer.metadata.update(sdata.extra)
+        queue_for(self.viewer).add(made)
+        self.status.setText("; ".join(step.notes))

@@ -1,159 +1,159 @@
-"""Qt-free work behind the dock widgets: generators run in napari thread workers.
+"""The work behind the dock widgets: generators run in a worker process (:mod:`._engine`).
 
-Each function takes core objects (head model, simulation, recording) and an
-input container from :mod:`._inputs`, yields :class:`~..progress.Progress`
-(or training events) and returns plain results; none of them touches a layer
-or a widget, so they can run in a worker thread and be tested without Qt.
+Each ``iter_*_step`` takes core objects (head model, simulation, sensor data)
+and an input container from :mod:`._inputs`, yields
+:class:`~..progress.Progress` and returns a :class:`Step`: the core result
+plus the layer data tuples made ready for the main thread (stack images,
+cortex values, markers, maps). None of them touches a layer or a widget.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
+import datetime
 from dataclasses import dataclass, field
 
-import mne
 import numpy as np
 
+from .. import layers
 from ..progress import Progress
+from ._prepare import CORTEX, cortex_tuple, per_source_dle, stack_tuple, titles_tuple
 
 
-# =========================================================================== sensor data
 @dataclass
-class SensorData:
-    """Sensor data to invert, from a simulation or from a recording's events.
+class Step:
+    """What a step returns: its core result, layer data tuples and notes for the status line."""
 
-    Attributes
-    ----------
-    data : ndarray, shape (n_samples, n_channels, n_times)
-        SI units.
-    ch_names : list of str
-        Channels of ``data``.
-    naves : list of int
-        Number of averaged trials of each sample.
-    sfreq, tmin : float
-        Sampling rate and time of the first sample.
-    labels : list of str
-        What each sample is (event index or condition).
-    hemi : str
-        Image rows to compute (the simulation's hemisphere, ``"both"`` for recordings).
-    simulation : Simulation | None
-    """
-
-    data: np.ndarray
-    ch_names: list
-    naves: list
-    sfreq: float
-    tmin: float
-    labels: list
-    hemi: str
-    simulation: object = None
-    extra: dict = field(default_factory=dict)
-
-
-def sensor_data(metadata: dict, *, hm, tmin=-0.1, tmax=0.3, average=True) -> SensorData:
-    """The data behind a sensor layer's metadata (a simulation or a recording).
-
-    For a recording, epochs ``tmin..tmax`` around its events are cut from the
-    raw data (baseline up to 0 when ``tmin < 0``) on the head model's
-    channels and, with ``average``, averaged per event type (one sample per
-    condition, with its ``nave``).
-    """
-    sim = metadata.get("simulation")
-    if sim is not None:
-        n = len(sim)
-        nave = int(sim.meta["params"].get("nave", 1))
-        return SensorData(
-            data=np.asarray(sim.data, dtype=np.float64), ch_names=list(sim.info["ch_names"]),
-            naves=[nave] * n, sfreq=sim.sfreq, tmin=0.0,
-            labels=[f"event {i}" for i in range(n)], hemi=sim.meta["params"]["hemi"],
-            simulation=sim,
-        )  # fmt: skip
-    recording = metadata.get("recording")
-    if recording is None:
-        raise ValueError("the data layer holds neither a simulation nor a BIDS recording.")
-    raw = recording.raw
-    missing = [ch for ch in hm.ch_names if ch not in raw.ch_names]
-    if missing:
-        raise ValueError(
-            f"{len(missing)} channels of the head model (e.g. {missing[:3]}) are not in "
-            f"{recording.label}; build the head model from the recording (Head model: source "
-            "'recording')."
-        )
-    if not len(recording.events):
-        raise ValueError(f"{recording.label} has no events (events.tsv) to cut epochs around.")
-    epochs = mne.Epochs(
-        raw, recording.events, recording.event_id, tmin=tmin, tmax=tmax,
-        baseline=(None, 0) if tmin < 0 else None, picks=hm.ch_names, proj=False,
-        preload=True, reject=None, event_repeated="drop", on_missing="ignore", verbose="error",
-    )  # fmt: skip
-    if len(epochs) == 0:
-        raise ValueError(
-            f"no epoch of {recording.label} fits in the recording with tmin={tmin}, tmax={tmax}."
-        )
-    if average:
-        evokeds = [epochs[name].average() for name in epochs.event_id if len(epochs[name])]
-        data = np.stack([ev.data for ev in evokeds])
-        naves = [int(ev.nave) for ev in evokeds]
-        labels = [ev.comment for ev in evokeds]
-    else:
-        data = epochs.get_data(copy=True)
-        names = {code: name for name, code in epochs.event_id.items()}
-        naves = [1] * len(data)
-        labels = [names[code] for code in epochs.events[:, 2]]
-    return SensorData(
-        data=data, ch_names=list(epochs.ch_names), naves=naves, sfreq=epochs.info["sfreq"],
-        tmin=float(epochs.tmin), labels=labels, hemi="both", extra={"recording": recording},
-    )  # fmt: skip
+    value: object
+    layers: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    context: dict = field(default_factory=dict)
 
 
 # =========================================================================== head model
-def iter_headmodel(inputs, *, recording=None):
-    """Build the head model of the Head model widget, then its SVD spectrum.
+#: An empty-room recording more than this many days from the recording is not
+#: used by ``noise covariance = auto`` (another session, or another site).
+EMPTYROOM_MAX_DAYS = 30
 
-    Returns ``(hm, inv, spectrum, description)``.
+
+def emptyroom_problem(recording) -> str | None:
+    """Why the recording's empty-room match should not give its noise covariance, or None.
+
+    Refused: a recording more than :data:`EMPTYROOM_MAX_DAYS` days away, or
+    one lacking the recording's MEG channels (another system).
     """
+    import mne
+
+    emptyroom = recording.emptyroom
+    if emptyroom is None:
+        return "no empty-room recording"
+    try:
+        info = mne.io.read_info(str(emptyroom.fpath), verbose="error")
+    except Exception as err:
+        return f"its empty-room recording {emptyroom.basename} cannot be read ({err})"
+    meg = set(np.asarray(recording.info["ch_names"])[mne.pick_types(recording.info, meg=True)])
+    missing = sorted(meg - set(info["ch_names"]))
+    if missing:
+        return (
+            f"the empty-room recording {emptyroom.basename} lacks {len(missing)} of the MEG "
+            f"channels (e.g. {missing[:3]}; another system?)"
+        )
+    a, b = recording.info["meas_date"], info["meas_date"]
+    if a is not None and b is not None:
+        days = abs((a - b) / datetime.timedelta(days=1))
+        if days > EMPTYROOM_MAX_DAYS:
+            return (
+                f"the empty-room recording {emptyroom.basename} was made {days:.0f} days from "
+                f"the recording (more than {EMPTYROOM_MAX_DAYS}; another site or session?)"
+            )
+    return None
+
+
+def _noise_cov(inputs, recording) -> tuple[str, str]:
+    """The noise covariance argument of the head model and a sentence saying which."""
+    if inputs.noise_cov == "adhoc":
+        return "adhoc", "ad hoc noise covariance"
+    problem = emptyroom_problem(recording)
+    if problem is None:
+        return str(recording.emptyroom.fpath), "noise covariance from the empty-room recording"
+    if inputs.noise_cov == "emptyroom":
+        raise ValueError(f"noise covariance 'emptyroom' cannot be used: {problem}.")
+    return "adhoc", f"ad hoc noise covariance ({problem})"
+
+
+def _recording_headmodel(inputs, recording):
     from .. import bids
     from ..coreg import iter_make_template_anatomy_headmodel
-    from ..headmodel import iter_make_headmodel, iter_make_template_headmodel
+    from ..headmodel import iter_make_headmodel
+
+    noise_cov, cov_text = _noise_cov(inputs, recording)
+    if recording.bids_path is not None:
+        anatomy, reason = bids.subject_anatomy(recording.bids_path)
+    else:
+        anatomy, reason = None, "a plain FIF file has no BIDS anatomy"
+    if anatomy is not None:
+        hm = yield from iter_make_headmodel(
+            info=recording.info, spacing=inputs.spacing, modality=inputs.modality,
+            noise_cov=noise_cov, subjects_dir=anatomy.subjects_dir, subject=anatomy.subject,
+            trans=anatomy.trans, bem=anatomy.bem,
+        )  # fmt: skip
+        return hm, f"{recording.label} on {reason}, {cov_text}"
+    hm, coreg = yield from iter_make_template_anatomy_headmodel(
+        recording.info, spacing=inputs.spacing, modality=inputs.modality, noise_cov=noise_cov,
+    )  # fmt: skip
+    placement = (
+        coreg.describe() if coreg is not None
+        else "no digitised fiducials: standard fsaverage transform"
+    )  # fmt: skip
+    return hm, f"{recording.label} on the fsaverage5 template ({reason}; {placement}), {cov_text}"
+
+
+def iter_headmodel_step(inputs, *, recording=None):
+    """Build the head model of the Head model widget, its SVD spectrum and the anatomy layer.
+
+    Returns a :class:`Step` with ``value = (hm, inv, spectrum, description)``.
+    """
+    from ..headmodel import iter_make_template_headmodel
     from ..inverse import make_inverse, svd_spectrum
 
     inputs.validate()
     if inputs.source == "template":
         hm = yield from iter_make_template_headmodel(**inputs.template_kwargs())
-        description = "fsaverage5 template"
+        description = "fsaverage5 template, ad hoc noise covariance"
     else:
         if recording is None:
-            raise ValueError("source 'recording' needs an opened BIDS recording layer.")
-        noise_cov = inputs.noise_cov_for(recording.emptyroom)
-        anatomy, reason = bids.subject_anatomy(recording.bids_path)
-        if anatomy is not None:
-            hm = yield from iter_make_headmodel(
-                info=recording.info, spacing=inputs.spacing, modality=inputs.modality,
-                noise_cov=noise_cov, subjects_dir=anatomy.subjects_dir, subject=anatomy.subject,
-                trans=anatomy.trans, bem=anatomy.bem,
-            )  # fmt: skip
-            description = f"{recording.label} on {reason}"
-        else:
-            # the template anatomy fitted to the recording's digitised fiducials and head shape
-            hm, coreg = yield from iter_make_template_anatomy_headmodel(
-                recording.info, spacing=inputs.spacing, modality=inputs.modality,
-                noise_cov=noise_cov,
-            )  # fmt: skip
-            placement = (
-                coreg.describe() if coreg is not None
-                else "no digitised fiducials: standard fsaverage transform"
-            )  # fmt: skip
-            description = f"{recording.label} on the fsaverage5 template ({reason}; {placement})"
-        description += ", noise covariance " + (
-            "ad hoc" if noise_cov == "adhoc" else "from the empty-room recording"
-        )
-    yield Progress("spectrum", 0, 1, "whitened lead field SVD")
+            raise ValueError("source 'recording' needs an opened recording layer.")
+        hm, description = yield from _recording_headmodel(inputs, recording)
+    yield Progress("spectrum", 0, 2, "whitened lead field SVD")
     inv = make_inverse(hm, loose=0.0, depth=0.8, verbose="error")
     spectrum = svd_spectrum(inv, lambda2=inputs.lambda2_value())
-    yield Progress("spectrum", 1, 1, "done")
-    return hm, inv, spectrum, description
+    yield Progress("spectrum", 1, 2, "cortex")
+    cortex = cortex_tuple(hm, hemi="both", source="anatomy", extra={"description": description})
+    yield Progress("spectrum", 2, 2, "done")
+    return Step((hm, inv, spectrum, description), [cortex, titles_tuple()])
+
+
+# =========================================================================== simulation
+def iter_simulate_step(hm, kwargs):
+    """Simulate, then the sensor, truth, markers and cortex layers of the simulation."""
+    from .._sample_data import simulation_layers
+    from ..simulate import iter_simulate
+
+    sim = yield from iter_simulate(hm, verbose="error", **kwargs)
+    yield Progress("layers", 0, 1, "sensor data, truth, cortex")
+    tuples = simulation_layers(hm, sim, markers=True, titles=True, layout=False)
+    yield Progress("layers", 1, 1, "done")
+    return Step(sim, tuples, [repr(sim)])
+
+
+def iter_sample_step(key: str):
+    """The plugin's sample ``key`` (template head model, simulation, layers)."""
+    from .._sample_data import SAMPLES, simulation_layers
+    from ..headmodel import iter_make_template_headmodel
+    from ..simulate import iter_simulate
+
+    hm = yield from iter_make_template_headmodel(spacing="ico3", modality="meg")
+    sim = yield from iter_simulate(hm, verbose="error", **SAMPLES[key])
+    return Step(sim, simulation_layers(hm, sim, layout=False))
 
 
 # =========================================================================== inverse
@@ -166,7 +166,7 @@ class InverseResult:
     params: dict
 
 
-def iter_inverse(hm, sdata: SensorData, inputs):
+def iter_inverse(hm, sdata, inputs):
     """Kernels of the chosen methods applied to every sample (its own ``nave``)."""
     from ..inverse import compute_kernel, explained_variance, make_input_stack, make_inverse
 
@@ -182,8 +182,7 @@ def iter_inverse(hm, sdata: SensorData, inputs):
     n, _, n_times = sdata.data.shape
     stacks = {m: np.empty((n, len(rows), n_times), np.float32) for m in methods}
     explained = {m: np.empty(n) for m in methods}
-    fits = {}
-    done = 1
+    fits, done = {}, 1
     for nave, idx in groups.items():
         for method in methods:
             kernel = compute_kernel(
@@ -211,209 +210,59 @@ def iter_inverse(hm, sdata: SensorData, inputs):
     return InverseResult(stacks=stacks, explained=explained, params=params)
 
 
-# =========================================================================== training
-#: CPU priority decrease of the training process (POSIX ``nice``): on a busy
-#: machine napari's event loop keeps precedence over data simulation and training.
-CHILD_NICENESS = 5
+def _common(hm, sdata, data_layer) -> dict:
+    return {
+        "headmodel": hm, "simulation": sdata.simulation, "hemi": sdata.hemi,
+        "rows": hm.rows(sdata.hemi), "data_layer": data_layer, "labels": sdata.labels,
+    }  # fmt: skip
 
 
-def default_threads() -> int:
-    """Torch threads for training in the GUI: leave one core to the event loop."""
-    return max(1, (os.cpu_count() or 2) - 1)
+def _group(sdata, data_layer) -> str:
+    return sdata.simulation.fingerprint if sdata.simulation is not None else f"data:{data_layer}"
 
 
-@contextlib.contextmanager
-def _spawn_without_main_script():
-    """Keep a spawned child from re-running the ``__main__`` script.
+def _order(hm, hemi, row_order):
+    """The display row order of kind ``row_order`` (:mod:`..layers.ordering`), or None."""
+    from ..layers.ordering import row_order as make_order
 
-    ``multiprocessing``'s spawn start method re-imports the parent's main
-    script in the child, running its top level again: a script that opens a
-    viewer without an ``if __name__ == "__main__":`` guard would open one in
-    the training process too. The child's target lives in this (importable)
-    module, so it does not need ``__main__``; hiding the script's path while
-    the child starts makes spawn skip it.
-    """
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if main is None or getattr(main, "__spec__", None) is not None or path is None:
-        yield
-        return
-    del main.__file__
-    try:
-        yield
-    finally:
-        main.__file__ = path
+    return None if row_order in (None, "source") else make_order(hm, hemi, row_order)
 
 
-def _train_child(hm_path, splits_kwargs, fit_kwargs, messages, stop) -> None:
-    """Child process of :func:`iter_train`: make the data sets (optional) and fit.
-
-    Every Progress and training event goes into ``messages``, then
-    ``("return", summary)`` or ``("error", text)``.
-    """
-    try:
-        if hasattr(os, "nice"):
-            os.nice(CHILD_NICENESS)
-        from ..dataset import iter_make_splits, read_dataset
-        from ..headmodel import load_headmodel
-        from ..train import fit
-
-        hm = load_headmodel(hm_path, verbose="error")
-        if splits_kwargs is not None:
-            gen = iter_make_splits(hm, **splits_kwargs)
-            while True:
-                try:
-                    event = next(gen)
-                except StopIteration:
-                    break
-                messages.put(("event", event))
-        data = splits_kwargs["out"] if splits_kwargs is not None else fit_kwargs.pop("data")
-        sets = {name: read_dataset(data / name) for name in ("train", "val")}
-        gen = fit(
-            train=sets["train"], val=sets["val"], stop=stop.is_set,
-            mesh=hm if fit_kwargs.get("model") == "mesh" else None, **fit_kwargs,
-        )  # fmt: skip
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as done:
-                messages.put(("return", done.value))
-                break
-            messages.put(("event", event))
-    except BaseException as err:  # reported to the parent, which raises it
-        messages.put(("error", f"{type(err).__name__}: {err}"))
-
-
-def iter_train(hm, inputs, *, resume: bool, stop, overwrite: bool = False):
-    """Simulate the training/validation sets (unless resuming) and fit, in a child process.
-
-    SciPy's SVD and eigendecompositions (inside MNE's inverse operator, used
-    to make the data sets) hold the GIL for seconds, and training holds it in
-    places too; in a thread of the napari process either would freeze the
-    event loop. So the work runs in a spawned child process and this
-    generator (run by the widget's ``thread_worker``) only relays its events:
-    Progress while the data are made, then :func:`..train.fit`'s events (one
-    per batch). The child runs at a lower CPU priority (:data:`CHILD_NICENESS`).
-    Setting ``stop`` (a ``threading.Event``) asks fit to stop
-    after the current batch and save ``last.pt``; before training has
-    started the child is terminated instead.
-
-    Returns fit's summary, or ``{"stopped": True, "stopped_before_training":
-    True, "epochs_done": 0}`` when stopped while the data were being made.
-    """
-    import multiprocessing
-    import queue
-    from pathlib import Path
-
-    from ..train import EpochStarted
-
-    inputs.validate()
-    fit_kwargs = dict(inputs.fit_kwargs(resume=resume), num_threads=default_threads())
-    if resume:
-        if not (inputs.run_dir / "last.pt").is_file():
-            raise FileNotFoundError(
-                f"nothing to resume: {str(inputs.run_dir / 'last.pt')!r} does not exist."
-            )
-        splits = None
-        fit_kwargs["data"] = inputs.data_dir
-    else:
-        if (inputs.run_dir / "last.pt").exists() and not overwrite:
-            raise FileExistsError(
-                f"{str(inputs.out_dir)!r} already holds a training run; use Resume, tick "
-                "'overwrite' or choose another folder."
-            )
-        splits = dict(inputs.splits_kwargs(), overwrite=True, verbose="error")
-    path = hm.provenance.get("loaded_from")
-    if not path or not (Path(path) / "headmodel.json").is_file():
-        path = hm.save(Path(inputs.out_dir) / "headmodel", overwrite=True)
-    ctx = multiprocessing.get_context("spawn")
-    messages, child_stop = ctx.Queue(), ctx.Event()
-    child = ctx.Process(
-        target=_train_child, args=(str(path), splits, fit_kwargs, messages, child_stop),
-        daemon=True,
-    )  # fmt: skip
-    with _spawn_without_main_script():
-        child.start()
-    training = False
-    try:
-        while True:
-            if stop is not None and stop.is_set():
-                if not training:
-                    return {"stopped": True, "stopped_before_training": True, "epochs_done": 0}
-                child_stop.set()
-            try:
-                kind, payload = messages.get(timeout=0.05)
-            except queue.Empty:
-                if not child.is_alive():
-                    raise RuntimeError(
-                        f"the training process ended unexpectedly (exit code {child.exitcode})"
-                    ) from None
-                continue
-            if kind == "event":
-                training = training or isinstance(payload, EpochStarted)
-                yield payload
-            elif kind == "return":
-                return payload
-            else:
-                raise RuntimeError(payload)
-    finally:
-        if child.is_alive() and not (training and child_stop.is_set()):
-            child.terminate()
-        child.join(30)
-        if child.is_alive():
-            child.kill()
+def iter_inverse_step(hm, sdata, inputs, *, data_layer, show, row_order="source"):
+    """The inverses, one stack layer per method and the cortex showing ``show``."""
+    result = yield from iter_inverse(hm, sdata, inputs)
+    order = _order(hm, sdata.hemi, row_order)
+    common = dict(_common(hm, sdata, data_layer), **result.params)
+    group = _group(sdata, data_layer)
+    tuples = []
+    for method, stack in result.stacks.items():
+        meta = dict(common, method=method, explained_variance=result.explained[method])
+        tuples.append(
+            stack_tuple(stack, name=method, sfreq=sdata.sfreq, tmin=sdata.tmin, metadata=meta,
+                        group=group, row_order=order)  # fmt: skip
+        )
+    show = show if show in result.stacks else next(iter(result.stacks))
+    limits = next(t for t in tuples if t[1]["name"] == show)[1]["contrast_limits"]
+    tuples.append(
+        cortex_tuple(hm, hemi=sdata.hemi, source=show, stack=result.stacks[show],
+                     sfreq=sdata.sfreq, tmin=sdata.tmin, limits=limits,
+                     extra={"simulation": sdata.simulation, "labels": sdata.labels,
+                            "source_layer": show})  # fmt: skip
+    )
+    if sdata.simulation is None:
+        tuples.append(titles_tuple())
+    return Step(result, tuples)
 
 
 # =========================================================================== prediction
-def checkpoint_report(path, hm, sdata: SensorData | None = None) -> tuple[dict, str]:
-    """Load a checkpoint and check it against the head model (and data, if given).
-
-    Returns
-    -------
-    checkpoint : dict
-    description : str
-
-    Raises
-    ------
-    CheckpointError, IncompatibleDataError
-        With the reason.
-    """
-    from ..checkpoint import check_checkpoint_compatible, load_checkpoint
-    from ..dataset import IncompatibleDataError
-
-    ckpt = load_checkpoint(path)
-    meta = ckpt["dataset_meta"]
-    partial = {"headmodel_fingerprint": hm.fingerprint, "ch_names": hm.ch_names}
-    check_checkpoint_compatible(ckpt, partial, what="head model")
-    problems = []
-    if sdata is not None and sdata.data.shape[-1] != int(meta["n_times"]):
-        problems.append(
-            f"the network was trained on {meta['n_times']} samples per image but the data "
-            f"have {sdata.data.shape[-1]}"
-        )
-    if sdata is not None and meta.get("sfreq") and not np.isclose(sdata.sfreq, meta["sfreq"]):
-        problems.append(
-            f"sampling rate: {sdata.sfreq:.6g} Hz (data) != {meta['sfreq']:.6g} Hz (network)"
-        )
-    if sdata is not None and sdata.simulation is not None and sdata.hemi != meta["hemi"]:
-        problems.append(f"hemi: {sdata.hemi!r} (data) != {meta['hemi']!r} (network)")
-    if problems:
-        raise IncompatibleDataError("; ".join(problems) + ".")
-    best = ckpt.get("best") or {}
-    dle = best.get("dle_mm") if isinstance(best, dict) else None
-    description = (
-        f"{ckpt['model_name']} network, {ckpt['kind']} checkpoint after epoch {ckpt['epoch']}"
-        + (f" (validation DLE {dle:.1f} mm)" if isinstance(dle, float) and np.isfinite(dle) else "")
-        + f"; inputs {'/'.join(meta['methods'])}, λ²={meta['lambda2']:.4g}, hemi {meta['hemi']}"
-    )
-    return ckpt, description
-
-
-def iter_predict_data(ckpt, hm, sdata: SensorData, *, device="auto", batch_size=32):
-    """Input stacks made as for the network's training set, then its probabilities."""
+def iter_predict_step(checkpoint, hm, sdata, *, data_layer, device="auto", batch_size=32,
+                      row_order="source"):  # fmt: skip
+    """Input stacks made as for the network's training set, its probabilities, their layers."""
+    from ..checkpoint import load_checkpoint
     from ..inverse import iter_inverse_stack
     from ..train import iter_predict
 
+    ckpt = load_checkpoint(checkpoint)
     meta = ckpt["dataset_meta"]
     stack = yield from iter_inverse_stack(
         hm, sdata.data, methods=meta["methods"], lambda2=meta["lambda2"],
@@ -423,25 +272,29 @@ def iter_predict_data(ckpt, hm, sdata: SensorData, *, device="auto", batch_size=
     probs = yield from iter_predict(
         ckpt, stack, headmodel=hm, hemi=meta["hemi"], batch_size=batch_size, device=device
     )
-    return probs
+    hemi = meta["hemi"]
+    name = layers.prediction_name(ckpt["model_name"])
+    common = dict(_common(hm, sdata, data_layer), hemi=hemi, rows=hm.rows(hemi),
+                  checkpoint=ckpt.get("path"), model=ckpt["model_name"])  # fmt: skip
+    stack_t = stack_tuple(probs, name=name, sfreq=sdata.sfreq, tmin=sdata.tmin, metadata=common,
+                          group=_group(sdata, data_layer),
+                          row_order=_order(hm, hemi, row_order))  # fmt: skip
+    cortex = cortex_tuple(
+        hm, hemi=hemi, source=name, stack=probs, sfreq=sdata.sfreq, tmin=sdata.tmin,
+        limits=stack_t[1]["contrast_limits"],
+        extra={"simulation": sdata.simulation, "labels": sdata.labels, "source_layer": name},
+    )  # fmt: skip
+    return Step(probs, [stack_t, cortex, titles_tuple()], [f"{name}: {len(probs)} samples"])
 
 
 # =========================================================================== evaluation
-def iter_evaluate(hm, sim, *, methods, inverse_params, networks, inputs):
-    """Score linear inverses and network predictions on a simulation.
+def iter_evaluate_step(hm, sim, *, methods, inverse_params, networks, inputs):
+    """Score linear inverses and network predictions on a simulation; per-source DLE maps.
 
-    Parameters
-    ----------
-    methods : list of str
-        Linear methods (scored by :func:`..evaluation.iter_evaluate_linear`).
-    inverse_params : dict
-        ``lambda2``, ``loose``, ``depth`` of the linear inverses.
-    networks : dict
-        ``{name: probabilities (n_events, n_rows, n_times)}`` on ``sim``'s rows.
-
-    Returns
-    -------
-    evaluation : Evaluation
+    ``networks`` maps a prediction name to its probabilities on ``sim``'s rows.
+    The returned step's value is ``(evaluation, maps)``: ``maps`` holds, per
+    ``(estimator, protocol)``, the mean DLE per row (from every true source when
+    the simulation has multi-dipole events, see :func:`._prepare.per_source_dle`).
     """
     from ..evaluation import Evaluation, iter_evaluate_linear, score_estimates, summarise
 
@@ -460,11 +313,6 @@ def iter_evaluate(hm, sim, *, methods, inverse_params, networks, inputs):
     n_rows = len(sim.rows)
     for k, (name, probs) in enumerate(networks.items()):
         probs = np.asarray(probs)
-        if probs.shape[:2] != (len(sim), n_rows):
-            raise ValueError(
-                f"{name!r} has shape {probs.shape} but the simulation has {len(sim)} events "
-                f"x {n_rows} rows (was it predicted on this simulation and hemisphere?)."
-            )
         for protocol in protocols:
             scores = score_estimates(probs, sim, hm, protocol=protocol, seed=inputs.seed)
             summary, per_vertex = summarise(
@@ -474,45 +322,52 @@ def iter_evaluate(hm, sim, *, methods, inverse_params, networks, inputs):
             result.summary[(name, protocol)] = summary
             result.per_vertex_dle[(name, protocol)] = per_vertex
         yield Progress("evaluate networks", k + 1, len(networks), name)
-    return result
+    maps = yield from _dle_maps(hm, sim, result, networks, inverse_params)
+    return Step((result, maps))
 
 
-def evaluation_rows(evaluation) -> list[dict]:
-    """Flat rows (estimator, protocol, metric, mean, CI, counts) for tables and CSV."""
-    from ..evaluation import TABLE_METRICS
+def _dle_maps(hm, sim, result, networks, inverse_params):
+    """Per-row mean DLE of every estimator: the evaluation's, or per true source (multi)."""
+    multi = np.diff(sim.event_indptr).max() > 1
+    if not multi:
+        return dict(result.per_vertex_dle)
+    from ..inverse import inverse_stack
 
-    rows = []
-    for (estimator, protocol), summary in evaluation.summary.items():
-        for metric in TABLE_METRICS:
-            agg = summary.get(metric) or {}
-            rows.append(
-                dict(
-                    estimator=estimator, protocol=protocol, metric=metric,
-                    mean=agg.get("mean", np.nan), ci_low=agg.get("ci_low", np.nan),
-                    ci_high=agg.get("ci_high", np.nan), n_events=agg.get("n_events", 0),
-                )  # fmt: skip
-            )
-    return rows
+    maps, keys = {}, list(result.per_vertex_dle)
+    linear = sorted({m for m, _ in keys if m not in networks})
+    stacks = {}
+    if linear:
+        made = inverse_stack(hm, sim.data, methods=linear, hemi=sim.meta["params"]["hemi"],
+                             normalisation="none", verbose="error", **inverse_params)  # fmt: skip
+        stacks = {m: made[:, i] for i, m in enumerate(linear)}
+    for k, (estimator, protocol) in enumerate(keys):
+        estimates = networks[estimator] if estimator in networks else stacks[estimator]
+        maps[(estimator, protocol)] = per_source_dle(estimates, sim, hm, protocol=protocol)
+        yield Progress("DLE maps", k + 1, len(keys), f"{estimator} ({protocol})")
+    return maps
 
 
-def write_evaluation(evaluation, path, *, overwrite: bool = False):
-    """Write an evaluation as JSON (``.json``) or CSV (``.csv``), atomically."""
-    import csv
-    import io
-    from pathlib import Path
+def iter_row_orders(keys, kind):
+    """The display row orders of ``kind`` for ``{key: (hm, hemi)}`` (:mod:`..layers.ordering`)."""
+    from ..layers.ordering import row_order
 
-    from .._io import atomic_path, check_output_path, write_json
+    out = {}
+    for k, (key, (hm, hemi)) in enumerate(keys.items()):
+        out[key] = row_order(hm, hemi, kind)
+        yield Progress("row order", k + 1, len(keys), hemi)
+    return Step(out)
 
-    path = check_output_path(Path(path), overwrite=overwrite, what="evaluation export")
-    if path.suffix.lower() == ".json":
-        return write_json(path, evaluation.to_dict())
-    if path.suffix.lower() != ".csv":
-        raise ValueError(f"export path must end with .json or .csv, got {str(path)!r}.")
-    rows = evaluation_rows(evaluation)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["estimator"])
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_path(path) as tmp:
-        tmp.write_text(buffer.getvalue())
-    return path
+
+def dle_map_tuple(hm, sim, per_row, *, estimator, protocol):
+    """The ``mean DLE (<estimator>)`` surface of a per-row map."""
+    return cortex_tuple(
+        hm, hemi=sim.meta["params"]["hemi"], source=f"mean DLE ({estimator})", per_row=per_row,
+        name=f"mean DLE ({estimator})", unit="mm",
+        extra={"simulation": sim, "estimator": estimator, "protocol": protocol},
+    )  # fmt: skip
+
+
+__all__ = [
+    "CORTEX", "InverseResult", "Step", "iter_evaluate_step", "iter_headmodel_step",
+    "iter_inverse", "iter_inverse_step", "iter_predict_step", "iter_simulate_step",
+]  # fmt: skip

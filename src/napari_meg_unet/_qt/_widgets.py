@@ -1,4 +1,4 @@
-"""npe2 ``widgets`` entry points: one dock widget class per step of the workflow."""
+"""npe2 ``widgets`` entry points: one dock widget class per step of the workflow, and View."""
 
 from ._evaluate import EvaluateWidget
 from ._headmodel import HeadModelWidget
@@ -6,6 +6,7 @@ from ._inverse import InverseWidget
 from ._predict import PredictWidget
 from ._simulate import SimulateWidget
 from ._train import TrainWidget
+from ._view import ViewWidget
 
 __all__ = [
     "EvaluateWidget",
@@ -14,4 +15,5 @@ __all__ = [
     "PredictWidget",
     "SimulateWidget",
     "TrainWidget",
+    "ViewWidget",
 ]

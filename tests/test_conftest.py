@@ -1,10 +1,23 @@
 """The test harness itself: real-data tests can never silently drop out of CI."""
 
+import importlib.util
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, locate_shared_data
+
+def _top_conftest():
+    # By path: with tests/_qt/conftest.py also loaded, the name 'conftest' is ambiguous.
+    spec = importlib.util.spec_from_file_location(
+        "_tests_conftest", Path(__file__).with_name("conftest.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_CONFTEST = _top_conftest()
+REPO, locate_shared_data = _CONFTEST.REPO, _CONFTEST.locate_shared_data
 
 
 def test_missing_shared_data_skips_locally(monkeypatch, tmp_path):

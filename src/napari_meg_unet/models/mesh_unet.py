@@ -247,6 +247,49 @@ def _stage(c_in, c_out, n_units, **kwargs) -> nn.Sequential:
     )
 
 
+def _check_arguments(
+    *, in_channels, n_rows, n_times, mesh, root_features, levels, hops, time_kernel,
+    convs_per_level, pool, dropout, mesh_fingerprint,
+):  # fmt: skip
+    """Refuse a MeshUNet configuration that does not fit its mesh, naming the argument."""
+    if not isinstance(mesh, MeshHierarchy):
+        raise ValueError(
+            "The mesh model needs mesh=MeshHierarchy (e.g. "
+            f"MeshHierarchy.from_headmodel(hm, hemi)), got {type(mesh).__name__}."
+        )
+    check_positive_int(
+        in_channels=in_channels,
+        n_rows=n_rows,
+        n_times=n_times,
+        root_features=root_features,
+        levels=levels,
+        hops=hops,
+        time_kernel=time_kernel,
+        convs_per_level=convs_per_level,
+    )
+    if time_kernel % 2 == 0:
+        raise ValueError(f"time_kernel must be odd, got {time_kernel}.")
+    if pool not in POOL_MODES:
+        raise ValueError(f"pool must be one of {POOL_MODES}, got {pool!r}.")
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+    if n_rows != mesh.n_vertices[0]:
+        raise ValueError(
+            f"n_rows={n_rows} does not match the mesh's {mesh.n_vertices[0]} vertices "
+            f"(hemi {mesh.hemi!r}); build the MeshHierarchy for the same hemisphere."
+        )
+    if levels > mesh.n_levels:
+        raise ValueError(
+            f"levels={levels} exceeds the mesh hierarchy's {mesh.n_levels} levels; build "
+            f"it with MeshHierarchy.from_headmodel(..., levels={levels})."
+        )
+    if mesh_fingerprint is not None and mesh_fingerprint != mesh.fingerprint:
+        raise ValueError(
+            f"This model was built for mesh {mesh_fingerprint!r} but got mesh "
+            f"{mesh.fingerprint!r}; rebuild the MeshHierarchy from the same head model."
+        )
+
+
 class MeshUNet(nn.Module):
     """Mesh-aware U-Net on ``(batch, channels, n_rows, n_times)`` source images.
 
@@ -297,42 +340,12 @@ class MeshUNet(nn.Module):
         mesh_fingerprint: str | None = None,
     ):
         super().__init__()
-        if not isinstance(mesh, MeshHierarchy):
-            raise ValueError(
-                "The mesh model needs mesh=MeshHierarchy (e.g. "
-                f"MeshHierarchy.from_headmodel(hm, hemi)), got {type(mesh).__name__}."
-            )
-        check_positive_int(
-            in_channels=in_channels,
-            n_rows=n_rows,
-            n_times=n_times,
-            root_features=root_features,
-            levels=levels,
-            hops=hops,
-            time_kernel=time_kernel,
-            convs_per_level=convs_per_level,
-        )
-        if time_kernel % 2 == 0:
-            raise ValueError(f"time_kernel must be odd, got {time_kernel}.")
-        if pool not in POOL_MODES:
-            raise ValueError(f"pool must be one of {POOL_MODES}, got {pool!r}.")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
-        if n_rows != mesh.n_vertices[0]:
-            raise ValueError(
-                f"n_rows={n_rows} does not match the mesh's {mesh.n_vertices[0]} vertices "
-                f"(hemi {mesh.hemi!r}); build the MeshHierarchy for the same hemisphere."
-            )
-        if levels > mesh.n_levels:
-            raise ValueError(
-                f"levels={levels} exceeds the mesh hierarchy's {mesh.n_levels} levels; build "
-                f"it with MeshHierarchy.from_headmodel(..., levels={levels})."
-            )
-        if mesh_fingerprint is not None and mesh_fingerprint != mesh.fingerprint:
-            raise ValueError(
-                f"This model was built for mesh {mesh_fingerprint!r} but got mesh "
-                f"{mesh.fingerprint!r}; rebuild the MeshHierarchy from the same head model."
-            )
+        _check_arguments(
+            in_channels=in_channels, n_rows=n_rows, n_times=n_times, mesh=mesh,
+            root_features=root_features, levels=levels, hops=hops, time_kernel=time_kernel,
+            convs_per_level=convs_per_level, pool=pool, dropout=dropout,
+            mesh_fingerprint=mesh_fingerprint,
+        )  # fmt: skip
         self.in_channels, self.n_rows, self.n_times = int(in_channels), int(n_rows), int(n_times)
         self.levels = int(levels)
         features = [int(root_features) * 2**level for level in range(self.levels)]

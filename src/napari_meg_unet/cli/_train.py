@@ -187,27 +187,18 @@ def handler(args) -> dict:
         raise ValueError("--val DIR is required with --train (the validation example set).")
     elif config.model == "mesh" and not args.resume:
         mesh = _headmodel_for(args)
-    stop = threading.Event()
-    gen = fit(
-        train=train_data, val=val, out_dir=args.out, config=config, resume=args.resume,
-        stop=stop, mesh=mesh, overwrite=args.overwrite, **overrides,
-    )  # fmt: skip
-    progress = TrainingProgress(enabled=not args.no_progress)
+    def train(stop):
+        gen = fit(
+            train=train_data, val=val, out_dir=args.out, config=config, resume=args.resume,
+            stop=stop, mesh=mesh, overwrite=args.overwrite, **overrides,
+        )  # fmt: skip
+        progress = TrainingProgress(enabled=not args.no_progress)
+        try:
+            return run(gen, progress)
+        finally:
+            progress.close()
 
-    def request_stop(signum, frame):
-        if stop.is_set():  # a second Ctrl-C interrupts at once
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, request_stop)
-    try:
-        summary = run(gen, progress)
-    finally:
-        progress.close()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+    summary = _with_sigint(train)
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: only rank 0 reports
         return None
     if summary["stopped"]:  # the first Ctrl-C: stopped after the batch, state saved

@@ -68,8 +68,11 @@ class PredictWidget(DockWidget):
         self.finish(self.form)
         self.compatible = False
         self._checker = None
+        self._check_id = 0
         self.checkpoint.changed.connect(self.check_checkpoint)
         self.data_layer.changed.connect(self.check_checkpoint)
+        if self.inputs().checkpoint and self.data_layer.value:
+            self.check_checkpoint()  # the saved checkpoint on the data shown
 
     def inputs(self) -> PredictInputs:
         value = self.checkpoint.value
@@ -96,8 +99,18 @@ class PredictWidget(DockWidget):
         return sdata, ckpt, description
 
     def check_checkpoint(self, *_):
-        """Load the chosen checkpoint (worker thread); say whether it fits head model and data."""
+        """Load the chosen checkpoint (worker thread); say whether it fits head model and data.
+
+        Only the newest check is shown (an earlier one may end later).
+        """
         from napari.qt.threading import thread_worker
+
+        self._check_id += 1
+        check_id = self._check_id
+
+        def shown(outcome):
+            if check_id == self._check_id and not self._closed:
+                self._checked(outcome)
 
         try:
             inputs = self.inputs()
@@ -111,7 +124,7 @@ class PredictWidget(DockWidget):
         metadata = layer.metadata
         self._checker = thread_worker(
             self._report,
-            connect={"returned": lambda result: self._checked(result[2]), "errored": self._checked},
+            connect={"returned": lambda result: shown(result[2]), "errored": shown},
         )(inputs, metadata, hm, layer.name)  # fmt: skip
         return self._checker
 
@@ -134,6 +147,7 @@ class PredictWidget(DockWidget):
             self.fail(err)
             return None
         _settings.save("predict", {"checkpoint": inputs.checkpoint, "device": inputs.device})
+        self._check_id += 1  # a check still running is not shown over this one
         metadata, name = layer.metadata, layer.name
         step_func = iter_predict_recording_step if _is_recording(metadata) else iter_predict_step
 

@@ -1,11 +1,13 @@
 """Safety checks of the Predict and Evaluate widgets (Qt-free).
 
-A network is refused, with every reason, on data it was not trained for:
-another head model or channel set, another sampling rate, another image
-length, or a simulation whose sources lie in a hemisphere the network does
-not see (a left-hemisphere network scored on right-hemisphere sources looks
-plausible and is meaningless). Evaluate refuses a prediction made for other
-rows or another simulation than the one it scores.
+A network is refused, with every reason, on a simulation it was not trained
+for: another head model or channel set, another sampling rate, another image
+length, or sources in a hemisphere the network does not see (a
+left-hemisphere network scored on right-hemisphere sources looks plausible
+and is meaningless). A recording is checked as the core applies a network to
+it (:func:`recording_report`): another sampling rate or length is adapted
+and said, what the core cannot adapt is refused. Evaluate refuses a
+prediction made for other rows or another simulation than the one it scores.
 """
 
 from __future__ import annotations
@@ -87,6 +89,11 @@ def checkpoint_report(path, hm, sdata=None) -> tuple[dict, str]:
     problems = compatibility_problems(ckpt, hm, sdata)
     if problems:
         raise IncompatibleDataError("; ".join(problems) + ".")
+    return ckpt, describe_checkpoint(ckpt)
+
+
+def describe_checkpoint(ckpt) -> str:
+    """One line on a checkpoint: model, epoch, validation DLE, inputs, sampling rate, size."""
     meta = ckpt["dataset_meta"]
     best = ckpt.get("best") or {}
     dle = best.get("dle_mm") if isinstance(best, dict) else None
@@ -98,7 +105,43 @@ def checkpoint_report(path, hm, sdata=None) -> tuple[dict, str]:
         + (f", {float(sfreq):.6g} Hz" if sfreq is not None else "")
         + f", {meta['n_times']} samples"
     )
-    return ckpt, description
+    return description
+
+
+def recording_report(path, hm, metadata, *, source="the recording", config=None):
+    """Load a checkpoint and check it against a recording, as the core applies networks.
+
+    The recording (``metadata["recording"]`` of a sensor layer) is read as
+    :func:`._sensors.sensor_data` does and checked with
+    :func:`..train.recording.check_recording`: a different sampling rate or
+    a longer recording is adapted (resampled, windows), missing or bad
+    channels, another hemisphere or data shorter than one window are refused
+    with the core's message.
+
+    Returns
+    -------
+    sdata : SensorData
+    checkpoint : dict
+    description : str
+        The checkpoint and everything adapted.
+    """
+    from ..checkpoint import check_recording_compatible, load_checkpoint
+    from ..train.recording import check_recording
+    from ._sensors import recording_segments, sensor_data
+
+    ckpt = load_checkpoint(path)
+    recording = metadata["recording"]
+    info = recording.info
+    # the channels first, with the core's message (reading the data needs them)
+    check_recording_compatible(
+        ckpt, sfreq=float(info["sfreq"]), n_times=10**12, ch_names=info["ch_names"],
+        bads=info["bads"], needed_channels=hm.ch_names, source=source,
+    )  # fmt: skip
+    sdata = sensor_data(metadata, hm=hm)
+    segments = recording_segments(sdata, hm, source=source)
+    notes = check_recording(ckpt, segments, headmodel=hm, config=config)
+    description = describe_checkpoint(ckpt) + f". On {source}: " + "; ".join(notes)
+    return sdata, ckpt, description
 
 
 def prediction_problem(layer_metadata: dict, sim) -> str | None:

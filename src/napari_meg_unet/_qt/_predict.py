@@ -6,12 +6,12 @@ from magicgui.widgets import ComboBox, Container, FileEdit, SpinBox
 from qtpy.QtWidgets import QLabel
 
 from . import _settings
-from ._checks import checkpoint_report
+from ._checks import checkpoint_report, recording_report
 from ._common import DockWidget, current_headmodel, is_sensor_layer, layer_combo, widen_combo
 from ._inputs import PredictInputs, available_devices
 from ._layerqueue import queue_for
 from ._sensors import sensor_data
-from ._tasks import iter_predict_step
+from ._tasks import iter_predict_recording_step, iter_predict_step
 from ._view import current_row_order
 
 
@@ -21,15 +21,23 @@ def _child_data(sdata):
     return dataclasses.replace(sdata, extra={})
 
 
+def _is_recording(metadata) -> bool:
+    return metadata.get("simulation") is None and metadata.get("recording") is not None
+
+
 class PredictWidget(DockWidget):
     """Run a checkpoint on the chosen sensor layer.
 
     Choosing a checkpoint loads it (in a worker thread) and checks it against
-    the current head model and data: head-model fingerprint, channels,
-    sampling rate, image size and, for a simulation, the hemisphere of its
-    sources; a network is refused with every reason. The inputs are then made
-    exactly as for its training set (methods, λ², nave, loose, depth,
-    normalisation, hemisphere). The probabilities become the layer
+    the current head model and data. On a simulation: head-model fingerprint,
+    channels, sampling rate, image size and the hemisphere of its sources; a
+    network is refused with every reason, and the inputs are made exactly as
+    for its training set (methods, λ², nave, loose, depth, normalisation,
+    hemisphere). On a recording the core applies the network
+    (:func:`..train.recording.iter_predict_recording`): the check says what is
+    adapted (resampling, windows, head-model mapping, nave) and refuses, with
+    the core's message, what cannot be (missing or bad channels, data
+    shorter than one window...). The probabilities become the layer
     ``prediction (<model>)`` and are shown on the cortex.
     """
 
@@ -60,8 +68,11 @@ class PredictWidget(DockWidget):
         self.finish(self.form)
         self.compatible = False
         self._checker = None
+        self._check_id = 0
         self.checkpoint.changed.connect(self.check_checkpoint)
         self.data_layer.changed.connect(self.check_checkpoint)
+        if self.inputs().checkpoint and self.data_layer.value:
+            self.check_checkpoint()  # the saved checkpoint on the data shown
 
     def inputs(self) -> PredictInputs:
         value = self.checkpoint.value
@@ -79,15 +90,27 @@ class PredictWidget(DockWidget):
             raise ValueError("no head model: build one with the Head model widget first.")
         return layer, hm
 
-    def _report(self, inputs, metadata, hm):
+    def _report(self, inputs, metadata, hm, source="the data"):
         """In a worker thread: the data and the checked checkpoint."""
+        if _is_recording(metadata):
+            return recording_report(inputs.checkpoint, hm, metadata, source=source)
         sdata = sensor_data(metadata, hm=hm)
         ckpt, description = checkpoint_report(inputs.checkpoint, hm, sdata)
         return sdata, ckpt, description
 
     def check_checkpoint(self, *_):
-        """Load the chosen checkpoint (worker thread); say whether it fits head model and data."""
+        """Load the chosen checkpoint (worker thread); say whether it fits head model and data.
+
+        Only the newest check is shown (an earlier one may end later).
+        """
         from napari.qt.threading import thread_worker
+
+        self._check_id += 1
+        check_id = self._check_id
+
+        def shown(outcome):
+            if check_id == self._check_id and not self._closed:
+                self._checked(outcome)
 
         try:
             inputs = self.inputs()
@@ -101,8 +124,8 @@ class PredictWidget(DockWidget):
         metadata = layer.metadata
         self._checker = thread_worker(
             self._report,
-            connect={"returned": lambda result: self._checked(result[2]), "errored": self._checked},
-        )(inputs, metadata, hm)  # fmt: skip
+            connect={"returned": lambda result: shown(result[2]), "errored": shown},
+        )(inputs, metadata, hm, layer.name)  # fmt: skip
         return self._checker
 
     def _checked(self, outcome) -> None:
@@ -124,15 +147,17 @@ class PredictWidget(DockWidget):
             self.fail(err)
             return None
         _settings.save("predict", {"checkpoint": inputs.checkpoint, "device": inputs.device})
+        self._check_id += 1  # a check still running is not shown over this one
         metadata, name = layer.metadata, layer.name
+        step_func = iter_predict_recording_step if _is_recording(metadata) else iter_predict_step
 
         def work():
             try:
-                sdata, _ckpt, description = self._report(inputs, metadata, hm)
+                sdata, _ckpt, description = self._report(inputs, metadata, hm, name)
             except Exception as err:
                 raise type(err)(f"Not usable: {err}") from err
             step = yield from self.call(
-                iter_predict_step, inputs.checkpoint, hm, _child_data(sdata), data_layer=name,
+                step_func, inputs.checkpoint, hm, _child_data(sdata), data_layer=name,
                 device=inputs.device, batch_size=inputs.batch_size, row_order=order,
             )  # fmt: skip
             if not isinstance(step, str):

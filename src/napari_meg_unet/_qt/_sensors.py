@@ -162,3 +162,30 @@ def sensor_data(metadata: dict, *, hm, tmin=-0.1, tmax=0.3, average=True) -> Sen
         )  # fmt: skip
     out.extra["recording"] = recording
     return out
+
+
+def recording_segments(sdata: SensorData, hm, *, source: str = "the data") -> list:
+    """The samples of recorded sensor data as :class:`~..recordings.Segment` objects.
+
+    One :class:`mne.EvokedArray` per sample (its label, ``nave``, ``sfreq``
+    and ``tmin``) on the head model's info (its sensors, no bad channel), for
+    :func:`~..train.recording.iter_predict_recording`.
+    """
+    from ..recordings import Segment
+
+    index = {name: ii for ii, name in enumerate(hm.info["ch_names"])}
+    missing = [ch for ch in sdata.ch_names if ch not in index]
+    if missing:
+        raise ValueError(f"{len(missing)} channels of the data are not in the head model "
+                         f"({missing[:8]}).")  # fmt: skip
+    info = mne.pick_info(hm.info, [index[ch] for ch in sdata.ch_names])
+    with info._unlock():
+        info["sfreq"] = float(sdata.sfreq)
+        info["lowpass"] = min(float(info["lowpass"] or np.inf), sdata.sfreq / 2.0)
+        info["bads"] = []
+    segments = []
+    for data, nave, label in zip(sdata.data, sdata.naves, sdata.labels, strict=True):
+        evoked = mne.EvokedArray(np.asarray(data, np.float64), info, tmin=sdata.tmin,
+                                 nave=int(nave), comment=str(label), verbose="error")  # fmt: skip
+        segments.append(Segment(str(label), evoked, nave=int(nave), source=source))
+    return segments

@@ -287,6 +287,54 @@ def iter_predict_step(checkpoint, hm, sdata, *, data_layer, device="auto", batch
     return Step(probs, [stack_t, cortex, titles_tuple()], [f"{name}: {len(probs)} samples"])
 
 
+def iter_predict_recording_step(checkpoint, hm, sdata, *, data_layer, device="auto",
+                                batch_size=16, row_order="source"):  # fmt: skip
+    """A network on recorded data, as the core applies it (:mod:`..train.recording`).
+
+    Each sample of ``sdata`` (a condition) becomes an :class:`mne.Evoked`; the
+    core resamples it to the network's rate, slides the network's windows
+    over it and stitches them (mapping a template network onto other sources
+    when needed). The probabilities become one stack (one image per
+    condition, at the network's rate) and the cortex; the core's notes go to
+    the status line and the layers' metadata (``notes``).
+    """
+    from ..checkpoint import load_checkpoint
+    from ..train.recording import iter_predict_recording
+    from ._sensors import recording_segments
+
+    ckpt = load_checkpoint(checkpoint)
+    segments = recording_segments(sdata, hm, source=data_layer)
+    predictions = yield from iter_predict_recording(
+        ckpt, segments, headmodel=hm, device=device, batch_size=batch_size, verbose="error"
+    )
+    yield Progress("layers", 0, 1, "prediction stack, cortex")
+    hemi = ckpt["dataset_meta"]["hemi"]
+    rows = hm.rows(hemi)
+    probs = np.stack([p.stc.data[rows] for p in predictions]).astype(np.float32)
+    first = predictions[0].stc
+    sfreq, tmin = 1.0 / float(first.tstep), float(first.tmin)
+    notes = list(dict.fromkeys(n for p in predictions for n in p.notes))
+    name = layers.prediction_name(ckpt["model_name"])
+    labels = [p.name for p in predictions]
+    common = dict(
+        _common(hm, sdata, data_layer), hemi=hemi, rows=rows, labels=labels,
+        checkpoint=ckpt.get("path"), model=ckpt["model_name"], notes=notes,
+        naves=[p.nave for p in predictions], unit_description=predictions[0].unit,
+    )  # fmt: skip
+    stack_t = stack_tuple(probs, name=name, sfreq=sfreq, tmin=tmin, metadata=common,
+                          group=_group(sdata, data_layer),
+                          row_order=_order(hm, hemi, row_order))  # fmt: skip
+    cortex = cortex_tuple(
+        hm, hemi=hemi, source=name, stack=probs, sfreq=sfreq, tmin=tmin,
+        limits=stack_t[1]["contrast_limits"],
+        extra={"simulation": None, "labels": labels, "source_layer": name, "notes": notes},
+    )  # fmt: skip
+    yield Progress("layers", 1, 1, "done")
+    summary = (f"{name}: {len(predictions)} condition(s), {probs.shape[-1]} samples at "
+               f"{sfreq:.6g} Hz")  # fmt: skip
+    return Step(predictions, [stack_t, cortex, titles_tuple()], [summary, *notes])
+
+
 # =========================================================================== evaluation
 def iter_evaluate_step(hm, sim, *, methods, inverse_params, networks, inputs):
     """Score linear inverses and network predictions on a simulation; per-source DLE maps.
@@ -369,5 +417,6 @@ def dle_map_tuple(hm, sim, per_row, *, estimator, protocol):
 
 __all__ = [
     "CORTEX", "InverseResult", "Step", "iter_evaluate_step", "iter_headmodel_step",
-    "iter_inverse", "iter_inverse_step", "iter_predict_step", "iter_simulate_step",
+    "iter_inverse", "iter_inverse_step", "iter_predict_recording_step", "iter_predict_step",
+    "iter_simulate_step",
 ]  # fmt: skip

@@ -63,6 +63,7 @@ from .pretrained import PRETRAINED_FILE, pretrained_checkpoint
 from .recording import (
     PROBABILITY_UNIT,
     RecordingPrediction,
+    check_recording,
     iter_predict_recording,
     predict_recording,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "fit",
     "iter_fit",
     "iter_predict",
+    "check_recording",
     "iter_predict_recording",
     "iter_probabilities",
     "load_model",

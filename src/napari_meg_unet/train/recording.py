@@ -192,6 +192,51 @@ def _to_stc(probs_i, hm, rows, seg):
                                 subject=hm.subject)  # fmt: skip
 
 
+def _window_note(record, segments, config) -> str | None:
+    """How the network's windows cover the (resampled) segments."""
+    if not segments:
+        return None
+    window, rate = record["n_times"], record["sfreq"]
+    counts = set()
+    for seg in segments:
+        to = rate if (rate and config.resample) else seg.sfreq
+        n = round(seg.n_times * to / seg.sfreq)
+        counts.add((n, len(window_starts(n, window, config.overlap))))
+    n, k = max(counts)
+    ms = f" ({1e3 * window / rate:.0f} ms)" if rate else ""
+    return (
+        f"windows: {k} window(s) of {window} samples{ms} over {n} samples per condition, "
+        f"consecutive windows sharing {config.overlap:.0%}, stitched"
+    )
+
+
+@takes_config(NetworkApplyConfig)
+def check_recording(
+    checkpoint, data, *, headmodel, subjects_dir=None, hemi=None, recording=None, inverse=None,
+    config,
+) -> list[str]:  # fmt: skip
+    """What applying a network to a recording will adapt, without running it.
+
+    The same compatibility check as :func:`iter_predict_recording` (the
+    recording's ``headmodel`` is required here): anything refused raises
+    :class:`~napari_meg_unet.dataset.IncompatibleDataError` naming every
+    reason; otherwise the adapted differences (resampling, nave, head-model
+    mapping) and how the windows cover the data are returned.
+
+    Returns
+    -------
+    notes : list of str
+    """
+    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    record = data_record(ckpt)
+    segments = _segments_of(data, recording)
+    _, hm_info = _mapping(headmodel, record, record["hemi"], subjects_dir, config.morph)
+    adapted = _check(ckpt, record, segments, headmodel, hm_info, hemi, inverse, config)
+    notes = list(dict.fromkeys(note for seg_notes in adapted for note in seg_notes))
+    window = _window_note(record, segments, config)
+    return notes + ([window] if window else [])
+
+
 @takes_config(NetworkApplyConfig)
 @_verbose
 def iter_predict_recording(

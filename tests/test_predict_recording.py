@@ -242,7 +242,8 @@ def test_gui_check_refuses_another_hemisphere_and_sampling_rate(tmp_path):
     """The Predict widget's check (Qt-free): a lh network on rh simulated data is refused."""
     from types import SimpleNamespace
 
-    from napari_meg_unet._qt._tasks import SensorData, checkpoint_report
+    from napari_meg_unet._qt._checks import checkpoint_report
+    from napari_meg_unet._qt._sensors import SensorData
     from napari_meg_unet.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 
     ckpt = _checkpoint(hemi="lh")
@@ -253,10 +254,11 @@ def test_gui_check_refuses_another_hemisphere_and_sampling_rate(tmp_path):
     sim = SensorData(data=np.zeros((2, 3, 32)), ch_names=["A", "B", "C"], naves=[1, 1],
                      sfreq=250.0, tmin=0.0, labels=["0", "1"], hemi="rh",
                      simulation=object())  # fmt: skip
-    with pytest.raises(IncompatibleDataError, match="hemi: 'rh' \\(data\\) != 'lh' \\(network\\)"):
+    lies_in_rh = "trained on lh sources but the simulation's sources lie in rh"
+    with pytest.raises(IncompatibleDataError, match=lies_in_rh):
         checkpoint_report(path, hm, sim)
     sim.hemi, sim.sfreq = "lh", 600.0
-    with pytest.raises(IncompatibleDataError, match="sampling rate: 600 Hz \\(data\\) != 250"):
+    with pytest.raises(IncompatibleDataError, match="trained at 250 Hz but the data are sampled at"):
         checkpoint_report(path, hm, sim)
     sim.sfreq = 250.0
     assert checkpoint_report(path, hm, sim)[0]["dataset_meta"]["hemi"] == "lh"

@@ -258,7 +258,7 @@ def test_gui_check_refuses_another_hemisphere_and_sampling_rate(tmp_path):
     with pytest.raises(IncompatibleDataError, match=lies_in_rh):
         checkpoint_report(path, hm, sim)
     sim.hemi, sim.sfreq = "lh", 600.0
-    with pytest.raises(IncompatibleDataError, match="trained at 250 Hz but the data are sampled at"):
+    with pytest.raises(IncompatibleDataError, match="trained at 250 Hz but the data are"):
         checkpoint_report(path, hm, sim)
     sim.sfreq = 250.0
     assert checkpoint_report(path, hm, sim)[0]["dataset_meta"]["hemi"] == "lh"

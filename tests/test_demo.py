@@ -55,12 +55,13 @@ def test_demo_report_contents(tiny_demo):
     assert text == result["table"]
     verdict = "MET" if result["target"]["met"] else "NOT MET"
     assert f"**Target {verdict}:**" in text
-    assert "| estimator | protocol | DLE (mm) | SD (mm) | OA | AUC |" in text
+    assert "| estimator | protocol | n | s/event | DLE (mm) | SD (mm) | OA | AUC |" in text
+    # n events scored, seconds per event, then DLE as mean [95% CI]
+    scored = r"\| [0-9]+ \| [0-9.e-]+ \| [0-9.]+ \[[0-9.]+, [0-9.]+\] \|"
     for method in ("MNE", "dSPM", "sLORETA", "eLORETA"):
-        assert re.search(rf"^\| {method} \| window \| [0-9.]+ \[[0-9.]+, [0-9.]+\] \|", text,
-                         re.MULTILINE), method  # fmt: skip
+        assert re.search(rf"^\| {method} \| window {scored}", text, re.MULTILINE), method
         assert f"| {method} | samples |" in text
-    assert re.search(r"^\| mesh U-Net \| window \| [0-9.]+ \[", text, re.MULTILINE)
+    assert re.search(rf"^\| mesh U-Net \| window {scored}", text, re.MULTILINE)
     assert "Grid floor" in text and "0.000 [0.000, 0.000] mm" in text  # tiny runs on-grid
     assert "- Command: `napari-meg-unet demo --out" in text
     assert "- Machine: " in text and " cores" in text

@@ -226,8 +226,10 @@ def test_train_for_the_sss_raw_on_the_template(shared_data, tmp_path, capsys):
 
 @pytest.mark.sample
 def test_train_for_recording_bad_input(shared_data, tmp_path, capsys):
-    assert main(["train", "--out", str(tmp_path / "x"), "--no-progress"]) == 2
-    assert "--for-recording" in capsys.readouterr().err
+    # an example set needs its validation set (without --train: the stream, tested elsewhere)
+    assert main(["train", "--train", str(tmp_path), "--out", str(tmp_path / "x"),
+                 "--no-progress"]) == 2  # fmt: skip
+    assert "--val DIR is required with --train" in capsys.readouterr().err
     assert main(["train", "--for-recording", str(shared_data / RAW), "--sfreq", "250",
                  "--out", str(tmp_path / "y"), "--no-progress"]) == 2  # fmt: skip
     err = capsys.readouterr().err

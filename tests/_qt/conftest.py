@@ -19,6 +19,12 @@ def _gui_environment(tmp_path_factory, cache_dir):
     POOL.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def _own_widget_settings(tmp_path, monkeypatch):
+    """Each test starts from default widget settings (none saved by an earlier test)."""
+    monkeypatch.setenv("NAPARI_MEG_UNET_CONFIG", str(tmp_path / "widget-settings"))
+
+
 @pytest.fixture
 def settle(qtbot):
     """``settle(viewer)`` waits until the viewer's layer queue has added everything."""

@@ -287,9 +287,10 @@ def test_pretrained_network_on_the_sample_recording(sample_hm, shared_data, tmp_
     assert main(["predict", "--data", str(shared_data / "sample/MEG/test-ave.fif.gz"),
                  "--checkpoint", "pretrained", "--headmodel", str(tmp_path / "hm"),
                  "--condition", "Right Auditory", "--out", str(out), "--device", "cpu",
-                 "--no-progress"]) == 0  # fmt: skip
+                 "--format", "h5", "--no-progress"]) == 0  # fmt: skip
     stdout = capsys.readouterr().out
     assert "MNI mapping of 'sample'" in stdout and "resampled to 150 Hz" in stdout
-    stc = mne.read_source_estimate(out / "Right_Auditory")
+    # h5 keeps the subject (a .stc file does not store it)
+    stc = mne.read_source_estimate(out / "Right_Auditory-stc.h5")
     assert stc.subject == "sample" and stc.tstep == pytest.approx(1 / 150)
     assert 0 <= stc.data.min() and stc.data.max() <= 1

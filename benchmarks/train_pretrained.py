@@ -68,7 +68,7 @@ def _splits(hm, s, out):
     )  # fmt: skip
 
 
-def _train(hm, sets, s, out, threads):
+def _train(hm, sets, s, out, threads, resume=False):
     from napari_meg_unet.progress import run
     from napari_meg_unet.train import iter_fit
     from napari_meg_unet.train.events import Validated
@@ -81,8 +81,8 @@ def _train(hm, sets, s, out, threads):
     return run(
         iter_fit(
             model=s["model"], preset=s["preset"], mesh=hm, train=sets["train"], val=sets["val"],
-            out_dir=out, overwrite=True, epochs=s["epochs"], seed=s["seed"], deterministic=True,
-            device="cpu", num_threads=threads,
+            out_dir=out, overwrite=not resume, resume=resume, epochs=s["epochs"], seed=s["seed"],
+            deterministic=True, device="cpu", num_threads=threads,
         ),
         report,
     )  # fmt: skip
@@ -97,6 +97,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--headmodel", help="saved head model (default: the template)")
     parser.add_argument("--install", action="store_true", help="copy into the package data")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for training")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a stopped run in WORK (its sets and WORK/run/last.pt)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="change one setting (VALUE is JSON)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -112,9 +114,12 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     hm = _headmodel(args, s)
     print(f"head model {hm.subject} ({hm.n_sources} sources, {hm.fingerprint})", flush=True)
-    sets = _splits(hm, s, args.work / "sets")
+    if args.resume:  # the sets of the stopped run (their settings are checked by fit)
+        sets = {name: args.work / "sets" / name for name in ("train", "val", "test")}
+    else:
+        sets = _splits(hm, s, args.work / "sets")
     t1 = time.perf_counter()
-    summary = _train(hm, sets, s, args.work / "run", args.threads)
+    summary = _train(hm, sets, s, args.work / "run", args.threads, resume=args.resume)
     t2 = time.perf_counter()
     stripped = strip_checkpoint(load_checkpoint(args.work / "run" / "best.pt"))
     target = args.work / "network.pt"

@@ -324,6 +324,8 @@ class DockWidget(QWidget):
         self.last_error: str | None = None
         self.cancelled = False
         self._controls: list = []
+        #: Widgets enabled only while a step runs (Cancel, Train's Stop).
+        self._while_busy: list = [self.cancel_button]
         self._stop = threading.Event()
         self._ended = threading.Event()
         self._ended.set()
@@ -338,11 +340,16 @@ class DockWidget(QWidget):
         self.box.addWidget(native)
         return widget
 
-    def button(self, text: str, slot, *, control: bool = True) -> QPushButton:
+    def button(self, text: str, slot, *, control: bool = True,
+               while_busy: bool = False) -> QPushButton:  # fmt: skip
+        """A push button; a ``control`` is off while busy, a ``while_busy`` one only on then."""
         btn = QPushButton(text)
         btn.clicked.connect(slot)
         self.box.addWidget(btn)
-        if control:
+        if while_busy:
+            btn.setEnabled(False)
+            self._while_busy.append(btn)
+        elif control:
             self._controls.append(btn)
         return btn
 
@@ -368,7 +375,8 @@ class DockWidget(QWidget):
     def _set_enabled(self, enabled: bool) -> None:
         for widget in self._controls:
             getattr(widget, "native", widget).setEnabled(enabled)
-        self.cancel_button.setEnabled(not enabled)
+        for widget in self._while_busy:
+            widget.setEnabled(not enabled)
 
     def fail(self, err) -> None:
         """Show an error as a napari notification and in the status line."""

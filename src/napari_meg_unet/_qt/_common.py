@@ -511,6 +511,9 @@ class DockWidget(QWidget):
         if obj is getattr(self, "_watched", None) and event.type() == QEvent.Type.Close:
             self._closed = True  # the widgets go with the window: results are not shown
             self.shutdown()
+            # the window holds napari's QtViewer: this widget must not keep it alive
+            obj.removeEventFilter(self)
+            self._watched = None
         return False
 
     def shutdown(self, timeout: float | None = None) -> bool:

@@ -327,3 +327,35 @@ def test_closed_viewer_is_freed(make_napari_viewer, qtbot, template_hm):
     qtbot.wait(50)
     gc.collect()
     assert qt_viewer() is None
+
+
+def test_closing_a_hidden_viewer_mid_step(make_napari_viewer, qtbot, template_hm, monkeypatch):
+    """A viewer that was never shown, closed while a step runs: the step is stopped and
+    waited for, and its end touches none of the deleted widgets."""
+    import threading
+
+    import napari_meg_unet._qt._inverse as inverse_module
+    from napari_meg_unet._sample_data import simulation_layers
+    from napari_meg_unet.simulate import simulate
+
+    viewer = make_napari_viewer()  # not shown: the docks never get a show event
+    sim = simulate(template_hm, design="multi", n_events=2, hemi="lh", seed=0, verbose="error")
+    for data in simulation_layers(template_hm, sim):
+        viewer.add_layer(Layer.create(*data))
+    inv_w = _dock(viewer, "Inverse")
+    inside = threading.Event()
+
+    def slow(*args, **kwargs):
+        inside.set()
+        import time
+
+        time.sleep(1.0)
+        raise RuntimeError("the step ends after the viewer closed")
+
+    monkeypatch.setattr(inverse_module, "sensor_data", slow)  # runs in the worker thread
+    inv_w.compute()
+    qtbot.waitUntil(inside.is_set, timeout=30_000)
+    viewer.close()  # the window's close event stops the step and waits for it
+    assert inv_w._ended.is_set() and inv_w._closed
+    qtbot.waitUntil(lambda: inv_w.worker is None, timeout=30_000)
+    qtbot.wait(100)  # the worker's queued signals arrive: none may reach a deleted widget

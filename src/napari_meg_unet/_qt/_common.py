@@ -436,6 +436,8 @@ class DockWidget(QWidget):
                 self._set_enabled(True)
             _disconnect(worker)  # its slots hold this widget: release them
 
+        # a viewer that was never shown closes too: its widgets are deleted with it
+        self._watch_window()
         self.last_error = None
         self.cancelled = False
         self._stop = stop if stop is not None else threading.Event()
@@ -499,12 +501,15 @@ class DockWidget(QWidget):
         return self.run_work(lambda: self.call(func, *args, **kwargs), on_done=on_done)
 
     # ------------------------------------------------------------ closing
-    def showEvent(self, event):  # noqa: N802 (Qt)
+    def _watch_window(self) -> None:
         """Watch the main window: closing the viewer stops this widget's step first."""
         window = self.window()
         if window is not self and getattr(self, "_watched", None) is not window:
             window.installEventFilter(self)
             self._watched = window
+
+    def showEvent(self, event):  # noqa: N802 (Qt)
+        self._watch_window()
         super().showEvent(event)
 
     def eventFilter(self, obj, event):  # noqa: N802 (Qt)

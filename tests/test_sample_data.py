@@ -65,6 +65,11 @@ def test_open_sample(make_napari_viewer, qtbot, template_hm):
     assert time.perf_counter() - start < 2.0
     assert [layer.name for layer in viewer.layers] == ["titles"]
     qtbot.waitUntil(lambda: "truth sources (cortex)" in viewer.layers, timeout=180_000)
+    # the layer queue adds one layer per event-loop turn, then lays them out, fills the
+    # titles and switches to 3D (the cortex arrived) in a turn of its own
+    from napari_meg_unet._qt._layerqueue import queue_for
+
+    qtbot.waitUntil(lambda: queue_for(viewer).idle, timeout=10_000)
     truth = viewer.layers["truth"]
     sim = truth.metadata["simulation"]
     assert all(len(sim.active_rows(i)) == 1 for i in range(len(sim)))

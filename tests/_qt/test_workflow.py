@@ -296,3 +296,66 @@ def test_failing_steps_keep_layers(make_napari_viewer, qtbot, template_hm, monke
     pred_w.predict()  # no checkpoint chosen
     assert "checkpoint" in pred_w.last_error and not pred_w.compatible
     assert [layer.name for layer in viewer.layers] == before
+
+
+def test_closed_viewer_is_freed(make_napari_viewer, qtbot, template_hm):
+    """A shown viewer that read data and ran a cortex worker is freed once closed.
+
+    napari's window keeps every worker started while it is current (its task
+    status) and the plugin's registries are keyed by viewer: neither the
+    workers' slots, nor a registry's value, nor a dock may lead back to the
+    viewer (make_napari_viewer's leak check fails otherwise).
+    """
+    import gc
+    import weakref
+
+    from napari_meg_unet._qt._cortex import controller_for
+    from napari_meg_unet._qt._layerqueue import queue_for
+
+    viewer = make_napari_viewer(show=True)
+    view_w = _dock(viewer, "View")
+    viewer.open_sample(PLUGIN, "single_dipoles")  # read by a worker of the plugin's reader
+    qtbot.waitUntil(lambda: "truth sources (cortex)" in viewer.layers, timeout=180_000)
+    qtbot.waitUntil(lambda: queue_for(viewer).idle, timeout=60_000)
+    view_w.beside.value = True  # maps the truth in the cortex controller's worker
+    qtbot.waitUntil(lambda: "cortex (truth)" in viewer.layers, timeout=60_000)
+    qtbot.waitUntil(lambda: queue_for(viewer).idle, timeout=60_000)
+    qtbot.waitUntil(lambda: controller_for(viewer).worker is None, timeout=10_000)
+    qt_viewer = weakref.ref(viewer.window._qt_viewer)
+    del view_w
+    viewer.close()
+    qtbot.wait(50)
+    gc.collect()
+    assert qt_viewer() is None
+
+
+def test_closing_a_hidden_viewer_mid_step(make_napari_viewer, qtbot, template_hm, monkeypatch):
+    """A viewer that was never shown, closed while a step runs: the step is stopped and
+    waited for, and its end touches none of the deleted widgets."""
+    import threading
+
+    import napari_meg_unet._qt._inverse as inverse_module
+    from napari_meg_unet._sample_data import simulation_layers
+    from napari_meg_unet.simulate import simulate
+
+    viewer = make_napari_viewer()  # not shown: the docks never get a show event
+    sim = simulate(template_hm, design="multi", n_events=2, hemi="lh", seed=0, verbose="error")
+    for data in simulation_layers(template_hm, sim):
+        viewer.add_layer(Layer.create(*data))
+    inv_w = _dock(viewer, "Inverse")
+    inside = threading.Event()
+
+    def slow(*args, **kwargs):
+        inside.set()
+        import time
+
+        time.sleep(1.0)
+        raise RuntimeError("the step ends after the viewer closed")
+
+    monkeypatch.setattr(inverse_module, "sensor_data", slow)  # runs in the worker thread
+    inv_w.compute()
+    qtbot.waitUntil(inside.is_set, timeout=30_000)
+    viewer.close()  # the window's close event stops the step and waits for it
+    assert inv_w._ended.is_set() and inv_w._closed
+    qtbot.waitUntil(lambda: inv_w.worker is None, timeout=30_000)
+    qtbot.wait(100)  # the worker's queued signals arrive: none may reach a deleted widget

@@ -324,6 +324,8 @@ class DockWidget(QWidget):
         self.last_error: str | None = None
         self.cancelled = False
         self._controls: list = []
+        #: Widgets enabled only while a step runs (Cancel, Train's Stop).
+        self._while_busy: list = [self.cancel_button]
         self._stop = threading.Event()
         self._ended = threading.Event()
         self._ended.set()
@@ -338,11 +340,16 @@ class DockWidget(QWidget):
         self.box.addWidget(native)
         return widget
 
-    def button(self, text: str, slot, *, control: bool = True) -> QPushButton:
+    def button(self, text: str, slot, *, control: bool = True,
+               while_busy: bool = False) -> QPushButton:  # fmt: skip
+        """A push button; a ``control`` is off while busy, a ``while_busy`` one only on then."""
         btn = QPushButton(text)
         btn.clicked.connect(slot)
         self.box.addWidget(btn)
-        if control:
+        if while_busy:
+            btn.setEnabled(False)
+            self._while_busy.append(btn)
+        elif control:
             self._controls.append(btn)
         return btn
 
@@ -368,7 +375,8 @@ class DockWidget(QWidget):
     def _set_enabled(self, enabled: bool) -> None:
         for widget in self._controls:
             getattr(widget, "native", widget).setEnabled(enabled)
-        self.cancel_button.setEnabled(not enabled)
+        for widget in self._while_busy:
+            widget.setEnabled(not enabled)
 
     def fail(self, err) -> None:
         """Show an error as a napari notification and in the status line."""
@@ -428,6 +436,8 @@ class DockWidget(QWidget):
                 self._set_enabled(True)
             _disconnect(worker)  # its slots hold this widget: release them
 
+        # a viewer that was never shown closes too: its widgets are deleted with it
+        self._watch_window()
         self.last_error = None
         self.cancelled = False
         self._stop = stop if stop is not None else threading.Event()
@@ -491,18 +501,24 @@ class DockWidget(QWidget):
         return self.run_work(lambda: self.call(func, *args, **kwargs), on_done=on_done)
 
     # ------------------------------------------------------------ closing
-    def showEvent(self, event):  # noqa: N802 (Qt)
+    def _watch_window(self) -> None:
         """Watch the main window: closing the viewer stops this widget's step first."""
         window = self.window()
         if window is not self and getattr(self, "_watched", None) is not window:
             window.installEventFilter(self)
             self._watched = window
+
+    def showEvent(self, event):  # noqa: N802 (Qt)
+        self._watch_window()
         super().showEvent(event)
 
     def eventFilter(self, obj, event):  # noqa: N802 (Qt)
         if obj is getattr(self, "_watched", None) and event.type() == QEvent.Type.Close:
             self._closed = True  # the widgets go with the window: results are not shown
             self.shutdown()
+            # the window holds napari's QtViewer: this widget must not keep it alive
+            obj.removeEventFilter(self)
+            self._watched = None
         return False
 
     def shutdown(self, timeout: float | None = None) -> bool:

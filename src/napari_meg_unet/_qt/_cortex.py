@@ -125,8 +125,23 @@ class CortexController:
 
             notify_error(f"napari-meg-unet: could not show {source!r} on the cortex: {err}")
 
-        self.worker = thread_worker(work, connect={"returned": done, "errored": failed})()
-        return self.worker
+        worker = thread_worker(work, connect={"returned": done, "errored": failed})()
+        self.worker = worker
+        worker.finished.connect(lambda: self._release(worker))
+        return worker
+
+    def _release(self, worker) -> None:
+        """Forget a finished worker and drop its slots.
+
+        The registry is keyed weakly by the viewer, but a worker made while the
+        viewer is current holds napari's window (its task status), which holds
+        the viewer: kept here, it would keep a closed viewer alive.
+        """
+        from ._common import _disconnect
+
+        if self.worker is worker:
+            self.worker = None
+        _disconnect(worker)
 
     def _assign(self, prepared, *, then=None) -> None:
         """Put prepared cortex data into the cortex layer (data assigned if shapes allow)."""

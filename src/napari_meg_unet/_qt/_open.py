@@ -56,7 +56,7 @@ def start(viewer, make_gen, description: str, *, then=None):
     from napari.qt.threading import thread_worker
     from napari.utils import progress
 
-    from ._common import make_layers
+    from ._common import _disconnect, make_layers
     from ._layerqueue import queue_for
 
     bar = progress(total=0, desc=description)
@@ -89,7 +89,14 @@ def start(viewer, make_gen, description: str, *, then=None):
         work, start_thread=False,
         connect={"yielded": yielded, "returned": returned, "errored": errored},
     )()  # fmt: skip
-    worker.finished.connect(lambda: _RUNNING.remove(worker) if worker in _RUNNING else None)
+    def finished():
+        if worker in _RUNNING:
+            _RUNNING.remove(worker)
+        # napari's task-status list of the window keeps every worker (its ``quit``):
+        # drop the slots, whose closures hold the viewer, so a closed viewer can go
+        _disconnect(worker)
+
+    worker.finished.connect(finished)
     _RUNNING.append(worker)
     worker.start()
     return worker

@@ -97,8 +97,7 @@ class TrainWidget(DockWidget):
         self.add(self.data_from)
         self.match_button = self.button("Use the current data's settings", self.match_data)
         self.start_button = self.button("Start", self.start)
-        self.stop_button = self.button("Stop", self.stop, control=False)
-        self.stop_button.setEnabled(False)
+        self.stop_button = self.button("Stop", self.stop, while_busy=True)
         self.resume_button = self.button("Resume", self.resume)
         self.plot = ThreadedPlot(_setup_plot, _update_plot)
         self.add(self.plot)
@@ -187,15 +186,9 @@ class TrainWidget(DockWidget):
         _settings.save("train", {"out_dir": inputs.out_dir, "device": inputs.device})
         # the curve of the previous run stays until this one trains its first batch
         self._fresh = not resume
-        self.stop_button.setEnabled(True)
         worker = self.run(gen, on_return=self._done, on_event=self._event, stop=stop)
         self._stop = stop
-        worker.finished.connect(self._finished)
         return worker
-
-    def _finished(self) -> None:
-        if not self._closed:
-            self.stop_button.setEnabled(False)
 
     # ------------------------------------------------------------------ events
     def _event(self, event):

@@ -83,7 +83,10 @@ class ViewWidget(DockWidget):
         self.threshold.changed.connect(self._threshold)
         self.row_order.changed.connect(self.reorder)
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
-            event.connect(lambda _e=None: self.source.reset_choices())
+            event.connect(self._layers_changed)  # a method: napari keeps it weakly
+
+    def _layers_changed(self, _event=None):
+        self.source.reset_choices()
 
     def _sources(self, _widget=None):
         return [layer.name for layer in stack_layers(self.viewer)]

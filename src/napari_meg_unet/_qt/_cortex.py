@@ -16,20 +16,11 @@ import numpy as np
 
 from .. import layers as L
 from ..layers import META_KEY
+from ._perviewer import PerViewer
 from ._prepare import CORTEX, CORTEX_TRUTH, cortex_tuple
 
 #: Bytes of mapped cortex values kept in the cache (oldest dropped first).
 CACHE_BYTES = 1_000_000_000
-
-_CONTROLLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def controller_for(viewer) -> CortexController:
-    key = getattr(viewer, "__wrapped__", viewer)
-    if key not in _CONTROLLERS:
-        _CONTROLLERS[key] = CortexController(key)
-    return _CONTROLLERS[key]
-
 
 def stack_layers(viewer) -> list:
     """The stack layers a cortex can show (truth, methods, predictions), in display order."""
@@ -247,3 +238,8 @@ class CortexController:
 
         self.viewer.reset_view(layers=surfaces or None, margin=0.06)
         camera_of(self.viewer).set_view_direction(direction, up)
+
+
+controller_for = PerViewer(
+    CortexController, "The cortex controller of ``viewer`` (made on first use)."
+)

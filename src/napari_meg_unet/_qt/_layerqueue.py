@@ -19,20 +19,10 @@ from qtpy.QtCore import QObject, QTimer
 
 from .. import layers as L
 from ..layers import META_KEY
+from ._perviewer import PerViewer
 
 #: Decoration layers added once per viewer (their data follow the others).
 ONCE = ("titles",)
-
-_QUEUES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def queue_for(viewer) -> LayerQueue:
-    """The layer queue of ``viewer`` (made on first use)."""
-    key = getattr(viewer, "__wrapped__", viewer)
-    if key not in _QUEUES:
-        _QUEUES[key] = LayerQueue(key)
-    return _QUEUES[key]
-
 
 class _Job:
     def __init__(self, layers, *, fit, then):
@@ -234,3 +224,6 @@ def fit_camera(viewer, layers, *, margin: float = 0.06) -> None:
     size = np.maximum(hi - lo, 1e-12)
     camera.center = tuple((lo + hi) / 2)
     camera.zoom = float(min(height / size[-2], width / size[-1]) * (1 - 2 * margin))
+
+
+queue_for = PerViewer(LayerQueue, "The layer queue of ``viewer`` (made on first use).")

@@ -29,6 +29,21 @@ def _dock(viewer, name):
     return widget
 
 
+def _train_dock(viewer, template_hm, out, *, epochs):
+    """The Train dock on a viewer whose only layer is a cortex carrying the head model (all
+    training needs), set to a tiny CPU run of ``epochs`` epochs of 8 batches into ``out``."""
+    hm_layer = layers.cortex_layer(
+        layers.cortex_mesh_from_headmodel(template_hm, full=False), name="cortex",
+        metadata={"headmodel": template_hm},
+    )  # fmt: skip
+    viewer.add_layer(Layer.create(*hm_layer))
+    train_w = _dock(viewer, "Train")
+    train_w.out_dir.value = str(out)
+    train_w.epochs.value, train_w.n_train.value, train_w.n_val.value = epochs, 32, 4
+    train_w.batch_size.value, train_w.device.value = 4, "cpu"
+    return train_w
+
+
 @pytest.fixture
 def errors(monkeypatch):
     """Error notifications shown by the widgets."""
@@ -193,16 +208,7 @@ def test_stop_training_leaves_checkpoint(make_napari_viewer, qtbot, template_hm,
     from napari_meg_unet.train import BatchDone
 
     viewer = make_napari_viewer()
-    # training only needs a head model: a cortex layer carrying it
-    hm_layer = layers.cortex_layer(
-        layers.cortex_mesh_from_headmodel(template_hm, full=False), name="cortex",
-        metadata={"headmodel": template_hm},
-    )  # fmt: skip
-    viewer.add_layer(Layer.create(*hm_layer))
-    train_w = _dock(viewer, "Train")
-    train_w.out_dir.value = str(tmp_path / "t")
-    train_w.epochs.value, train_w.n_train.value, train_w.n_val.value = 3, 32, 4
-    train_w.batch_size.value, train_w.device.value = 4, "cpu"
+    train_w = _train_dock(viewer, template_hm, tmp_path / "t", epochs=3)
     seen = []
 
     def stop_after_first_batch(event):
@@ -242,15 +248,7 @@ def test_closing_the_viewer_stops_training_and_saves(make_napari_viewer, qtbot, 
     from napari_meg_unet.train import BatchDone
 
     viewer = make_napari_viewer(show=True)
-    hm_layer = layers.cortex_layer(
-        layers.cortex_mesh_from_headmodel(template_hm, full=False), name="cortex",
-        metadata={"headmodel": template_hm},
-    )  # fmt: skip
-    viewer.add_layer(Layer.create(*hm_layer))
-    train_w = _dock(viewer, "Train")
-    train_w.out_dir.value = str(tmp_path / "t")
-    train_w.epochs.value, train_w.n_train.value, train_w.n_val.value = 50, 32, 4
-    train_w.batch_size.value, train_w.device.value = 4, "cpu"
+    train_w = _train_dock(viewer, template_hm, tmp_path / "t", epochs=50)
     batches = []
     original = train_w._event
     train_w._event = lambda e: (original(e), batches.append(e) if isinstance(e, BatchDone)

@@ -20,6 +20,12 @@ lcmv                 map      :func:`mne.beamformer.make_lcmv` (beamformer)
 cmne                 map      ``cmne`` (optional package; trained) (cmne)
 ==================== ======== ===================================================
 
+Estimators built on a trained network (:mod:`.hybrid`, made per network by
+:func:`make_hybrid`, names in :data:`napari_meg_unet.configs.HYBRIDS`): its
+peaks moved to their centre of mass (``centre-of-mass``) and its peaks refined
+by a multi-dipole least-squares fit with the head model's forward at
+continuous positions (``dipole-fit``, :mod:`.field`).
+
 Hyper-parameters are chosen on validation simulations only by the grid
 search of :mod:`.search`; :mod:`.run` runs a prepared peer over events,
 timing each. The names are declared once, in
@@ -33,6 +39,8 @@ from .base import DESIGN_KINDS, OUTPUTS, EventEstimate, Peer, PeerState, blas_th
 from .beamformer import Lcmv
 from .cmne import Cmne, cmne_installed
 from .dipole import CONDUCTORS, FIT_MODES, DipoleFit
+from .field import DipoleField, refine_dipoles
+from .hybrid import NetworkCentreOfMass, NetworkDipoleFit, NetworkPeer, make_hybrid
 from .music import RapMusic
 from .run import PeerRun, event_n_sources, iter_run_peer
 from .search import CRITERION, SearchResult, check_disjoint_from, iter_search, validation_dle
@@ -88,11 +96,15 @@ __all__ = [
     "OUTPUTS",
     "PEERS",
     "Cmne",
+    "DipoleField",
     "DipoleFit",
     "EventEstimate",
     "GammaMap",
     "Lcmv",
     "MixedNorm",
+    "NetworkCentreOfMass",
+    "NetworkDipoleFit",
+    "NetworkPeer",
     "Peer",
     "PeerRun",
     "PeerState",
@@ -106,5 +118,7 @@ __all__ = [
     "iter_run_peer",
     "iter_search",
     "list_peers",
+    "make_hybrid",
+    "refine_dipoles",
     "validation_dle",
 ]

@@ -251,3 +251,28 @@ def test_hybrids_in_the_accuracy_protocol(template_hm, tmp_path):
     # without networks there is nothing to build the hybrids on
     with pytest.raises(ValueError, match="hybrids must be one of"):
         bench_accuracy("small", hybrids=("argmax",))
+
+
+def test_cli_hybrids_option(monkeypatch, capsys):
+    from napari_meg_unet.bench.accuracy import driver, get_preset
+    from napari_meg_unet.cli import main
+    from napari_meg_unet.configs import HYBRIDS
+
+    seen = {}
+
+    def fake(preset, **options):
+        seen.update(options, preset=preset)
+        raise ZeroDivisionError("stop here")
+
+    monkeypatch.setattr(driver, "iter_run_accuracy", fake)
+    assert get_preset("benchmark").hybrids == HYBRIDS and get_preset("small").hybrids == ()
+    rc = main(["bench", "accuracy", "--preset", "small", "--hybrids", "dipole-fit",
+               "--no-progress"])  # fmt: skip
+    assert rc == 1 and seen["preset"].hybrids == ("dipole-fit",)
+    rc = main(["bench", "accuracy", "--preset", "benchmark", "--hybrids", "none",
+               "--no-progress"])  # fmt: skip
+    assert rc == 1 and seen["preset"].hybrids == ()
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["bench", "accuracy", "--hybrids", "argmax"])
+    assert "expected 'all', 'none' or hybrids from" in capsys.readouterr().err

@@ -38,7 +38,7 @@ PEERS = (
     "rap-music", "rap-music-fixed", "gamma-map", "mxne", "irmxne", "lcmv", "cmne",
 )  # fmt: skip
 #: Estimators built on each trained network of the accuracy protocol
-#: (:mod:`napari_meg_unet.peers.hybrid`): its peaks moved to their centre of mass, and
+#: (:mod:`napari_meg_unet.accuracy.hybrids`): its peaks moved to their centre of mass, and
 #: its peaks refined by a multi-dipole fit.
 HYBRIDS = ("centre-of-mass", "dipole-fit")
 #: Mixed-precision modes of training.

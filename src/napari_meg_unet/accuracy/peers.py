@@ -7,11 +7,12 @@ peer's ``max_train_events`` events); each peer meant for that kind
 (:attr:`~napari_meg_unet.peers.Peer.kinds`) chooses its hyper-parameters on
 the validation set (:func:`~napari_meg_unet.peers.iter_search`) and is then
 run on the first ``peer_events`` (slow peers: ``peer_events_slow``) events of
-every test condition of that kind, scored with the window protocol like the
+every test condition of that kind (never more than the ``n_test`` events the
+other estimators are scored on: a sweep holds more), scored with the window protocol like the
 networks, and timed per event. The search's simulations are checked to be
 disjoint from each test set (by fingerprint).
 
-The hybrids (:mod:`napari_meg_unet.peers.hybrid`: estimators built on a
+The hybrids (:mod:`.hybrids`: estimators built on a
 trained network) are searched and scored the same way, once per network of
 the kind and hybrid of the preset (``hybrids``), after the networks are
 trained; their validation set is the networks' own (same seed and size).
@@ -54,7 +55,8 @@ def _iter_training(hm, p, kind, *, seed, n, verbose):
 
 def _kind_estimators(p, hm, kind, networks, *, device, skipped) -> list:
     """The preset's available peers meant for ``kind`` and the hybrids of its networks."""
-    from ..peers import get_peer, make_hybrid
+    from ..peers import get_peer
+    from .hybrids import make_hybrid
     from .networks import network_label
 
     skipped.update(_unavailable(p, hm))
@@ -121,7 +123,7 @@ def iter_score_peers(scores, sim, hm, setups, *, p, n_boot, seed, stage):
     checks = {}
     for name, setup in setups.items():
         peer = setup.peer
-        n = min(len(sim), p.peer_events_slow if peer.slow else p.peer_events)
+        n = min(len(sim), p.n_test, p.peer_events_slow if peer.slow else p.peer_events)
         checks[name] = check_disjoint_from(setup.search, [sim.fingerprint])
         run = yield from iter_run_peer(peer, setup.state, sim, np.arange(n),
                                        stage=f"{stage}: {peer.label}")  # fmt: skip

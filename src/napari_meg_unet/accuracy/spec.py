@@ -87,7 +87,7 @@ class AccuracyPreset:
         (:data:`napari_meg_unet.configs.PEERS`).
     hybrids : tuple of str
         Estimators built on each trained network
-        (:data:`napari_meg_unet.configs.HYBRIDS`, :mod:`napari_meg_unet.peers.hybrid`):
+        (:data:`napari_meg_unet.configs.HYBRIDS`, :mod:`napari_meg_unet.accuracy.hybrids`):
         searched, run and scored like the peers, one row per network and hybrid.
     peer_events, peer_events_slow : int
         Test events per condition of each peer (the first ones), for the fast

@@ -225,6 +225,9 @@ def test_hybrid_bad_input(template_hm, template_hm_megeeg, pretrained):
         info["sfreq"] = 250.0
     with pytest.raises(ValueError, match="trained at 150 Hz"):
         peer.prepare(template_hm, info, params=peer.defaults)
+    picked = mne.pick_info(template_hm.info, np.arange(len(template_hm.ch_names) - 1))
+    with pytest.raises(ValueError, match="channels are not the head model's"):
+        peer.prepare(template_hm, picked, params=peer.defaults)
 
 
 @pytest.mark.slow

@@ -82,6 +82,8 @@ class NetworkMaps:
         meta = ckpt["dataset_meta"]
         if meta.get("headmodel_fingerprint") != hm.fingerprint:
             raise ValueError("The network was not trained on this head model.")
+        if list(info["ch_names"]) != hm.ch_names:
+            raise ValueError("The data's channels are not the head model's (names and order).")
         self.inverse = InverseConfig(
             methods=tuple(meta["methods"]), lambda2=meta["lambda2"], loose=meta["loose"],
             depth=meta["depth"], nave=meta["nave"], hemi=meta["hemi"],

@@ -35,7 +35,9 @@ them against the ``n`` true sources).
     the data whitened as the other peers'
     (:func:`~napari_meg_unet.peers.base.whitener`); the data fitted are the
     epoch's ``m`` dominant whitened components for ``m`` dipoles (for one
-    dipole, the data of the dipole peer's ``window`` mode). Amplitude: the
+    dipole, the data of the dipole peer's ``window`` mode). The fit keeps the
+    first ``k`` proposals (strongest first) of the lowest BIC (``select``), so
+    it may drop the network's weaker proposals, never add one. Amplitude: the
     fitted mean ``|moment|`` (A·m).
 
 They are peers (:class:`~napari_meg_unet.peers.Peer`), made per trained
@@ -235,7 +237,7 @@ class NetworkDipoleFit(NetworkPeer):
         p = state.params
         fit = refine_dipoles(
             state.parts["field"], whitener(state), data, state.parts["positions"][peaks],
-            max_shift_mm=float(p["max_shift_mm"]), max_nfev=int(p["max_nfev"]),
+            max_shift_mm=float(p["max_shift_mm"]), max_nfev=int(p["max_nfev"]), select=True,
         )  # fmt: skip
         return EventEstimate(positions=fit.positions, amplitudes=fit.amplitudes)
 

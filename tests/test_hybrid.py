@@ -97,6 +97,26 @@ def test_refinement_separates_two_dipoles(template_hm, field, whitener):
     assert fit.moments.shape == (2, 3, 32)
 
 
+def test_selection_keeps_the_dipoles_the_data_need(template_hm, field, whitener):
+    rows = [720, 1100]
+    true = _off_grid(template_hm, rows, [[1.5, 1.0, -2.0], [-1.0, 2.0, 1.0]])
+    t = np.linspace(0, 1, 32)
+    tc = 20e-9 * np.stack([np.sin(2 * np.pi * 5 * t), np.cos(2 * np.pi * 3 * t)])
+    data = _data(field, true, template_hm.normals[rows], tc)
+    spurious = template_hm.positions[[300]]  # a third proposal far from both
+    start = np.vstack([true + 3e-3, spurious])
+    fit = refine_dipoles(field, whitener, data, start, select=True)
+    assert len(fit.positions) == 2
+    assert (np.linalg.norm(fit.positions - true, axis=1) * 1e3 < 1.0).all()
+    # one noisy dipole and two more proposals: the fit keeps one dipole
+    one = _data(field, true[:1], template_hm.normals[rows[:1]], tc[:1] * 5)
+    noise = np.linalg.pinv(whitener) @ np.random.default_rng(0).standard_normal((len(whitener), 32))
+    start = np.vstack([true[:1] + 3e-3, template_hm.positions[[300, 1200]]])
+    fit = refine_dipoles(field, whitener, one + noise, start, select=True)
+    assert len(fit.positions) == 1 and np.linalg.norm(fit.positions - true[:1]) * 1e3 < 3.0
+    assert len(refine_dipoles(field, whitener, one + noise, start).positions) == 3
+
+
 def test_refinement_refuses_bad_input(field, whitener):
     data = np.zeros((whitener.shape[1], 32))
     with pytest.raises(ValueError, match="initial must have shape"):

@@ -37,6 +37,10 @@ PEERS = (
     "dipole-sphere-peak", "dipole-sphere-window", "dipole-bem-peak", "dipole-bem-window",
     "rap-music", "rap-music-fixed", "gamma-map", "mxne", "irmxne", "lcmv", "cmne",
 )  # fmt: skip
+#: Estimators built on each trained network of the accuracy protocol
+#: (:mod:`napari_meg_unet.accuracy.hybrids`): its peaks moved to their centre of mass, and
+#: its peaks refined by a multi-dipole fit.
+HYBRIDS = ("centre-of-mass", "dipole-fit")
 #: Mixed-precision modes of training.
 AMP_MODES = ("auto", "bf16", "off")
 #: Numerical paths of simulation and inversion: the float64 numpy path (the reference, MNE

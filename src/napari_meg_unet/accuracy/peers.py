@@ -7,9 +7,15 @@ peer's ``max_train_events`` events); each peer meant for that kind
 (:attr:`~napari_meg_unet.peers.Peer.kinds`) chooses its hyper-parameters on
 the validation set (:func:`~napari_meg_unet.peers.iter_search`) and is then
 run on the first ``peer_events`` (slow peers: ``peer_events_slow``) events of
-every test condition of that kind, scored with the window protocol like the
+every test condition of that kind (never more than the ``n_test`` events the
+other estimators are scored on: a sweep holds more), scored with the window protocol like the
 networks, and timed per event. The search's simulations are checked to be
 disjoint from each test set (by fingerprint).
+
+The hybrids (:mod:`.hybrids`: estimators built on a
+trained network) are searched and scored the same way, once per network of
+the kind and hybrid of the preset (``hybrids``), after the networks are
+trained; their validation set is the networks' own (same seed and size).
 """
 
 from __future__ import annotations
@@ -47,27 +53,48 @@ def _iter_training(hm, p, kind, *, seed, n, verbose):
     )  # fmt: skip
 
 
-def iter_peer_setups(hm, p, *, kind, seed, verbose, skipped):
+def _kind_estimators(p, hm, kind, networks, *, device, skipped) -> list:
+    """The preset's available peers meant for ``kind`` and the hybrids of its networks."""
+    from ..peers import get_peer
+    from .hybrids import make_hybrid
+    from .networks import network_label
+
+    skipped.update(_unavailable(p, hm))
+    out = [get_peer(n) for n in p.peers if n not in skipped and kind in get_peer(n).kinds]
+    for net in (networks or {}).values():
+        for name in p.hybrids:
+            hybrid = make_hybrid(name, net["checkpoint"], network_label(net["model"]),
+                                 device=device)  # fmt: skip
+            why = hybrid.unavailable(hm)
+            if why is None:
+                out.append(hybrid)
+            else:
+                skipped[hybrid.name] = why
+    return out
+
+
+def iter_peer_setups(hm, p, *, kind, seed, verbose, skipped, networks=None, device="cpu"):
     """Search and prepare every available peer of ``p`` meant for ``kind`` (generator).
 
+    ``networks`` (``{key: info}``, the trained networks of ``kind``) adds the
+    preset's hybrids (``p.hybrids``) of each network, run on ``device``.
     Returns ``{name: PeerSetup}``; unavailable peers are added to ``skipped``
     (``{name: reason}``) instead.
     """
-    from ..peers import get_peer, iter_search
+    from ..peers import iter_search
 
-    skipped.update(_unavailable(p, hm))
-    names = [n for n in p.peers if n not in skipped and kind in get_peer(n).kinds]
-    if not names:
+    estimators = _kind_estimators(p, hm, kind, networks, device=device, skipped=skipped)
+    if not estimators:
         return {}
     stage = f"peers {kind}"
-    yield Progress(stage, 0, len(names), "validation set")
+    yield Progress(stage, 0, len(estimators), "validation set")
     val = yield from _simulate_kind(
         hm, p, kind=kind, n=p.n_val, snr=p.train_snr,
         seed=derive_seed(seed, "val", kind, p.modality), verbose=verbose,
     )  # fmt: skip
     training, setups = None, {}
-    for k, name in enumerate(names):
-        peer = get_peer(name)
+    for k, peer in enumerate(estimators):
+        name = peer.name
         if peer.trainable and training is None:
             n = min(p.n_train, int(peer.defaults.get("max_train_events", p.n_train)))
             training = yield from _iter_training(hm, p, kind, seed=seed, n=n, verbose=verbose)
@@ -80,7 +107,7 @@ def iter_peer_setups(hm, p, *, kind, seed, verbose, skipped):
         if state is None:  # nothing was searched: prepare the defaults
             state = peer.prepare(hm, val.info, params=search.params, training=training)
         setups[name] = PeerSetup(peer, state, search)
-        yield Progress(stage, k + 1, len(names), name)
+        yield Progress(stage, k + 1, len(estimators), name)
     return setups
 
 
@@ -96,7 +123,7 @@ def iter_score_peers(scores, sim, hm, setups, *, p, n_boot, seed, stage):
     checks = {}
     for name, setup in setups.items():
         peer = setup.peer
-        n = min(len(sim), p.peer_events_slow if peer.slow else p.peer_events)
+        n = min(len(sim), p.n_test, p.peer_events_slow if peer.slow else p.peer_events)
         checks[name] = check_disjoint_from(setup.search, [sim.fingerprint])
         run = yield from iter_run_peer(peer, setup.state, sim, np.arange(n),
                                        stage=f"{stage}: {peer.label}")  # fmt: skip

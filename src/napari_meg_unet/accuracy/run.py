@@ -104,17 +104,19 @@ def _iter_conditions(run: _Run, networks, train_sets, timings: dict):
     return conditions, per_vertex, per_event, examples
 
 
-def _iter_peers(run: _Run, timings: dict):
-    """Search and prepare the preset's peers for every kind of test set (validation only)."""
+def _iter_peers(run: _Run, timings: dict, networks: dict):
+    """Search and prepare the preset's peers (and the hybrids of the trained ``networks``)
+    for every kind of test set (validation only)."""
     from .peers import iter_peer_setups
 
-    if not run.p.peers:
+    if not run.p.peers and not (run.p.hybrids and networks):
         return
     t0 = time.perf_counter()
     for kind in run.p.kinds:
         run.peer_setups[kind] = yield from iter_peer_setups(
             run.hm, run.p, kind=kind, seed=run.seed, verbose=run.verbose,
-            skipped=run.peers_skipped,
+            skipped=run.peers_skipped, device=run.device,
+            networks={k: v for k, v in networks.items() if v["kind"] == kind},
         )  # fmt: skip
     timings["peer_search_s"] = time.perf_counter() - t0
 
@@ -251,7 +253,7 @@ def _iter_steps(run: _Run, *, stability, command):
     run.kernels = linear_kernels(run.hm, config, verbose=run.verbose)
     yield Progress("inverse kernels", 1, 1, ", ".join(LINEAR_METHODS))
     networks, train_sets = yield from _iter_networks(run, timings)
-    yield from _iter_peers(run, timings)
+    yield from _iter_peers(run, timings, networks)
     conditions, per_vertex, per_event, examples = yield from _iter_conditions(
         run, networks, train_sets, timings
     )

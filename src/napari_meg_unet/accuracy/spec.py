@@ -10,7 +10,7 @@ import numpy as np
 
 from .._config import option_spec
 from .._validation import check_choice, check_int, check_number
-from ..configs import METHODS, PEERS, InverseConfig, PeerConfig, SimulationConfig
+from ..configs import HYBRIDS, METHODS, PEERS, InverseConfig, PeerConfig, SimulationConfig
 
 #: Linear inverse methods scored by the protocol.
 LINEAR_METHODS = METHODS
@@ -85,6 +85,10 @@ class AccuracyPreset:
     peers : tuple of str
         Peers scored next to the linear inverses and networks
         (:data:`napari_meg_unet.configs.PEERS`).
+    hybrids : tuple of str
+        Estimators built on each trained network
+        (:data:`napari_meg_unet.configs.HYBRIDS`, :mod:`napari_meg_unet.accuracy.hybrids`):
+        searched, run and scored like the peers, one row per network and hybrid.
     peer_events, peer_events_slow : int
         Test events per condition of each peer (the first ones), for the fast
         and the slow peers (BEM dipole fits, gamma-MAP).
@@ -112,6 +116,7 @@ class AccuracyPreset:
     multi_dipoles: tuple = (2, 5)
     extent_mm: float = 20.0
     peers: tuple = ()
+    hybrids: tuple = ()
     # the sizes of the peers' runs: PeerConfig's defaults (its options are declared there)
     peer_events: int = option_spec(PeerConfig, "peer_events")["default"]
     peer_events_slow: int = option_spec(PeerConfig, "peer_events_slow")["default"]
@@ -182,6 +187,10 @@ def check_preset(p: AccuracyPreset) -> None:
         check_choice(name, "peers", PEERS)
     if len(set(p.peers)) != len(p.peers):
         raise ValueError(f"peers lists a peer twice: {p.peers}.")
+    for name in p.hybrids:
+        check_choice(name, "hybrids", HYBRIDS)
+    if len(set(p.hybrids)) != len(p.hybrids):
+        raise ValueError(f"hybrids lists a hybrid twice: {p.hybrids}.")
     for model, preset in (*p.networks, p.stability_network):
         if model not in MODEL_PRESETS or preset not in MODEL_PRESETS[model]:
             raise ValueError(
@@ -216,8 +225,9 @@ def with_overrides(p: AccuracyPreset, **overrides) -> AccuracyPreset:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if "networks" in overrides:
         overrides["networks"] = tuple(tuple(n) for n in overrides["networks"])
-    if "peers" in overrides:
-        overrides["peers"] = tuple(overrides["peers"])
+    for key in ("peers", "hybrids"):
+        if key in overrides:
+            overrides[key] = tuple(overrides[key])
     p = dataclasses.replace(p, **overrides)
     check_preset(p)
     return p

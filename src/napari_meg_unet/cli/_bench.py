@@ -135,8 +135,9 @@ def _peer_overrides(args) -> dict:
     """Preset fields replaced by the peer options and ``--conditions`` (only those given)."""
     from ..bench.accuracy import PRESETS
 
-    out = {key: getattr(args, key) for key in ("peers", "peer_events", "peer_events_slow",
-                                               "search_events", "search_events_slow")
+    out = {key: getattr(args, key) for key in ("peers", "hybrids", "peer_events",
+                                               "peer_events_slow", "search_events",
+                                               "search_events_slow")
            if getattr(args, key) is not None}  # fmt: skip
     if args.conditions:
         known = {c.name: c for c in PRESETS[args.preset].conditions}
@@ -241,9 +242,17 @@ def _add_accuracy(sub) -> None:
 def _add_peer_options(group) -> None:
     from .._config import add_cli_options
     from ..configs import PeerConfig
-    from ._common import add_peers_option
+    from ._common import add_peers_option, hybrid_list
 
     add_peers_option(group, default_text="the preset's")
+    group.add_argument(
+        "--hybrids", type=hybrid_list, metavar="all|none|HYBRID[,...]",
+        help="estimators built on each trained network, scored as rows of their own: "
+        "'centre-of-mass' (its peaks moved to the probability-weighted centre of mass of "
+        "their mesh neighbourhood) and 'dipole-fit' (its peaks refined by a multi-dipole "
+        "least-squares fit); their peak threshold is chosen on the validation sets only "
+        "(default: the preset's)",
+    )  # fmt: skip
     group.add_argument(
         "--conditions", type=lambda t: [c.strip() for c in t.split(",") if c.strip()],
         metavar="NAME[,...]", help="run only these conditions of the preset",

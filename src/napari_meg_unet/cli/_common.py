@@ -111,21 +111,34 @@ def emit(result, *, as_json: bool) -> None:
         print(result)
 
 
-def peer_list(text):
-    """An argparse ``type``: ``"all"``, ``"none"`` or ``"PEER[,PEER...]"`` -> a tuple of peers."""
+def _name_list(text, choices, what):
+    """``"all"``, ``"none"`` or ``"NAME[,NAME...]"`` of ``choices`` -> a tuple of names."""
     import argparse
 
-    from ..configs import PEERS
-
     if text.strip() in ("all", "none"):
-        return PEERS if text.strip() == "all" else ()
+        return tuple(choices) if text.strip() == "all" else ()
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in PEERS]
+    unknown = [n for n in names if n not in choices]
     if unknown or not names or len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(
-            f"expected 'all', 'none' or peers from {', '.join(PEERS)} (each once); got {text!r}"
+            f"expected 'all', 'none' or {what} from {', '.join(choices)} (each once); "
+            f"got {text!r}"
         )
     return names
+
+
+def peer_list(text):
+    """An argparse ``type``: ``"all"``, ``"none"`` or ``"PEER[,PEER...]"`` -> a tuple of peers."""
+    from ..configs import PEERS
+
+    return _name_list(text, PEERS, "peers")
+
+
+def hybrid_list(text):
+    """An argparse ``type``: ``"all"``, ``"none"`` or ``"HYBRID[,...]"`` -> a tuple of hybrids."""
+    from ..configs import HYBRIDS
+
+    return _name_list(text, HYBRIDS, "hybrids")
 
 
 def add_peers_option(parser, *, default_text="none") -> None:

@@ -20,6 +20,13 @@ lcmv                 map      :func:`mne.beamformer.make_lcmv` (beamformer)
 cmne                 map      ``cmne`` (optional package; trained) (cmne)
 ==================== ======== ===================================================
 
+The estimators built on a trained network (its peaks moved to their centre
+of mass, and its peaks refined by a multi-dipole fit) are peers too, but need
+the networks: they are in :mod:`napari_meg_unet.accuracy.hybrids`, on the
+parts here: :mod:`.peaks` (peak proposals on a map, centres of mass) and
+:mod:`.field` (the forward at continuous positions, the multi-dipole
+least-squares refinement).
+
 Hyper-parameters are chosen on validation simulations only by the grid
 search of :mod:`.search`; :mod:`.run` runs a prepared peer over events,
 timing each. The names are declared once, in
@@ -33,7 +40,9 @@ from .base import DESIGN_KINDS, OUTPUTS, EventEstimate, Peer, PeerState, blas_th
 from .beamformer import Lcmv
 from .cmne import Cmne, cmne_installed
 from .dipole import CONDUCTORS, FIT_MODES, DipoleFit
+from .field import DipoleField, refine_dipoles
 from .music import RapMusic
+from .peaks import centre_of_mass, propose_peaks
 from .run import PeerRun, event_n_sources, iter_run_peer
 from .search import CRITERION, SearchResult, check_disjoint_from, iter_search, validation_dle
 from .sparse import GammaMap, MixedNorm
@@ -88,6 +97,7 @@ __all__ = [
     "OUTPUTS",
     "PEERS",
     "Cmne",
+    "DipoleField",
     "DipoleFit",
     "EventEstimate",
     "GammaMap",
@@ -100,11 +110,14 @@ __all__ = [
     "SearchResult",
     "blas_threads",
     "check_disjoint_from",
+    "centre_of_mass",
     "cmne_installed",
     "event_n_sources",
     "get_peer",
     "iter_run_peer",
     "iter_search",
     "list_peers",
+    "propose_peaks",
+    "refine_dipoles",
     "validation_dle",
 ]

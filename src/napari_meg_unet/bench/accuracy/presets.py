@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..._validation import check_choice
 from ...accuracy import MODEL_ERRORS, AccuracyPreset, Condition, with_overrides
-from ...configs import PEERS
+from ...configs import HYBRIDS, PEERS
 
 #: Whitened SNRs of the benchmark's test conditions.
 BENCHMARK_SNRS = (0.5, 1.0, 3.0)
@@ -50,6 +50,7 @@ PRESETS = {
         networks=(("thesis", "benchmark"), ("mesh", "benchmark")),
         stability_network=("thesis", "benchmark"),
         peers=PEERS,
+        hybrids=HYBRIDS,
     ),
     "benchmark-model-error": AccuracyPreset(
         name="benchmark-model-error",
@@ -63,6 +64,7 @@ PRESETS = {
         networks=(("mesh", "benchmark"),),
         stability_network=("mesh", "benchmark"),
         peers=PEERS,
+        hybrids=HYBRIDS,
     ),
     "small": AccuracyPreset(
         name="small",

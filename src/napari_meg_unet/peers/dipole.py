@@ -20,7 +20,10 @@ an EEG template); ``bem`` — the head model's BEM (``hm.bem``). Nothing is
 searched: :func:`mne.fit_dipole` has no regularisation or source count (its
 defaults are kept: 5 mm minimum distance to the inner skull, normal accuracy).
 The fits are single-dipole estimators, run on single-dipole and extended
-(patch) events.
+(patch) events. They use MNE's ``accurate`` coil definitions, those of
+:func:`mne.make_forward_solution` that made the head model's gain (and the
+test data): with :func:`mne.fit_dipole`'s default ``normal`` the fits alone
+would carry a sensor-model error the other estimators do not.
 """
 
 from __future__ import annotations
@@ -88,8 +91,9 @@ class DipoleFit(Peer):
         sample, scale = _fit_data(state, np.asarray(data, np.float64), self.mode)
         ev = evoked(state, sample[:, np.newaxis])
         dip, _ = mne.fit_dipole(
-            ev, state.hm.noise_cov, state.parts["bem"], trans=state.parts["trans"], verbose=False
-        )
+            ev, state.hm.noise_cov, state.parts["bem"], trans=state.parts["trans"],
+            accuracy="accurate", verbose=False,
+        )  # fmt: skip
         if not np.isfinite(dip.pos).all():
             return EventEstimate.empty_points()
         return EventEstimate(

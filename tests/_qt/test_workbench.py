@@ -169,6 +169,10 @@ def test_cortex_shows_any_stack_from_a_cache(bench):
         controller.show(name)
         assert viewer.layers["cortex"].metadata["shows"] == name
     assert controller.n_computed == computed + 1
+    # the titles follow in the next event-loop turns (the layer queue moves one layer a turn)
+    from napari_meg_unet._qt._layerqueue import queue_for
+
+    _pump(lambda: queue_for(viewer).idle)
     assert "cortex: MNE [A·m]" in list(viewer.layers["titles"].features["title"])
 
 

@@ -145,10 +145,9 @@ class CortexController:
         name = kwargs["name"]
         layers = self.viewer.layers
         current = layers[name] if name in layers else None
-        same = (
-            current is not None and current.ndim == 3 + np.ndim(data[2]) - 1
-            and len(current.vertices) == len(data[0])
-        )  # fmt: skip
+        # napari refills a Surface with any mesh and values: replacing the layer would
+        # cost a new vispy node and a garbage collection (hundreds of milliseconds)
+        same = current is not None and current.metadata.get("mesh") is not None
         if same:
             try:
                 self._assign_data(current, data, kwargs)
@@ -168,7 +167,7 @@ class CortexController:
     def _assign_data(self, current, data, kwargs) -> None:
         """New values (and colours, time axis) in the existing cortex layer."""
         lay = kwargs["metadata"][META_KEY]
-        if current.ndim == 5 and lay.get("sfreq"):
+        if current.ndim == 5 and lay.get("sfreq") and np.ndim(data[2]) == 3:
             # keep the sliders inside the new values while the layer is swapped
             n_times, n_events = np.shape(data[2])[:2]
             step = list(self.viewer.dims.current_step)
@@ -179,7 +178,9 @@ class CortexController:
         current.data = data
         current.colormap = kwargs["colormap"]
         current.contrast_limits = kwargs["contrast_limits"]
-        L.arrange(self.viewer.layers)  # the time axis of the new values (seconds)
+        from ._layerqueue import queue_for
+
+        queue_for(self.viewer).arrange()  # the time axis of the new values (seconds), next turns
 
     # ------------------------------------------------------------------ display options
     def cortex_layers(self) -> list:
@@ -209,8 +210,10 @@ class CortexController:
         """Show the ``truth`` stack on a second cortex (``cortex (truth)``) below the first."""
         if not on:
             if CORTEX_TRUTH in self.viewer.layers:
+                from ._layerqueue import queue_for
+
                 self.viewer.layers.remove(CORTEX_TRUTH)
-                L.arrange(self.viewer.layers)
+                queue_for(self.viewer).arrange()
             return None
         if "truth" not in self.viewer.layers:
             raise ValueError("no truth layer: simulate (or open a sample) first.")

@@ -199,8 +199,22 @@ def test_truth_beside_threshold_and_views(bench):
 
     direction = np.asarray(camera_of(viewer).view_direction)
     np.testing.assert_allclose(np.abs(direction), [0, 0, 1], atol=1e-6)
+    # vispy clips in world coordinates: the plane lies at head x = 0 of this cortex
+    assert planes[0].position[-1] == pytest.approx(cortex.translate[-1])
+    # a side view looks along the images' time axis: the stacks, sensor band, markers
+    # and titles (in the line of sight) are hidden, the camera looks at the cortex
+    assert viewer.dims.ndisplay == 3
+    shown = {layer.name for layer in viewer.layers if layer.visible}
+    assert shown <= {"cortex", "cortex (truth)", "truth sources (cortex)"}, shown
+    assert "cortex" in shown and "MNE" in controller.hidden_for_view
+    lo = np.min([c.extent.world[0][-3:] for c in (cortex, beside)], axis=0)
+    hi = np.max([c.extent.world[1][-3:] for c in (cortex, beside)], axis=0)
+    center = np.asarray(camera_of(viewer).center)[-3:]
+    assert np.all(center >= lo) and np.all(center <= hi)
     controller.set_view("top")
     assert len(cortex.experimental_clipping_planes) == 0
+    assert all(viewer.layers[n].visible for n in ("truth", "MNE", "dSPM", "sensor data", "titles"))
+    assert controller.hidden_for_view == []
     controller.set_threshold(0.0)
     controller.truth_beside(False)
     assert "cortex (truth)" not in viewer.layers

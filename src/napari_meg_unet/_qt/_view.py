@@ -43,7 +43,8 @@ class ViewWidget(DockWidget):
     - **threshold**: values below this fraction of the top of the range show
       the anatomy grey (|value| for signed maps).
     - **views**: top, lateral and medial views of each hemisphere (the other
-      hemisphere is clipped away for medial views).
+      hemisphere is clipped away; the stacks, sensor bands and titles, in
+      the line of sight of a side view, are hidden until the top view).
     - **row order**: the display order of the vertex rows of every stack:
       ``source`` (documented: lh then rh by vertex number, what the networks
       use), ``spectral`` or ``bisection`` (cortical neighbours on neighbouring

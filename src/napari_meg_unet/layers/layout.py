@@ -221,15 +221,36 @@ def _set_placement(layer, scale, translate) -> bool:
         if not same_translate:
             layer.translate = new_translate
         return True
+    moved = np.flatnonzero(
+        (np.asarray(layer.scale, float) != new_scale)
+        | (np.asarray(layer.translate, float) != new_translate)
+    )
     physical.scale = np.array(new_scale)
     physical.translate = np.array(new_translate)
     layer._clear_extent()
-    layer.refresh(extent=False)
+    if not _only_displayed(layer, moved):
+        layer.refresh(extent=False)  # the slice through the moved axes changes
     if not same_scale:
         events.scale()
     if not same_translate:
         events.translate()
     return True
+
+
+def _only_displayed(layer, axes) -> bool:
+    """Whether ``axes`` (of the layer) are all displayed: moving along them re-slices nothing.
+
+    napari's setters re-slice a layer after every transform change; a slice
+    depends on the transform of the axes that are not displayed only (the
+    displayed ones are drawn whole), so a move along displayed axes needs the
+    new transform (the events) and no new slice, which for a cortex mesh
+    means no new vertex normals.
+    """
+    try:
+        displayed = {int(a) for a in layer._slice_input.displayed}
+    except Exception:  # not a napari layer as known: re-slice
+        return False
+    return all(int(a) in displayed for a in axes)
 
 
 def iter_arrange(layers):

@@ -8,9 +8,10 @@ shows. The gaps between consecutive beats show how long napari's event loop
 was blocked. Target: no gap over 100 ms.
 
 Each gap is also attributed: the benchmark times every call of the plugin's
-main-thread handlers (progress, results, the layer queue, the cortex
-controller) and every canvas paint (vispy ``on_draw``); what remains of a long
-gap is napari's own work (layer-list entries, slicing, vispy nodes). On a
+main-thread handlers (progress, the widgets' result handlers, each piece of
+the layer queue's finishing work, the cortex controller) and every canvas
+paint (vispy ``on_draw``); what remains of a long gap is napari's own work
+(layer-list entries, slicing, vispy nodes). On a
 machine without a GPU, Xvfb renders with Mesa's software rasteriser, so a
 single paint of a full-HD canvas costs tens to hundreds of milliseconds; the
 table says how much of each step's longest gap was painting.
@@ -98,6 +99,14 @@ def _install_probe() -> Probe:
     probe.wrap(_layerqueue.LayerQueue, "_finish", "layout + camera")
     probe.wrap(_common.DockWidget, "_yielded", "plugin handler")
     probe.wrap(_cortex.CortexController, "_assign", "plugin handler")
+    # the widgets' result handlers (what runs in the main thread when a step returns)
+    from napari_meg_unet._qt import _evaluate, _headmodel, _inverse, _predict, _simulate
+
+    for owner, name in ((_headmodel.HeadModelWidget, "_built"),
+                        (_simulate.SimulateWidget, "_done"), (_inverse.InverseWidget, "_done"),
+                        (_predict.PredictWidget, "_done"), (_evaluate.EvaluateWidget, "_done"),
+                        (_evaluate.EvaluateWidget, "_show_map")):  # fmt: skip
+        probe.wrap(owner, name, "plugin handler")
     return probe
 
 

@@ -146,3 +146,63 @@ def test_predict_refuses_a_recording_lacking_channels(
     assert "channels: 3 channel(s)" in widget.last_error
     assert "prediction (mesh)" not in viewer.layers
     widget.close()
+
+
+def _wait_check(widget, qtbot):
+    qtbot.waitUntil(lambda: widget.check.text().startswith(("Not usable", "Compatible")),
+                    timeout=60_000)  # fmt: skip
+    return widget.check.text()
+
+
+def test_predict_hemisphere_shows_the_network_and_refuses_another(
+    make_napari_viewer, qtbot, settle, template_hm, tiny_net, tmp_path, monkeypatch
+):
+    """The hemisphere control shows the network's; another one, or data elsewhere, is refused."""
+    from napari_meg_unet._qt import _common
+    from napari_meg_unet._qt._common import make_layers
+    from napari_meg_unet._qt._layerqueue import queue_for
+    from napari_meg_unet._sample_data import simulation_layers
+    from napari_meg_unet.simulate import simulate
+
+    errors = []
+    monkeypatch.setattr(_common, "notify_error", errors.append)
+    hm = template_hm
+    path = _write_recording(hm, tmp_path / "hemi-ave.fif")
+    viewer, name = _viewer_with(make_napari_viewer, qtbot, settle, hm, path)
+    widget = _predict_widget(viewer, name, tiny_net, qtbot)
+    # a new checkpoint: the control shows the hemisphere the network predicts
+    assert widget.compatible, widget.check.text()
+    assert widget.network_hemi == "both" and widget.hemi.value == "both"
+    assert not widget.hemi_chosen
+
+    # another hemisphere chosen: the check and Predict refuse it, with a notification
+    widget.hemi.value = "rh"
+    qtbot.waitUntil(lambda: widget.check.text().startswith("Not usable"), timeout=60_000)
+    assert "trained on both sources" in widget.check.text() and not widget.compatible
+    widget.predict()
+    assert not widget.busy  # refused before any work
+    assert "it cannot predict rh" in widget.last_error
+    assert errors and errors[-1].startswith("Predict: Not usable: the network was trained on both")
+    assert "prediction (mesh)" not in viewer.layers
+
+    # back to the network's hemisphere: usable again
+    widget.hemi.value = "both"
+    assert _wait_check(widget, qtbot).startswith("Compatible")
+
+    # a simulation whose sources lie in rh only: refused as the Evaluate widget refuses
+    sim = simulate(hm, design="multi", n_events=2, n_dipoles=1, hemi="rh", snr=5.0,
+                   sfreq=100.0, n_times=16, timecourse="realistic", seed=2,
+                   verbose="error")  # fmt: skip
+    queue_for(viewer).add(make_layers(simulation_layers(hm, sim, layout=False), viewer))
+    settle(viewer)
+    widget.data_layer.value = "sensor data"
+    text = _wait_check(widget, qtbot)
+    assert text.startswith("Not usable") and "simulation's sources lie in rh" in text, text
+    assert widget.hemi.value == "both"  # still the network's
+    n_errors = len(errors)
+    widget.predict()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    assert "simulation's sources lie in rh" in widget.last_error
+    assert len(errors) == n_errors + 1 and "Not usable" in errors[-1]
+    assert "prediction (mesh)" not in viewer.layers
+    widget.close()

@@ -32,6 +32,15 @@ def _drawn_fraction(image: np.ndarray) -> float:
     return float((np.abs(rgb - background).sum(axis=-1) > 30).mean())
 
 
+def _camera_on(viewer, layers) -> bool:
+    """Whether the camera looks at the middle of ``layers`` (their box in the displayed axes)."""
+    from napari_meg_unet._qt._layerqueue import _world_box, camera_of
+
+    lo, hi = _world_box(viewer, layers)
+    center = np.asarray(camera_of(viewer).center, float)[-len(lo):]
+    return bool(np.all(center >= lo - 1e-9) and np.all(center <= hi + 1e-9))
+
+
 class Session:
     """A shown viewer with docked widgets, and helpers to run steps and take screenshots."""
 
@@ -94,12 +103,26 @@ def test_plain_fif_walkthrough(make_napari_viewer, qtbot, shared_data, tmp_path)
     inv.compute()
     s.settle(inv)
     cortex = viewer.layers["cortex"]
+    assert cortex.metadata["shows"] == "dSPM"  # the Inverse widget's choice, kept by View
+    assert viewer.dims.ndisplay == 3
+    assert _camera_on(viewer, [cortex, *(viewer.layers[m] for m in ("MNE", "dSPM", "sLORETA"))])
     sfreq = cortex.metadata["napari_meg_unet"]["sfreq"]
     tmin = cortex.metadata["napari_meg_unet"]["tmin"]
     viewer.dims.set_current_step(0, int(round((0.09 - tmin) * sfreq)))  # the auditory N100m
     viewer.dims.set_current_step(1, 0)  # Left Auditory
     s.w["View"].set_view("rh lateral")
-    s.shot("screenshot-fif-3-inverse.png", "Inverse")
+    # a side view looks along the images' time axis: the stacks and the sensor band
+    # (beside the cortex, in the line of sight) are hidden and the camera is on the cortex
+    assert viewer.dims.ndisplay == 3
+    shown = [layer.name for layer in viewer.layers if layer.visible]
+    assert set(shown) == {"cortex"}, shown
+    assert _camera_on(viewer, [cortex])
+    # the left hemisphere is clipped at head x = 0, in world coordinates (where vispy clips)
+    (plane,) = cortex.experimental_clipping_planes
+    assert plane.position[-1] == pytest.approx(cortex.translate[-1])
+    s.shot("screenshot-fif-3-inverse.png", "Inverse", canvas_min=0.2)
+    s.w["View"].set_view("top")
+    assert all(viewer.layers[m].visible for m in ("MNE", "dSPM", "sLORETA", "MEG test-ave"))
 
 
 @pytest.mark.sample

@@ -169,6 +169,10 @@ def test_cortex_shows_any_stack_from_a_cache(bench):
         controller.show(name)
         assert viewer.layers["cortex"].metadata["shows"] == name
     assert controller.n_computed == computed + 1
+    # the titles follow in the next event-loop turns (the layer queue moves one layer a turn)
+    from napari_meg_unet._qt._layerqueue import queue_for
+
+    _pump(lambda: queue_for(viewer).idle)
     assert "cortex: MNE [A·m]" in list(viewer.layers["titles"].features["title"])
 
 
@@ -195,8 +199,22 @@ def test_truth_beside_threshold_and_views(bench):
 
     direction = np.asarray(camera_of(viewer).view_direction)
     np.testing.assert_allclose(np.abs(direction), [0, 0, 1], atol=1e-6)
+    # vispy clips in world coordinates: the plane lies at head x = 0 of this cortex
+    assert planes[0].position[-1] == pytest.approx(cortex.translate[-1])
+    # a side view looks along the images' time axis: the stacks, sensor band, markers
+    # and titles (in the line of sight) are hidden, the camera looks at the cortex
+    assert viewer.dims.ndisplay == 3
+    shown = {layer.name for layer in viewer.layers if layer.visible}
+    assert shown <= {"cortex", "cortex (truth)", "truth sources (cortex)"}, shown
+    assert "cortex" in shown and "MNE" in controller.hidden_for_view
+    lo = np.min([c.extent.world[0][-3:] for c in (cortex, beside)], axis=0)
+    hi = np.max([c.extent.world[1][-3:] for c in (cortex, beside)], axis=0)
+    center = np.asarray(camera_of(viewer).center)[-3:]
+    assert np.all(center >= lo) and np.all(center <= hi)
     controller.set_view("top")
     assert len(cortex.experimental_clipping_planes) == 0
+    assert all(viewer.layers[n].visible for n in ("truth", "MNE", "dSPM", "sensor data", "titles"))
+    assert controller.hidden_for_view == []
     controller.set_threshold(0.0)
     controller.truth_beside(False)
     assert "cortex (truth)" not in viewer.layers
@@ -262,6 +280,7 @@ def test_predict_refuses_a_network_of_the_other_hemisphere(bench, tmp_path, qtbo
     assert not widget.compatible and text.startswith("Not usable")
     assert "trained on lh sources but the simulation's sources lie in rh" in text
     assert f"trained at 250 Hz but the data are sampled at {sim.sfreq:.6g} Hz" in text
+    assert widget.hemi.value == "lh" and widget.network_hemi == "lh"  # the network's, shown
     widget.close()
 
 
@@ -351,3 +370,42 @@ def test_shutdown_waits_for_the_step(bench, qtbot):
     assert stop_seen.is_set()
     qtbot.waitUntil(lambda: not widget.busy, timeout=10_000)
     widget.close()
+
+
+def test_layer_queue_refills_the_cortex_one_piece_a_turn(template_hm, bench):
+    """A cortex already shown is refilled in place (no remove + add); finishing is piecewise."""
+    from napari_meg_unet._qt._common import make_layers
+    from napari_meg_unet._qt._layerqueue import LayerQueue
+    from napari_meg_unet._qt._prepare import cortex_tuple
+
+    hm, sim = template_hm, bench["sim"]
+    viewer = napari.Viewer(show=False)
+    try:
+        queue = LayerQueue(viewer)
+        queue.add(make_layers([cortex_tuple(hm, hemi="both", source="anatomy")], viewer))
+        _pump(lambda: queue.idle)
+        cortex = viewer.layers["cortex"]
+        assert cortex.ndim == 3 and not cortex.colorbar.visible
+        added = queue.n_added
+        stack = np.asarray(bench["viewer"].layers["truth"].data[:, 0])
+        values = make_layers([cortex_tuple(hm, hemi=sim.meta["params"]["hemi"], source="truth",
+                                           stack=stack, sfreq=sim.sfreq)], viewer)  # fmt: skip
+        removed = []
+        viewer.layers.events.removed.connect(lambda e: removed.append(e.value.name))
+        pieces = []
+        finish = queue._finish
+        queue._finish = lambda job: (pieces.append(1), finish(job))[1]
+        queue.add(values)
+        _pump(lambda: queue.idle)
+        assert viewer.layers["cortex"] is cortex and removed == []  # the same layer, refilled
+        assert cortex.ndim == 5 and cortex.metadata["shows"] == "truth"
+        assert cortex.colorbar.visible
+        assert cortex.scale[0] == pytest.approx(1 / sim.sfreq)  # the time axis, placed
+        assert len(pieces) >= 3  # layout, colorbar, camera: each a turn of its own
+        # anatomy again: the same layer, 3-D, no colorbar
+        queue.add(make_layers([cortex_tuple(hm, hemi="both", source="anatomy")], viewer))
+        _pump(lambda: queue.idle)
+        assert viewer.layers["cortex"] is cortex and cortex.ndim == 3
+        assert not cortex.colorbar.visible and queue.n_added == added  # no layer added
+    finally:
+        viewer.close()

@@ -27,6 +27,20 @@ def _hemi_problem(ckpt_hemi, data_hemi) -> str | None:
     )
 
 
+def hemisphere_problem(chosen, ckpt_hemi) -> str | None:
+    """Why a network trained on ``ckpt_hemi`` sources cannot predict ``chosen`` (None: it can).
+
+    A network's output rows are the sources of the hemisphere(s) it was trained
+    on: it cannot be asked for another hemisphere (the Predict widget's choice).
+    """
+    if chosen in (None, ckpt_hemi) or ckpt_hemi is None:
+        return None
+    return (
+        f"the network was trained on {ckpt_hemi} sources and predicts only those: it cannot "
+        f"predict {chosen} (choose hemisphere {ckpt_hemi}, or a network trained for {chosen})"
+    )
+
+
 def compatibility_problems(ckpt, hm, sdata=None) -> list[str]:
     """Every reason why ``ckpt`` should not run on ``hm`` (and ``sdata``); [] if none."""
     from ..checkpoint import check_checkpoint_compatible

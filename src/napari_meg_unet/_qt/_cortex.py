@@ -52,6 +52,7 @@ class CortexController:
         self.threshold = 0.0
         self.n_computed = 0
         self.worker = None
+        self._hidden: list = []
 
     @property
     def viewer(self):
@@ -145,10 +146,9 @@ class CortexController:
         name = kwargs["name"]
         layers = self.viewer.layers
         current = layers[name] if name in layers else None
-        same = (
-            current is not None and current.ndim == 3 + np.ndim(data[2]) - 1
-            and len(current.vertices) == len(data[0])
-        )  # fmt: skip
+        # napari refills a Surface with any mesh and values: replacing the layer would
+        # cost a new vispy node and a garbage collection (hundreds of milliseconds)
+        same = current is not None and current.metadata.get("mesh") is not None
         if same:
             try:
                 self._assign_data(current, data, kwargs)
@@ -168,7 +168,7 @@ class CortexController:
     def _assign_data(self, current, data, kwargs) -> None:
         """New values (and colours, time axis) in the existing cortex layer."""
         lay = kwargs["metadata"][META_KEY]
-        if current.ndim == 5 and lay.get("sfreq"):
+        if current.ndim == 5 and lay.get("sfreq") and np.ndim(data[2]) == 3:
             # keep the sliders inside the new values while the layer is swapped
             n_times, n_events = np.shape(data[2])[:2]
             step = list(self.viewer.dims.current_step)
@@ -179,7 +179,9 @@ class CortexController:
         current.data = data
         current.colormap = kwargs["colormap"]
         current.contrast_limits = kwargs["contrast_limits"]
-        L.arrange(self.viewer.layers)  # the time axis of the new values (seconds)
+        from ._layerqueue import queue_for
+
+        queue_for(self.viewer).arrange()  # the time axis of the new values (seconds), next turns
 
     # ------------------------------------------------------------------ display options
     def cortex_layers(self) -> list:
@@ -209,35 +211,76 @@ class CortexController:
         """Show the ``truth`` stack on a second cortex (``cortex (truth)``) below the first."""
         if not on:
             if CORTEX_TRUTH in self.viewer.layers:
+                from ._layerqueue import queue_for
+
                 self.viewer.layers.remove(CORTEX_TRUTH)
-                L.arrange(self.viewer.layers)
+                queue_for(self.viewer).arrange()
             return None
         if "truth" not in self.viewer.layers:
             raise ValueError("no truth layer: simulate (or open a sample) first.")
         return self.show("truth", name=CORTEX_TRUTH, band=1, then=then)
 
     def set_view(self, view: str) -> None:
-        """Camera and clipping for ``"top"``, ``"lh lateral"``, ``"rh medial"``... (3D)."""
+        """Camera and clipping for ``"top"``, ``"lh lateral"``, ``"rh medial"``... (3D).
+
+        A side view looks along the time axis of the images, through the stacks
+        and sensor bands beside the cortex (which hid it behind a slab of
+        stripes): they are hidden in side views and shown again by ``"top"``.
+        """
+        from ._layerqueue import camera_of, fit_camera
+
         if view not in L.VIEWS:
             raise ValueError(f"view must be one of {tuple(L.VIEWS)}, got {view!r}.")
         direction, up, keep = L.VIEWS[view]
-        self.viewer.dims.ndisplay = 3
+        viewer = self.viewer
+        viewer.dims.ndisplay = 3
         roles = ("cortex", "map")
         surfaces = [
-            layer for layer in self.viewer.layers
+            layer for layer in viewer.layers
             if layer.metadata.get(META_KEY, {}).get("role") in roles
         ]  # fmt: skip
         for layer in surfaces:
             planes = []
             if keep is not None:
-                # the inflated/pial hemispheres are split at x = 0 (head coordinates)
+                # the inflated/pial hemispheres are split at x = 0 (head coordinates); vispy
+                # clips in scene (world) coordinates, where x = 0 lies at the layer's translate
                 normal = (0.0, 0.0, 1.0) if keep == "rh" else (0.0, 0.0, -1.0)
-                planes = [{"position": (0.0, 0.0, 0.0), "normal": normal, "enabled": True}]
+                position = tuple(float(v) for v in np.asarray(layer.translate, float)[-3:])
+                planes = [{"position": position, "normal": normal, "enabled": True}]
             layer.experimental_clipping_planes = planes
-        from ._layerqueue import camera_of
+        self._show_beside(side=keep is not None and bool(surfaces))
+        # napari's reset_view(layers=...) misplaces layers of fewer dimensions than the
+        # viewer: the plugin's own fit (top view), then the view direction
+        if surfaces:
+            fit_camera(viewer, surfaces)
+        else:
+            viewer.reset_view(margin=0.06)
+        camera_of(viewer).set_view_direction(direction, up)
 
-        self.viewer.reset_view(layers=surfaces or None, margin=0.06)
-        camera_of(self.viewer).set_view_direction(direction, up)
+    #: Roles hidden in side views (they lie beside the cortex, in the line of sight).
+    SIDE_HIDDEN = ("stack", "sensor", "events", "markers", "titles")
+
+    def _show_beside(self, *, side: bool) -> None:
+        """Hide the images and their decorations for a side view; show them again after."""
+        hidden = self._hidden
+        if side:
+            for layer in self.viewer.layers:
+                role = layer.metadata.get(META_KEY, {}).get("role")
+                if role in self.SIDE_HIDDEN and layer.visible:
+                    layer.visible = False
+                    hidden.append(weakref.ref(layer))
+            self._hidden = hidden
+            return
+        for ref in hidden:
+            layer = ref()
+            if layer is not None and layer in self.viewer.layers:
+                layer.visible = True
+        self._hidden = []
+
+    @property
+    def hidden_for_view(self) -> list:
+        """Names of the layers a side view has hidden (shown again by the top view)."""
+        return [ref().name for ref in self._hidden if ref() is not None]
 
 
 controller_for = PerViewer(

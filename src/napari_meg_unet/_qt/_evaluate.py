@@ -162,9 +162,11 @@ class EvaluateWidget(DockWidget):
             if multi else "Per-vertex DLE: the mean DLE of the events with a source at that vertex."
         )  # fmt: skip
         names = [f"{est} ({prot})" for est, prot in keys]
-        self.map_of.choices = names
+        with self.map_of.changed.blocked():  # one map worker, not one per signal
+            self.map_of.choices = names
+            if names:
+                self.map_of.value = names[0]
         if names:
-            self.map_of.value = names[0]
             self._show_map()
         floor = evaluation.grid_floor
         self.status.setText(
@@ -202,9 +204,11 @@ class EvaluateWidget(DockWidget):
             self.map_note.setText(f"No per-vertex DLE for {key[0]}: no event could be scored.")
             return
 
-        def work():
+        viewer = self.viewer
+
+        def work():  # placed among the viewer's layers here: adding it moves nothing
             return make_layers([dle_map_tuple(hm, sim, per_row, estimator=key[0],
-                                              protocol=key[1])])  # fmt: skip
+                                              protocol=key[1])], viewer)  # fmt: skip
 
         return thread_worker(
             work, connect={"returned": lambda made: queue_for(self.viewer).add(made, fit=False),

@@ -4,9 +4,11 @@ Workers deliver napari layers made in their thread (:func:`._common.make_layers`
 Adding a layer to a viewer costs napari tens to hundreds of milliseconds (layer
 list entry, vispy node, a repaint); adding several in one handler would add up
 to one long freeze. :class:`LayerQueue` adds them one per event-loop turn (input
-and timers run in between), then re-runs the plugin's layout for the changed
-placements only, installs the hover text, switches to 3D when a cortex arrived
-and fits the camera to the new layers.
+and timers run in between; a cortex already shown is refilled in place, not
+replaced), then re-runs the plugin's layout, moving one layer per turn (each
+move re-slices napari's layers), installs the hover text, turns on colorbars
+(one per turn), switches to 3D when a cortex arrived and fits the camera to
+the new layers, each in a turn of its own.
 """
 
 from __future__ import annotations
@@ -30,16 +32,23 @@ class _Job:
         self.added = []
         self.fit = fit
         self.then = then
+        self.finishing = None
 
 
 class LayerQueue(QObject):
-    """Adds layers to one viewer without long main-thread stalls (see the module docstring)."""
+    """Adds layers to one viewer without long main-thread stalls (see the module docstring).
+
+    Every event-loop turn does one piece of work: add (or refill) one layer,
+    move one layer to its new place, turn on one colorbar, switch to 3D, fit
+    the camera.
+    """
 
     def __init__(self, viewer):
         super().__init__()
         self._viewer = weakref.ref(viewer)  # the registry must not keep a closed viewer alive
         self._jobs: deque = deque()
         self._running = False
+        self._sliders = False
         self.n_added = 0
 
     @property
@@ -60,6 +69,10 @@ class LayerQueue(QObject):
             self._running = True
             QTimer.singleShot(0, self._step)
 
+    def arrange(self, then=None) -> None:
+        """Re-place the plugin's layers (one changed layer per turn), after queued additions."""
+        self.add([], fit=False, then=then)
+
     def _step(self) -> None:
         if not self._jobs or self._viewer() is None:
             self._jobs.clear()
@@ -77,10 +90,9 @@ class LayerQueue(QObject):
                 added = None
             if added is not None:
                 job.added.append(added)
-            QTimer.singleShot(0, self._step)
-            return
-        self._jobs.popleft()
-        QTimer.singleShot(0, lambda: self._finish(job))
+        elif self._finish(job):
+            self._jobs.popleft()
+        QTimer.singleShot(0, self._step)
 
     def _put(self, layer):
         layers = self.viewer.layers
@@ -99,46 +111,61 @@ class LayerQueue(QObject):
         self.n_added += 1
         return layer
 
-    def _finish(self, job) -> None:
-        from ._status import install, label_sliders
-
+    def _finish(self, job) -> bool:
+        """One piece of the work after a job's layers are in; whether the job is done."""
         try:
-            self._finish_job(job, install, label_sliders)
+            if job.finishing is None:
+                job.finishing = self._finish_steps(job)
+            next(job.finishing)
+            return False
+        except StopIteration:
+            return True
         except Exception as err:  # never raise in a Qt timer callback
             from ._common import notify_error
 
             notify_error(f"napari-meg-unet: could not place the new layers: {err}")
-        finally:
-            QTimer.singleShot(0, self._step)
+            return True
 
-    def _finish_job(self, job, install, label_sliders) -> None:
+    def _finish_steps(self, job):
+        """Generator: layout, hover text, colorbars, 3D and camera, one piece per ``next()``."""
         from ._cortex import controller_for
+        from ._status import install, label_sliders
 
-        if not getattr(self, "_sliders", False):
-            label_sliders(self.viewer)
+        viewer = self.viewer
+        if not self._sliders:
+            label_sliders(viewer)
             self._sliders = True
-        L.arrange(self.viewer.layers)
-        controller = controller_for(self.viewer)
+            yield
+        yield from L.iter_arrange(viewer.layers)  # one moved layer per turn
+        controller = controller_for(viewer)
         for layer in job.added:
             install(layer)
-            show_colorbar(layer)
             if layer.metadata.get("source_layer") is not None:
                 controller.remember(layer)  # what a step's cortex shows is known
-        if any(_is_surface(layer) for layer in job.added) and self.viewer.dims.ndisplay != 3:
-            self.viewer.dims.ndisplay = 3
+            if show_colorbar(layer):
+                yield  # napari makes the colorbar's vispy overlay: a turn of its own
+        if any(_is_surface(layer) for layer in job.added) and viewer.dims.ndisplay != 3:
+            viewer.dims.ndisplay = 3
+            yield
         if job.fit and job.added:
-            fit_camera(self.viewer, job.added)
+            fit_camera(viewer, job.added)
+            yield
         if job.then is not None:
             job.then(job.added)
 
 
 def _same_surface(current, new) -> bool:
-    """Two cortex Surface layers on the same mesh with values of the same dimensions."""
+    """Two cortex Surface layers made by the plugin (refilled in place, whatever their values).
+
+    napari takes new vertices, faces and values of any dimensions into an
+    existing Surface layer; replacing the layer instead costs a new vispy node
+    and a garbage collection (hundreds of milliseconds).
+    """
     return (
         type(current).__name__ == type(new).__name__ == "Surface"
-        and current.ndim == new.ndim and len(current.vertices) == len(new.vertices)
-        and current.metadata.get("mesh") is not None
-        and np.array_equal(np.asarray(current.faces), np.asarray(new.faces))
+        and current.metadata.get("mesh") is not None and new.metadata.get("mesh") is not None
+        and current.metadata.get(META_KEY, {}).get("role")
+        == new.metadata.get(META_KEY, {}).get("role")
     )  # fmt: skip
 
 
@@ -149,21 +176,32 @@ def _assign_surface(current, new) -> bool:
         current.data = (new.vertices, new.faces, new.vertex_values)
         current.colormap = new.colormap
         current.contrast_limits = tuple(new.contrast_limits)
+        colorbar = getattr(current, "colorbar", None)
+        if colorbar is not None and colorbar.visible and not _has_values(new):
+            colorbar.visible = False  # anatomy again: no colorbar
         return True
     except Exception:
         return False
 
 
-def show_colorbar(layer) -> None:
+def _has_values(layer) -> bool:
+    lay = layer.metadata.get(META_KEY, {})
+    return layer.metadata.get("stack_limits") is not None or lay.get("role") == "map"
+
+
+def show_colorbar(layer) -> bool:
     """Colorbars on for estimates: the cortex showing values and per-vertex maps.
 
     (napari >= 0.6; the stacks' ranges are in their titles' units and on hover.)
+    Returns whether a colorbar was turned on.
     """
     lay = layer.metadata.get(META_KEY, {})
-    has_values = layer.metadata.get("stack_limits") is not None or lay.get("role") == "map"
     colorbar = getattr(layer, "colorbar", None)
-    if colorbar is not None and lay.get("role") in ("cortex", "map") and has_values:
-        colorbar.visible = True
+    if colorbar is not None and lay.get("role") in ("cortex", "map") and _has_values(layer):
+        if not colorbar.visible:
+            colorbar.visible = True
+            return True
+    return False
 
 
 def _is_surface(layer) -> bool:

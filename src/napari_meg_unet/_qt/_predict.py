@@ -5,9 +5,17 @@ from __future__ import annotations
 from magicgui.widgets import ComboBox, Container, FileEdit, SpinBox
 from qtpy.QtWidgets import QLabel
 
+from ..configs import SimulationConfig
 from . import _settings
-from ._checks import checkpoint_report, recording_report
-from ._common import DockWidget, current_headmodel, is_sensor_layer, layer_combo, widen_combo
+from ._checks import checkpoint_report, hemisphere_problem, recording_report
+from ._common import (
+    DockWidget,
+    current_headmodel,
+    is_sensor_layer,
+    layer_combo,
+    option_widget,
+    widen_combo,
+)
 from ._inputs import PredictInputs, available_devices
 from ._layerqueue import queue_for
 from ._sensors import sensor_data
@@ -39,6 +47,13 @@ class PredictWidget(DockWidget):
     the core's message, what cannot be (missing or bad channels, data
     shorter than one window...). The probabilities become the layer
     ``prediction (<model>)`` and are shown on the cortex.
+
+    **hemisphere** (as in the Simulate widget) shows the hemisphere(s) whose
+    sources the network predicts, set from the checkpoint when it is chosen.
+    A network predicts only the hemisphere it was trained on: choosing
+    another one, or a simulation whose sources lie in another hemisphere, is
+    refused with a notification saying which (as the Evaluate widget refuses
+    a prediction made for other rows).
     """
 
     title = "Predict"
@@ -57,8 +72,13 @@ class PredictWidget(DockWidget):
         self.device = ComboBox(label="device", choices=devices, value=device)
         widen_combo(self.device)
         self.batch_size = SpinBox(label="batch size", min=1, max=4096, value=d.batch_size)
+        self.hemi = option_widget(
+            SimulationConfig, "hemi", label="hemisphere",
+            help="the hemisphere(s) whose sources the network predicts (set from the "
+            "checkpoint; a network predicts only the hemisphere it was trained on)",
+        )  # fmt: skip
         self.form = Container(
-            widgets=[self.data_layer, self.checkpoint, self.device, self.batch_size]
+            widgets=[self.data_layer, self.checkpoint, self.hemi, self.device, self.batch_size]
         )
         self.add(self.form)
         self.check = QLabel("No checkpoint chosen.")
@@ -67,12 +87,17 @@ class PredictWidget(DockWidget):
         self.predict_button = self.button("Predict", self.predict)
         self.finish(self.form)
         self.compatible = False
+        #: The hemisphere of the last checked network (None before a check).
+        self.network_hemi = None
+        #: Whether the hemisphere was chosen by hand since the checkpoint changed.
+        self.hemi_chosen = False
         self._checker = None
         self._check_id = 0
-        self.checkpoint.changed.connect(self.check_checkpoint)
+        self.checkpoint.changed.connect(self._checkpoint_changed)
         self.data_layer.changed.connect(self.check_checkpoint)
+        self.hemi.changed.connect(self._hemi_changed)
         if self.inputs().checkpoint and self.data_layer.value:
-            self.check_checkpoint()  # the saved checkpoint on the data shown
+            self._checkpoint_changed()  # the saved checkpoint on the data shown
 
     def inputs(self) -> PredictInputs:
         value = self.checkpoint.value
@@ -90,26 +115,53 @@ class PredictWidget(DockWidget):
             raise ValueError("no head model: build one with the Head model widget first.")
         return layer, hm
 
-    def _report(self, inputs, metadata, hm, source="the data"):
-        """In a worker thread: the data and the checked checkpoint."""
+    def _report(self, inputs, metadata, hm, source="the data", hemi=None):
+        """In a worker thread: the data and the checked checkpoint (predicting ``hemi``)."""
+        from ..dataset import IncompatibleDataError
+
         if _is_recording(metadata):
-            return recording_report(inputs.checkpoint, hm, metadata, source=source)
-        sdata = sensor_data(metadata, hm=hm)
-        ckpt, description = checkpoint_report(inputs.checkpoint, hm, sdata)
+            sdata, ckpt, description = recording_report(inputs.checkpoint, hm, metadata,
+                                                        source=source)  # fmt: skip
+        else:
+            sdata = sensor_data(metadata, hm=hm)
+            ckpt, description = checkpoint_report(inputs.checkpoint, hm, sdata)
+        problem = hemisphere_problem(hemi, ckpt["dataset_meta"].get("hemi"))
+        if problem:
+            raise IncompatibleDataError(problem + ".")
         return sdata, ckpt, description
+
+    def _checkpoint_changed(self, *_):
+        """A new checkpoint: the hemisphere control follows the network's, then the check."""
+        self.hemi_chosen = False
+        return self.check_checkpoint()
+
+    def _hemi_changed(self, *_):
+        self.hemi_chosen = True
+        return self.check_checkpoint()
+
+    def _chosen_hemi(self):
+        """The hemisphere chosen by hand, or None (the network's)."""
+        return self.hemi.value if self.hemi_chosen else None
 
     def check_checkpoint(self, *_):
         """Load the chosen checkpoint (worker thread); say whether it fits head model and data.
 
-        Only the newest check is shown (an earlier one may end later).
+        Only the newest check is shown (an earlier one may end later). Until a
+        hemisphere is chosen by hand, the hemisphere control shows the
+        network's; a chosen one is checked against it.
         """
         from napari.qt.threading import thread_worker
+
+        from ..checkpoint import load_checkpoint
 
         self._check_id += 1
         check_id = self._check_id
 
         def shown(outcome):
             if check_id == self._check_id and not self._closed:
+                if isinstance(outcome, tuple):
+                    network_hemi, outcome = outcome
+                    self._set_network_hemi(network_hemi, follow=chosen is None)
                 self._checked(outcome)
 
         try:
@@ -122,11 +174,27 @@ class PredictWidget(DockWidget):
         self.check.setText("checking the checkpoint…")
         self.compatible = False
         metadata = layer.metadata
+        chosen = self._chosen_hemi()
+
+        def check():
+            network_hemi = load_checkpoint(inputs.checkpoint)["dataset_meta"].get("hemi")
+            try:
+                report = self._report(inputs, metadata, hm, layer.name,
+                                      hemi=chosen or network_hemi)  # fmt: skip
+            except Exception as err:
+                return network_hemi, err
+            return network_hemi, report[2]
+
         self._checker = thread_worker(
-            self._report,
-            connect={"returned": lambda result: shown(result[2]), "errored": shown},
-        )(inputs, metadata, hm, layer.name)  # fmt: skip
+            check, connect={"returned": shown, "errored": shown},
+        )()  # fmt: skip
         return self._checker
+
+    def _set_network_hemi(self, network_hemi, *, follow: bool) -> None:
+        self.network_hemi = network_hemi
+        if follow and network_hemi in self.hemi.choices:
+            with self.hemi.changed.blocked():  # shown, not a new choice to check
+                self.hemi.value = network_hemi
 
     def _checked(self, outcome) -> None:
         if isinstance(outcome, BaseException):
@@ -146,14 +214,19 @@ class PredictWidget(DockWidget):
             self.compatible = False
             self.fail(err)
             return None
+        problem = hemisphere_problem(self._chosen_hemi(), self.network_hemi)
+        if problem:  # known from the last check: refused before any work
+            self.fail(ValueError(f"Not usable: {problem}."))
+            return None
         _settings.save("predict", {"checkpoint": inputs.checkpoint, "device": inputs.device})
         self._check_id += 1  # a check still running is not shown over this one
         metadata, name = layer.metadata, layer.name
+        hemi = self._chosen_hemi()  # None: the network's (a check may still be running)
         step_func = iter_predict_recording_step if _is_recording(metadata) else iter_predict_step
 
         def work():
             try:
-                sdata, _ckpt, description = self._report(inputs, metadata, hm, name)
+                sdata, _ckpt, description = self._report(inputs, metadata, hm, name, hemi=hemi)
             except Exception as err:
                 raise type(err)(f"Not usable: {err}") from err
             step = yield from self.call(

@@ -14,6 +14,7 @@ from ..layers.ordering import ORDERS
 from . import _settings
 from ._common import DockWidget, widen_combo
 from ._cortex import controller_for, stack_layers
+from ._prepare import CORTEX
 from ._tasks import iter_row_orders
 
 _ORDERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -42,7 +43,8 @@ class ViewWidget(DockWidget):
     - **threshold**: values below this fraction of the top of the range show
       the anatomy grey (|value| for signed maps).
     - **views**: top, lateral and medial views of each hemisphere (the other
-      hemisphere is clipped away for medial views).
+      hemisphere is clipped away; the stacks, sensor bands and titles, in
+      the line of sight of a side view, are hidden until the top view).
     - **row order**: the display order of the vertex rows of every stack:
       ``source`` (documented: lh then rh by vertex number, what the networks
       use), ``spectral`` or ``bisection`` (cortical neighbours on neighbouring
@@ -86,7 +88,14 @@ class ViewWidget(DockWidget):
             event.connect(self._layers_changed)  # a method: napari keeps it weakly
 
     def _layers_changed(self, _event=None):
-        self.source.reset_choices()
+        # new stacks must not change what the cortex shows (the Inverse widget's "show on
+        # cortex", a prediction): the choices follow the layers, the value the cortex
+        with self.source.changed.blocked():
+            self.source.reset_choices()
+            layers = self.viewer.layers
+            shows = layers[CORTEX].metadata.get("source_layer") if CORTEX in layers else None
+            if shows is not None and shows in self.source.choices:
+                self.source.value = shows
 
     def _sources(self, _widget=None):
         return [layer.name for layer in stack_layers(self.viewer)]

@@ -77,7 +77,7 @@ from .cortex import (
     hemisphere_bounds,
     napari_vertices,
 )
-from .layout import arrange, compute_layout, decorations, layout_tuples
+from .layout import arrange, compute_layout, decorations, iter_arrange, layout_tuples
 from .markers import cortex_markers, source_table, stack_markers, titles_layer
 from .sensors import SensorImage, events_layer, sensor_image, sensor_layer, sensor_values
 from .stacks import stack_data, stack_layer, stack_values
@@ -111,6 +111,7 @@ __all__ = [
     "events_layer",
     "hemisphere_bounds",
     "is_signed",
+    "iter_arrange",
     "layout_tuples",
     "limits_for",
     "napari_vertices",

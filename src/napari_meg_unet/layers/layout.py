@@ -195,13 +195,85 @@ def marker_size(layouts: list[dict]) -> float:
 
 
 # =========================================================================== applying
-def _set_placement(layer, scale, translate) -> None:
+def _set_placement(layer, scale, translate) -> bool:
+    """Give ``layer`` this placement; whether anything changed.
+
+    A napari layer gets scale and translate in one go (one refresh, one
+    re-slice of the viewer instead of two); other objects through their
+    ``scale``/``translate`` attributes.
+    """
     nd = layer.ndim
     new_scale, new_translate = tuple(scale[-nd:]), tuple(translate[-nd:])
-    if layer.scale is None or tuple(np.asarray(layer.scale, float)) != new_scale:
-        layer.scale = new_scale
-    if layer.translate is None or tuple(np.asarray(layer.translate, float)) != new_translate:
-        layer.translate = new_translate
+    same_scale = layer.scale is not None and tuple(np.asarray(layer.scale, float)) == new_scale
+    same_translate = (layer.translate is not None
+                      and tuple(np.asarray(layer.translate, float)) == new_translate)  # fmt: skip
+    if same_scale and same_translate:
+        return False
+    transform = getattr(layer, "_transforms", None)
+    events = getattr(layer, "events", None)
+    try:
+        physical = transform["data2physical"]
+    except (TypeError, KeyError):
+        physical = None
+    if physical is None or events is None or not hasattr(layer, "refresh"):
+        if not same_scale:
+            layer.scale = new_scale
+        if not same_translate:
+            layer.translate = new_translate
+        return True
+    moved = np.flatnonzero(
+        (np.asarray(layer.scale, float) != new_scale)
+        | (np.asarray(layer.translate, float) != new_translate)
+    )
+    physical.scale = np.array(new_scale)
+    physical.translate = np.array(new_translate)
+    layer._clear_extent()
+    if not _only_displayed(layer, moved):
+        layer.refresh(extent=False)  # the slice through the moved axes changes
+    if not same_scale:
+        events.scale()
+    if not same_translate:
+        events.translate()
+    return True
+
+
+def _only_displayed(layer, axes) -> bool:
+    """Whether ``axes`` (of the layer) are all displayed: moving along them re-slices nothing.
+
+    napari's setters re-slice a layer after every transform change; a slice
+    depends on the transform of the axes that are not displayed only (the
+    displayed ones are drawn whole), so a move along displayed axes needs the
+    new transform (the events) and no new slice, which for a cortex mesh
+    means no new vertex normals.
+    """
+    try:
+        displayed = {int(a) for a in layer._slice_input.displayed}
+    except Exception:  # not a napari layer as known: re-slice
+        return False
+    return all(int(a) in displayed for a in axes)
+
+
+def iter_arrange(layers):
+    """:func:`arrange` one layer at a time: a generator yielding after each layer it changed.
+
+    The layout is computed once, first; each ``next()`` then applies the
+    placement (or decoration data) of the next layer that needs a change, so
+    that a caller on napari's event loop can spread napari's re-slicing over
+    several turns (:mod:`.._qt._layerqueue`).
+    """
+    ours = [layer for layer in layers if META_KEY in getattr(layer, "metadata", {})]
+    layouts = [layer.metadata[META_KEY] for layer in ours]
+    placements = compute_layout(layouts)
+    found_all = decorations(layouts, placements)
+    for layer, (scale, translate) in zip(ours, placements, strict=True):
+        if _set_placement(layer, scale, translate):
+            yield layer
+    for layer in ours:
+        found = found_all.get(layer.metadata[META_KEY]["name"])
+        if found is not None and layer.metadata[META_KEY]["role"] in DECORATION_ROLES:
+            points, features = found
+            if hasattr(layer, "features") and _set_points(layer, points, features):
+                yield layer
 
 
 def arrange(layers) -> None:
@@ -212,22 +284,12 @@ def arrange(layers) -> None:
     are left alone. Only changed placements are assigned, and decoration
     layers (markers, titles) get their data recomputed.
     """
-    ours = [layer for layer in layers if META_KEY in getattr(layer, "metadata", {})]
-    layouts = [layer.metadata[META_KEY] for layer in ours]
-    placements = compute_layout(layouts)
-    for layer, (scale, translate) in zip(ours, placements, strict=True):
-        _set_placement(layer, scale, translate)
-    found_all = decorations(layouts, placements)
-    for layer in ours:
-        found = found_all.get(layer.metadata[META_KEY]["name"])
-        if found is not None and layer.metadata[META_KEY]["role"] in DECORATION_ROLES:
-            points, features = found
-            if hasattr(layer, "features"):
-                _set_points(layer, points, features)
+    for _ in iter_arrange(layers):
+        pass
 
 
-def _set_points(layer, points, features) -> None:
-    """Replace a Points layer's points and features (and hence its text)."""
+def _set_points(layer, points, features) -> bool:
+    """Replace a Points layer's points and features (and hence its text); whether changed."""
     import pandas as pd
 
     current = np.asarray(layer.data)
@@ -237,11 +299,12 @@ def _set_points(layer, points, features) -> None:
         for name, values in features.items()
     )
     if same_points and same_features:
-        return
+        return False
     layer.data = points
     layer.features = pd.DataFrame(features)
     if getattr(layer, "text", None) is not None:
         layer.text.refresh(layer.features)
+    return True
 
 
 def layout_tuples(tuples: list, *, among=()) -> list:

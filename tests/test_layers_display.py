@@ -77,9 +77,10 @@ def test_titles_name_every_result_with_its_unit(tuples):
     assert any(t.startswith("sensor data: mag ±") and "fT" in t for t in titles)
     points = tuples["titles"][0]
     truth_kw = tuples["truth"][1]
-    # the truth's title sits above the truth image, centred on it
+    # the truth's title sits above or below the truth image, centred on it
     y, x = points[titles.index("truth [A·m]")]
-    assert y < truth_kw["translate"][-2]
+    top = truth_kw["translate"][-2]
+    assert y < top or y > top + tuples["truth"][0].shape[-2] * truth_kw["scale"][-2]
     width = tuples["truth"][0].shape[-1] * truth_kw["scale"][-1]
     assert x == pytest.approx(truth_kw["translate"][-1] + width / 2)
 
@@ -211,3 +212,31 @@ def test_arrange_sets_the_cortex_time_axis(template_hm, tuples):
     layers.arrange([layer])
     sfreq = kw["metadata"][META_KEY]["sfreq"]
     assert layer.scale[0] == pytest.approx(1 / sfreq) and layer.scale[1] == 1.0
+
+
+def test_neighbouring_titles_alternate_above_and_below():
+    from napari_meg_unet.layers.layout import _stagger_titles
+
+    # (y above, y below, x): one row of four titles given out of order, one far below
+    places = np.array([[0.0, 1.0, 3.0], [0.0, 1.0, 1.0], [0.01, 1.01, 2.0], [0.0, 1.0, 0.0],
+                       [5.0, 6.0, 1.0]])  # fmt: skip
+    out = _stagger_titles(places, height=1.0)
+    row = out[[3, 1, 2, 0]]  # left to right
+    assert np.allclose(row[:, 0], [0.0, 1.0, 0.01, 1.0])
+    assert np.allclose(row[:, 1], [0.0, 1.0, 2.0, 3.0])
+    assert np.array_equal(out[4], [5.0, 1.0])
+
+
+def test_stack_titles_below_sit_under_the_stack(tuples):
+    titles = list(tuples["titles"][1]["features"]["title"])
+    points = tuples["titles"][0]
+    below = 0
+    for name, (data, kwargs, kind) in tuples.items():
+        title = kwargs.get("metadata", {}).get(META_KEY, {}).get("title")
+        if title in titles and kind == "image":
+            y = points[titles.index(title)][0]
+            top = kwargs["translate"][-2]
+            bottom = top + data.shape[-2] * kwargs["scale"][-2]
+            assert y < top or y > bottom, name
+            below += y > bottom
+    assert below >= 1

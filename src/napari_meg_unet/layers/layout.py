@@ -143,18 +143,21 @@ def _stack_points(lay, layouts, placements) -> np.ndarray:
 
 
 def _title_of(lay, scale, translate, height):
-    """World (y, x) of a layer's title and its text, or None."""
+    """World ``(y above, y below, x)`` of a layer's title and its text, or None."""
     title = lay.get("title")
     if not title:
         return None
     if lay["role"] in ("stack", "sensor"):
         width = lay["n_times"] * scale[-1]
-        return (translate[-2] - 0.04 * height, translate[-1] + width / 2), title
+        bottom = translate[-2] + lay.get("n_rows", 0) * scale[-2]
+        x = translate[-1] + width / 2
+        return (translate[-2] - 0.04 * height, bottom + 0.06 * height, x), title
     if lay["role"] in SURFACE_ROLES:
         lo, hi = np.asarray(lay["lo"]), np.asarray(lay["hi"])
         s = scale[-1]
-        y = translate[-2] + lo[1] * s - 0.04 * height
-        return (y, translate[-1] + (lo[2] + hi[2]) / 2 * s), title
+        top, bottom = translate[-2] + lo[1] * s, translate[-2] + hi[1] * s
+        x = translate[-1] + (lo[2] + hi[2]) / 2 * s
+        return (top - 0.04 * height, bottom + 0.06 * height, x), title
     return None
 
 
@@ -185,8 +188,31 @@ def decorations(layouts: list[dict], placements: list[tuple]) -> dict:
                 if found is not None:
                     pts.append(found[0])
                     texts.append(found[1])
-            out[lay["name"]] = (np.asarray(pts, float).reshape(-1, 2), {"title": texts})
+            pts = _stagger_titles(np.asarray(pts, float).reshape(-1, 3), height)
+            out[lay["name"]] = (pts, {"title": texts})
     return out
+
+
+def _stagger_titles(places: np.ndarray, height: float) -> np.ndarray:
+    """World ``(y, x)`` of titles: above their layer, every other one of a row below it.
+
+    ``places``: ``(y above, y below, x)`` per title. Titles are drawn at a
+    fixed screen size, wider than a zoomed-out stack; alternating above and
+    below (left to right along a row: titles less than ``0.1 * height``
+    apart vertically) gives each title twice its stack's width. Below, not
+    higher above: the sensor band sits right above the stacks.
+    """
+    pts = places[:, [0, 2]].copy()
+    by_y = np.argsort(pts[:, 0], kind="stable")
+    rows, start = [], 0
+    for i in range(1, len(by_y) + 1):
+        if i == len(by_y) or pts[by_y[i], 0] - pts[by_y[i - 1], 0] >= 0.1 * height:
+            rows.append(by_y[start:i])
+            start = i
+    for idx in rows:
+        idx = idx[np.argsort(pts[idx, 1], kind="stable")]
+        pts[idx[1::2], 0] = places[idx[1::2], 1]
+    return pts
 
 
 def marker_size(layouts: list[dict]) -> float:

@@ -85,12 +85,17 @@ def test_refinement_recovers_an_off_grid_dipole(template_hm, field, whitener):
     assert 0.1 < fit.amplitudes[0] / np.abs(tc).mean() <= 1.001
 
 
-def test_refinement_separates_two_dipoles(template_hm, field, whitener):
+def _two_dipoles(hm, field):
+    """Two off-grid dipoles 64 mm apart: positions, data, normals and time courses."""
     rows = [720, 1100]
-    true = _off_grid(template_hm, rows, [[1.5, 1.0, -2.0], [-1.0, 2.0, 1.0]])
+    true = _off_grid(hm, rows, [[1.5, 1.0, -2.0], [-1.0, 2.0, 1.0]])
     t = np.linspace(0, 1, 32)
     tc = 20e-9 * np.stack([np.sin(2 * np.pi * 5 * t), np.cos(2 * np.pi * 3 * t)])
-    data = _data(field, true, template_hm.normals[rows], tc)
+    return true, _data(field, true, hm.normals[rows], tc), hm.normals[rows], tc
+
+
+def test_refinement_separates_two_dipoles(template_hm, field, whitener):
+    true, data, _, _ = _two_dipoles(template_hm, field)
     start = true + np.array([[5.0, -4.0, 3.0], [-4.0, -5.0, 3.0]]) / 1e3
     fit = refine_dipoles(field, whitener, data, start)
     assert (np.linalg.norm(fit.positions - true, axis=1) * 1e3 < 1.0).all()
@@ -98,18 +103,14 @@ def test_refinement_separates_two_dipoles(template_hm, field, whitener):
 
 
 def test_selection_keeps_the_dipoles_the_data_need(template_hm, field, whitener):
-    rows = [720, 1100]
-    true = _off_grid(template_hm, rows, [[1.5, 1.0, -2.0], [-1.0, 2.0, 1.0]])
-    t = np.linspace(0, 1, 32)
-    tc = 20e-9 * np.stack([np.sin(2 * np.pi * 5 * t), np.cos(2 * np.pi * 3 * t)])
-    data = _data(field, true, template_hm.normals[rows], tc)
+    true, data, normals, tc = _two_dipoles(template_hm, field)
     spurious = template_hm.positions[[300]]  # a third proposal far from both
     start = np.vstack([true + 3e-3, spurious])
     fit = refine_dipoles(field, whitener, data, start, select=True)
     assert len(fit.positions) == 2
     assert (np.linalg.norm(fit.positions - true, axis=1) * 1e3 < 1.0).all()
     # one noisy dipole and two more proposals: the fit keeps one dipole
-    one = _data(field, true[:1], template_hm.normals[rows[:1]], tc[:1] * 5)
+    one = _data(field, true[:1], normals[:1], tc[:1] * 5)
     noise = np.linalg.pinv(whitener) @ np.random.default_rng(0).standard_normal((len(whitener), 32))
     start = np.vstack([true[:1] + 3e-3, template_hm.positions[[300, 1200]]])
     fit = refine_dipoles(field, whitener, one + noise, start, select=True)

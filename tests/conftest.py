@@ -81,3 +81,19 @@ def sample_hm(shared_data, cache_dir):
         noise_cov=meg / "sample_audvis_trunc-cov.fif", subjects_dir=subj, subject="sample",
         modality="meg", verbose="error",
     )  # fmt: skip
+
+
+@pytest.fixture
+def bench_accuracy_options(monkeypatch) -> dict:
+    """What ``bench accuracy`` on the CLI hands its driver: the preset and options (filled
+    by the run, which then stops with "stop here")."""
+    from napari_meg_unet.bench.accuracy import driver
+
+    seen = {}
+
+    def fake(preset, **options):
+        seen.update(options, preset=preset)
+        raise ZeroDivisionError("stop here")
+
+    monkeypatch.setattr(driver, "iter_run_accuracy", fake)
+    return seen

@@ -89,16 +89,8 @@ def test_presets_with_peers_and_model_error():
     assert (config.design, config.off_grid, config.extent_mm) == ("extended", False, 20.0)
 
 
-def test_cli_peer_and_condition_options(monkeypatch, capsys):
-    from napari_meg_unet.bench.accuracy import driver
-
-    seen = {}
-
-    def fake(preset, **options):
-        seen.update(options, preset=preset)
-        raise ZeroDivisionError("stop here")
-
-    monkeypatch.setattr(driver, "iter_run_accuracy", fake)
+def test_cli_peer_and_condition_options(bench_accuracy_options, capsys):
+    seen = bench_accuracy_options
     rc = main(["bench", "accuracy", "--preset", "benchmark-model-error", "--networks", "none",
                "--peers", "lcmv,rap-music", "--conditions", "single-snr1-coreg,extended-snr1",
                "--peer-events", "7", "--no-progress"])  # fmt: skip

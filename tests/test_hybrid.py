@@ -282,18 +282,12 @@ def test_hybrids_in_the_accuracy_protocol(template_hm, tmp_path):
         bench_accuracy("small", hybrids=("argmax",))
 
 
-def test_cli_hybrids_option(monkeypatch, capsys):
-    from napari_meg_unet.bench.accuracy import driver, get_preset
+def test_cli_hybrids_option(bench_accuracy_options, capsys):
+    from napari_meg_unet.bench.accuracy import get_preset
     from napari_meg_unet.cli import main
     from napari_meg_unet.configs import HYBRIDS
 
-    seen = {}
-
-    def fake(preset, **options):
-        seen.update(options, preset=preset)
-        raise ZeroDivisionError("stop here")
-
-    monkeypatch.setattr(driver, "iter_run_accuracy", fake)
+    seen = bench_accuracy_options
     assert get_preset("benchmark").hybrids == HYBRIDS and get_preset("small").hybrids == ()
     rc = main(["bench", "accuracy", "--preset", "small", "--hybrids", "dipole-fit",
                "--no-progress"])  # fmt: skip

@@ -151,6 +151,64 @@ def test_compute_targets():
     assert t["per_condition"]["single-snr3"]["snr"] == 3.0
 
 
+def _peer_rows(*entries):
+    """Peer result rows (they carry the peer's name) from ``(label, mean DLE, CI half width)``."""
+    rows = _rows(*((label, "window", mean, half) for label, mean, half in entries))
+    for row in rows:
+        row["peer"] = row["estimator"]
+    return rows
+
+
+def test_compute_targets_against_the_peers():
+    nets = ["mesh U-Net"]
+    single = _rows(("dSPM", "window", 17.0, 0.5), ("mesh U-Net", "window", 7.0, 0.4)) + _peer_rows(
+        ("dipole fit (BEM, epoch pattern)", 3.5, 1.5), ("RAP-MUSIC (n given)", 7.8, 1.5),
+        ("mesh U-Net + dipole fit", 1.3, 0.2),
+    )  # fmt: skip
+    multi = _rows(("dSPM", "window", 35.0, 1), ("mesh U-Net", "window", 20.0, 1)) + _peer_rows(
+        ("RAP-MUSIC (n given)", 15.4, 2.0), ("mesh U-Net + dipole fit", 11.0, 1.0),
+    )  # fmt: skip
+    coreg = _rows(("mesh U-Net", "window", 7.9, 0.5)) + _peer_rows(
+        ("dipole fit (BEM, epoch pattern)", 5.7, 1.0), ("mesh U-Net + dipole fit", 5.8, 0.7),
+    )  # fmt: skip
+    conditions = {
+        "single-snr1": {"kind": "single", "snr": 1.0, "results": single},
+        "multi-snr1": {"kind": "multi", "snr": 1.0, "results": multi},
+        "single-snr1-coreg": {"kind": "single", "snr": 1.0, "results": coreg,
+                              "model_error": {"name": "coreg"}},
+    }  # fmt: skip
+    t = compute_targets(conditions, nets)
+    e = t["per_condition"]["single-snr1"]
+    assert e["best_learned"] == "mesh U-Net + dipole fit"  # a hybrid counts as learned
+    assert e["best_peer"] == "dipole fit (BEM, epoch pattern)"  # not the hybrid
+    assert e["ratio_learned_vs_peer"] == pytest.approx(1.3 / 3.5)
+    assert e["ratio_network_vs_peer"] == pytest.approx(7.0 / 3.5)
+    assert t["single_learned_le_peer"] is True and t["single_network_1.25_peer"] is False
+    m = t["per_condition"]["multi-snr1"]
+    assert m["ratio_learned_vs_peer"] == pytest.approx(11 / 15.4)
+    assert m["learned_peer_ci_separated"] and t["multi_learned_0.8_peer_ci"] is True
+    # model error: the BEM fit's 5.7 beats the hybrid's 5.8; the coreg condition is not
+    # counted in the single-dipole targets
+    assert t["per_condition"]["single-snr1-coreg"]["learned_lowest"] is False
+    assert t["model_error_learned_lowest"] is False
+    coreg[-1]["dle_mm"] = _agg(5.0, 0.7)
+    t = compute_targets(conditions, nets)
+    assert t["model_error_learned_lowest"] is True and t["single_learned_le_peer"] is True
+    # overlapping CIs fail the multi-dipole target
+    multi[-1]["dle_mm"] = _agg(12.0, 2.0)
+    assert compute_targets(conditions, nets)["multi_learned_0.8_peer_ci"] is False
+    # without peers these targets do not apply
+    t = compute_targets({"s": {"kind": "single", "results": single[:2]}}, nets)
+    assert t["single_learned_le_peer"] is None and t["model_error_learned_lowest"] is None
+    from napari_meg_unet.accuracy.table import _targets_section
+
+    text = "\n".join(_targets_section(compute_targets(conditions, nets)))
+    assert "| best network or hybrid DLE <= best peer DLE (single dipoles, no model error) " \
+        "| yes | yes |" in text
+    assert ("| single-snr1-coreg | mesh U-Net + dipole fit 5.0 "
+            "| dipole fit (BEM, epoch pattern) 5.7 | 0.88 | no | 1.39 | yes |") in text
+
+
 @pytest.fixture(scope="module")
 def tiny_run(template_hm, template_hm_megeeg, tmp_path_factory):
     """The small preset on a tiny override with the stability experiments, saved to a folder."""

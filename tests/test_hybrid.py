@@ -23,6 +23,7 @@ from napari_meg_unet.peers import (
     validation_dle,
 )
 from napari_meg_unet.peers.dipole import fit_conductor
+from napari_meg_unet.peers.field import THIRD_ORIENTATION_RATIO, CandidateScan, _dipole_basis
 from napari_meg_unet.progress import plain
 from napari_meg_unet.simulate import simulate
 
@@ -116,6 +117,41 @@ def test_selection_keeps_the_dipoles_the_data_need(template_hm, field, whitener)
     fit = refine_dipoles(field, whitener, one + noise, start, select=True)
     assert len(fit.positions) == 1 and np.linalg.norm(fit.positions - true[:1]) * 1e3 < 3.0
     assert len(refine_dipoles(field, whitener, one + noise, start).positions) == 3
+
+
+def test_a_missed_dipole_is_added_from_the_residual(template_hm, field, whitener):
+    true, data, normals, tc = _two_dipoles(template_hm, field)
+    scan = CandidateScan(field, whitener, template_hm.positions)
+    start = true[:1] + 3e-3  # the second dipole was not proposed
+    assert len(refine_dipoles(field, whitener, data, start, select=True).positions) == 1
+    fit = refine_dipoles(field, whitener, data, start, select=True, candidates=scan,
+                         max_dipoles=5)  # fmt: skip
+    assert len(fit.positions) == 2
+    assert (np.linalg.norm(fit.positions - true, axis=1) * 1e3 < 1.0).all()
+    # one noisy dipole: nothing is added
+    one = _data(field, true[:1], normals[:1], tc[:1] * 5)
+    noise = np.linalg.pinv(whitener) @ np.random.default_rng(1).standard_normal((len(whitener), 32))
+    fit = refine_dipoles(field, whitener, one + noise, start, select=True, candidates=scan,
+                         max_dipoles=5)  # fmt: skip
+    assert len(fit.positions) == 1 and np.linalg.norm(fit.positions - true[:1]) * 1e3 < 3.0
+
+
+def test_mne_orientations_leave_out_the_weak_third(template_hm, field, whitener):
+    gw = whitener @ field.gain(template_hm.positions[[700]])
+    s = np.linalg.svd(gw, compute_uv=False)
+    assert s[2] / s[0] < THIRD_ORIENTATION_RATIO  # a cortical dipole: the radial one is weak
+    u_free, m_free = _dipole_basis(gw, "free")
+    u_mne, m_mne = _dipole_basis(gw, "mne")
+    assert u_free.shape[1] == 3 and u_mne.shape[1] == 2 and m_mne.shape == (3, 2)
+    np.testing.assert_allclose(u_mne, u_free[:, :2])
+    # both still find a noiseless off-grid dipole with the exact forward
+    true = _off_grid(template_hm, [700], [[2.0, -1.5, 1.0]])
+    tc = 20e-9 * np.sin(np.linspace(0, 3 * np.pi, 32))[None]
+    data = _data(field, true, [template_hm.normals[700]], tc)
+    fit = refine_dipoles(field, whitener, data, true + 4e-3, orientations="mne")
+    assert np.linalg.norm(fit.positions - true) * 1e3 < 2.0
+    with pytest.raises(ValueError, match="orientations must be one of"):
+        refine_dipoles(field, whitener, data, true, orientations="radial")
 
 
 def test_refinement_refuses_bad_input(field, whitener):
@@ -213,11 +249,15 @@ def clean_single(template_hm):
                     verbose=False)  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["centre-of-mass", "dipole-fit"])
+@pytest.mark.parametrize("name", ["centre-of-mass", "dipole-fit", "dipole-fit-mne"])
 def test_hybrids_run_as_peers(name, template_hm, pretrained, clean_single):
     peer = make_hybrid(name, pretrained, "mesh U-Net")
     assert isinstance(peer, NetworkCentreOfMass if name == "centre-of-mass" else NetworkDipoleFit)
-    assert peer.label == f"mesh U-Net + {name.replace('-', ' ')}" and peer.output == "points"
+    label = {"dipole-fit-mne": "dipole fit (MNE orientations)"}.get(name, name.replace("-", " "))
+    assert peer.label == f"mesh U-Net + {label}" and peer.output == "points"
+    if name != "centre-of-mass":
+        assert peer.grid["add"] == (False, True)
+        assert peer.defaults["orientations"] == ("mne" if name.endswith("mne") else "free")
     assert peer.describe()["network"] == "mesh U-Net" and peer.grid["threshold"]
     state = peer.prepare(template_hm, clean_single.info, params=peer.defaults)
     run = run_peer(peer, state, clean_single, np.arange(4))
@@ -226,6 +266,8 @@ def test_hybrids_run_as_peers(name, template_hm, pretrained, clean_single):
     assert np.isfinite(dle).all()
     if name == "dipole-fit":  # noiseless, the same forward: the fit is exact
         assert dle.max() < 0.5
+    elif name == "dipole-fit-mne":  # without the weak radial orientation: close, not exact
+        assert dle.max() < 5
     else:  # the centre of mass stays within the peak's neighbourhood
         assert dle.max() < 15 and any(
             np.linalg.norm(template_hm.positions - p, axis=1).min() > 1e-4
@@ -265,15 +307,17 @@ def test_hybrids_in_the_accuracy_protocol(template_hm, tmp_path):
     cond = s["conditions"]["single-snr1"]
     rows = {r["estimator"]: r for r in cond["results"]}
     assert rows["mesh U-Net"]["n_events"] == 8
-    for label in ("mesh U-Net + centre of mass", "mesh U-Net + dipole fit"):
+    for label in ("mesh U-Net + centre of mass", "mesh U-Net + dipole fit",
+                  "mesh U-Net + dipole fit (MNE orientations)"):  # fmt: skip
         row = rows[label]
         # the first n_test events, as the other rows (the sweep holds more than peer_events)
         assert row["n_events"] == 8 and row["seconds_per_event"] > 0 and row["auc"] is None
         assert row["params"]["threshold"] in (0.2, 0.4, 0.6, 0.8)
     searches = s["peers"]["search"]["single"]
-    assert set(searches) == {"mesh-centre-of-mass", "mesh-dipole-fit"}
-    for search in searches.values():
-        assert len(search["candidates"]) == 4 and search["validation"][0]["n_events"] == 4
+    assert set(searches) == {"mesh-centre-of-mass", "mesh-dipole-fit", "mesh-dipole-fit-mne"}
+    for name, search in searches.items():  # the fits also search whether to add dipoles
+        assert len(search["candidates"]) == (4 if name == "mesh-centre-of-mass" else 8)
+        assert search["validation"][0]["n_events"] == 4
     for check in cond["peer_search_disjoint"].values():
         assert cond["simulation"] not in check["search"]
     assert "| mesh U-Net + dipole fit | window | 8 |" in result.table()

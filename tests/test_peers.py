@@ -234,3 +234,38 @@ def test_a_map_estimator_runs_and_scores_like_a_peer(template_hm, noisy):
     assert (validation_dle(run, noisy, template_hm) == 0).all()
     with pytest.raises(ValueError, match="no map"):
         EventEstimate.empty_points().window_map(np.arange(3))
+
+
+class _SeesSensors(Peer):
+    """Records the sensor geometry and sampling rate each estimate is given."""
+
+    name = label = "sees-sensors"
+    output = "points"
+
+    def __init__(self):
+        self.seen = []
+
+    def estimate(self, state, data, *, n_sources=None):
+        self.seen.append((state.info["dev_head_t"]["trans"].copy(), state.info["sfreq"]))
+        return EventEstimate.empty_points()
+
+
+def test_peers_never_see_the_true_sensors_of_a_coregistration_error(template_hm, noisy):
+    """Data simulated with moved sensors are estimated with the nominal ones (their sfreq kept)."""
+    import copy
+
+    from napari_meg_unet.headmodel.perturb import _move_sensors, random_rigid_transform
+
+    moved = copy.copy(noisy)
+    mat = random_rigid_transform(translation_mm=5.0, rotation_deg=3.0, seed=0)
+    moved.info = _move_sensors(noisy.info, mat)
+    with moved.info._unlock():
+        moved.info["sfreq"] = 2 * noisy.info["sfreq"]
+    peer = _SeesSensors()
+    state = peer.prepare(template_hm, template_hm.info, params={})
+    run_peer(peer, state, moved, np.arange(2))
+    nominal = template_hm.info["dev_head_t"]["trans"]
+    assert not np.allclose(moved.info["dev_head_t"]["trans"], nominal)
+    for trans, sfreq in peer.seen:
+        np.testing.assert_array_equal(trans, nominal)
+        assert sfreq == moved.info["sfreq"]

@@ -37,8 +37,19 @@ them against the ``n`` true sources).
     epoch's ``m`` dominant whitened components for ``m`` dipoles (for one
     dipole, the data of the dipole peer's ``window`` mode). The fit keeps the
     first ``k`` proposals (strongest first) of the lowest BIC (``select``), so
-    it may drop the network's weaker proposals, never add one. Amplitude: the
+    it may drop the network's weaker proposals. With ``add`` (searched with
+    the threshold on the validation sets) it may also add dipoles the network
+    missed, up to ``max_sources``: the grid position explaining most of the
+    residual starts one more dipole, kept while the BIC falls
+    (:class:`~napari_meg_unet.peers.field.CandidateScan`). Amplitude: the
     fitted mean ``|moment|`` (A·m).
+``dipole-fit-mne`` (label ``"<network> + dipole fit (MNE orientations)"``)
+    The same fit with MNE's orientation rule (``orientations="mne"``: a
+    dipole's weak third orientation is left out, as :func:`mne.fit_dipole`
+    does). Less accurate with the exact forward, more robust to a
+    conductor-model error (the module docstring of
+    :mod:`napari_meg_unet.peers.field`); a separate row, not a searched
+    choice, because the validation sets have no model error to choose it on.
 
 They are peers (:class:`~napari_meg_unet.peers.Peer`), made per trained
 network (:func:`make_hybrid`) and scored in ``bench accuracy`` when the preset
@@ -56,7 +67,7 @@ from .._validation import check_choice
 from ..configs import HYBRIDS
 from ..peers.base import EventEstimate, Peer, whitener
 from ..peers.dipole import fit_conductor
-from ..peers.field import DipoleField, refine_dipoles
+from ..peers.field import CandidateScan, DipoleField, refine_dipoles
 from ..peers.peaks import centre_of_mass, propose_peaks
 
 
@@ -219,7 +230,9 @@ class NetworkDipoleFit(NetworkPeer):
 
     method = "dipole-fit"
     suffix = "dipole fit"
-    defaults = {**NetworkPeer.defaults, "max_shift_mm": 20.0, "max_nfev": 30}
+    grid = {**NetworkPeer.grid, "add": (False, True)}
+    defaults = {**NetworkPeer.defaults, "add": False, "max_shift_mm": 20.0, "max_nfev": 30,
+                "orientations": "free"}  # fmt: skip
 
     def unavailable(self, hm):
         if hm.bem is None:
@@ -230,20 +243,42 @@ class NetworkDipoleFit(NetworkPeer):
         bem, trans = fit_conductor(hm, "sphere" if hm.bem["is_sphere"] else "bem")
         return {**super()._make_shared(hm, info), "field": DipoleField(info, bem, trans)}
 
+    def _scan(self, state):
+        """The residual scan over the network's rows (made once per state)."""
+        if "scan" not in state.parts:
+            state.parts["scan"] = CandidateScan(state.parts["field"], whitener(state),
+                                                state.parts["positions"])  # fmt: skip
+        return state.parts["scan"]
+
     def _points(self, state, amplitude, data):
         peaks = self._proposals(state, amplitude)
         if len(peaks) == 0:
             return EventEstimate.empty_points()
         p = state.params
+        adding = bool(p.get("add", False))
         fit = refine_dipoles(
             state.parts["field"], whitener(state), data, state.parts["positions"][peaks],
             max_shift_mm=float(p["max_shift_mm"]), max_nfev=int(p["max_nfev"]), select=True,
+            candidates=self._scan(state) if adding else None,
+            max_dipoles=int(p["max_sources"]) if adding else None,
+            orientations=p["orientations"],
         )  # fmt: skip
         return EventEstimate(positions=fit.positions, amplitudes=fit.amplitudes)
+
+
+class NetworkDipoleFitMNE(NetworkDipoleFit):
+    """The dipole-fit hybrid whose dipoles keep MNE's orientation rule in the fit."""
+
+    method = "dipole-fit-mne"
+    suffix = "dipole fit (MNE orientations)"
+    defaults = {**NetworkDipoleFit.defaults, "orientations": "mne"}
+
+
+_HYBRID_CLASSES = {"centre-of-mass": NetworkCentreOfMass, "dipole-fit": NetworkDipoleFit,
+                   "dipole-fit-mne": NetworkDipoleFitMNE}  # fmt: skip
 
 
 def make_hybrid(name, checkpoint, network, *, device="cpu") -> NetworkPeer:
     """The hybrid ``name`` (:data:`~napari_meg_unet.configs.HYBRIDS`) of a trained network."""
     check_choice(name, "hybrid", HYBRIDS)
-    cls = NetworkCentreOfMass if name == "centre-of-mass" else NetworkDipoleFit
-    return cls(checkpoint, network, device=device)
+    return _HYBRID_CLASSES[name](checkpoint, network, device=device)

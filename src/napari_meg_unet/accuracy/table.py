@@ -14,6 +14,14 @@ _TARGET_TEXT = (
      "non-overlapping 95% CIs (single dipoles)"),
     ("multi_0.7", "best network DLE <= 0.7 x best linear window DLE (multi-dipole)"),
     ("mesh_0.8_thesis", "mesh U-Net DLE <= 0.8 x thesis U-Net DLE"),
+    ("single_learned_le_peer", "best network or hybrid DLE <= best peer DLE (single dipoles, "
+     "no model error)"),
+    ("single_network_1.25_peer", "best network alone DLE <= 1.25 x best peer DLE (single "
+     "dipoles, no model error)"),
+    ("multi_learned_0.8_peer_ci", "best network or hybrid DLE <= 0.8 x best peer DLE, "
+     "non-overlapping 95% CIs (multi-dipole, no model error)"),
+    ("model_error_learned_lowest", "best network or hybrid has the lowest DLE of all "
+     "estimators (model error)"),
 )  # fmt: skip
 
 
@@ -190,6 +198,23 @@ def _targets_section(t) -> list:
             f"| {_fmt(e.get('ratio_vs_linear_window'), 2)} "
             f"| {_fmt(e.get('ratio_mesh_vs_thesis'), 2)} |"
         )
+    with_peers = {k: e for k, e in t["per_condition"].items() if e.get("best_peer")}
+    if with_peers:
+        lines += [
+            "",
+            "| condition | best network or hybrid (mm) | best peer (mm) | ratio | CIs apart "
+            "| network alone / best peer | lowest of all |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, e in with_peers.items():
+            lines.append(
+                f"| {name} | {e['best_learned'] or 'n/a'} {_fmt(e['best_learned_dle_mm'])} "
+                f"| {e['best_peer']} {_fmt(e['best_peer_dle_mm'])} "
+                f"| {_fmt(e.get('ratio_learned_vs_peer'), 2)} "
+                f"| {_yes_no(e.get('learned_peer_ci_separated'))} "
+                f"| {_fmt(e.get('ratio_network_vs_peer'), 2)} "
+                f"| {_yes_no(e.get('learned_lowest'))} |"
+            )
     return lines
 
 

@@ -44,6 +44,23 @@ def compute_targets(conditions: dict, networks: list) -> dict:
         On every condition, the mesh network's mean DLE is at most 0.8 times
         the thesis network's (when both were trained).
 
+    Against the peers (the non-linear methods a researcher would otherwise
+    use, scored rows with a ``peer``; "learned" is the best of the networks
+    and the hybrids built on them, rows labelled ``"<network> + ..."``):
+
+    ``single_learned_le_peer``
+        On every single-dipole condition without model error, the best learned
+        mean DLE is at most the best peer's.
+    ``single_network_1.25_peer``
+        On the same conditions, the best network alone is within 1.25 times the
+        best peer.
+    ``multi_learned_0.8_peer_ci``
+        On every multi-dipole condition without model error, the best learned
+        mean DLE is at most 0.8 times the best peer's, with disjoint 95% CIs.
+    ``model_error_learned_lowest``
+        On every condition with model error, the best learned mean DLE is the
+        lowest of all estimators.
+
     Parameters
     ----------
     conditions : dict
@@ -58,7 +75,7 @@ def compute_targets(conditions: dict, networks: list) -> dict:
     Returns
     -------
     targets : dict
-        The four booleans, ``"at_snr1"`` (the same four, or None), and per
+        The booleans, ``"at_snr1"`` (the same ones, or None), and per
         condition the numbers behind them.
     """
     per_condition = {name: _condition_entry(cond, networks) for name, cond in conditions.items()}
@@ -96,11 +113,44 @@ def _condition_entry(cond: dict, networks) -> dict:
     if mesh is not None and thesis is not None:
         entry["ratio_mesh_vs_thesis"] = mesh["dle_mm"]["mean"] / thesis["dle_mm"]["mean"]
     entry["snr"] = cond.get("snr")
+    entry["model_error"] = cond.get("model_error") is not None
+    entry.update(_peer_entry(res, networks, net))
+    return entry
+
+
+def _is_learned(row, networks) -> bool:
+    return row["estimator"] in networks or any(
+        row["estimator"].startswith(f"{n} + ") for n in networks
+    )
+
+
+def _peer_entry(res, networks, net) -> dict:
+    """The best learned estimator (network or hybrid) against the best peer of one condition."""
+    scored = [r for r in res if r["dle_mm"] is not None]
+    learned = _best(scored, [r["estimator"] for r in scored if _is_learned(r, networks)],
+                    "window")  # fmt: skip
+    peer = _best(scored, [r["estimator"] for r in scored
+                          if "peer" in r and not _is_learned(r, networks)], "window")  # fmt: skip
+    entry = {
+        "best_learned": None if learned is None else learned["estimator"],
+        "best_learned_dle_mm": None if learned is None else learned["dle_mm"]["mean"],
+        "best_peer": None if peer is None else peer["estimator"],
+        "best_peer_dle_mm": None if peer is None else peer["dle_mm"]["mean"],
+    }
+    if learned is not None and peer is not None:
+        entry["ratio_learned_vs_peer"] = learned["dle_mm"]["mean"] / peer["dle_mm"]["mean"]
+        entry["learned_peer_ci_separated"] = bool(
+            learned["dle_mm"]["ci_high"] < peer["dle_mm"]["ci_low"]
+        )
+        others = [r["dle_mm"]["mean"] for r in scored if not _is_learned(r, networks)]
+        entry["learned_lowest"] = bool(learned["dle_mm"]["mean"] < min(others))
+    if net is not None and peer is not None:
+        entry["ratio_network_vs_peer"] = net["dle_mm"]["mean"] / peer["dle_mm"]["mean"]
     return entry
 
 
 def _target_flags(per_condition: dict) -> dict:
-    """The four targets of :func:`compute_targets` over the given conditions."""
+    """The targets of :func:`compute_targets` over the given conditions."""
 
     def all_of(kind, test):
         values = [test(e) for e in per_condition.values() if kind is None or e["kind"] == kind]
@@ -123,5 +173,21 @@ def _target_flags(per_condition: dict) -> dict:
         "mesh_0.8_thesis": all_of(
             None, lambda e: None if "ratio_mesh_vs_thesis" not in e
             else e["ratio_mesh_vs_thesis"] <= 0.8,
+        ),
+        "single_learned_le_peer": all_of(
+            "single", lambda e: None if e["model_error"] or "ratio_learned_vs_peer" not in e
+            else e["ratio_learned_vs_peer"] <= 1,
+        ),
+        "single_network_1.25_peer": all_of(
+            "single", lambda e: None if e["model_error"] or "ratio_network_vs_peer" not in e
+            else e["ratio_network_vs_peer"] <= 1.25,
+        ),
+        "multi_learned_0.8_peer_ci": all_of(
+            "multi", lambda e: None if e["model_error"] or "ratio_learned_vs_peer" not in e
+            else e["ratio_learned_vs_peer"] <= 0.8 and e["learned_peer_ci_separated"],
+        ),
+        "model_error_learned_lowest": all_of(
+            None, lambda e: None if not e["model_error"] or "learned_lowest" not in e
+            else e["learned_lowest"],
         ),
     }  # fmt: skip

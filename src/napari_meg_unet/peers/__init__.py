@@ -40,7 +40,7 @@ from .base import DESIGN_KINDS, OUTPUTS, EventEstimate, Peer, PeerState, blas_th
 from .beamformer import Lcmv
 from .cmne import Cmne, cmne_installed
 from .dipole import CONDUCTORS, FIT_MODES, DipoleFit
-from .field import DipoleField, refine_dipoles
+from .field import CandidateScan, DipoleField, refine_dipoles
 from .music import RapMusic
 from .peaks import centre_of_mass, propose_peaks
 from .run import PeerRun, event_n_sources, iter_run_peer
@@ -97,6 +97,7 @@ __all__ = [
     "OUTPUTS",
     "PEERS",
     "Cmne",
+    "CandidateScan",
     "DipoleField",
     "DipoleFit",
     "EventEstimate",

@@ -48,11 +48,24 @@ def event_n_sources(sim, events) -> np.ndarray:
 
 
 def _for_data(state: PeerState, sim) -> PeerState:
-    """``state`` with the simulation's info (sampling rate) and ``nave``; same channels."""
+    """``state`` with the simulation's sampling rate and ``nave``; same channels and sensors.
+
+    The sensor geometry stays the one the peer was prepared with (the nominal
+    head model's): a simulation made on a head model with a coregistration
+    error carries the *true* sensor positions in its info, which an estimator
+    must not see (a dipole fit given them has no coregistration error left).
+    """
     if list(sim.info["ch_names"]) != list(state.info["ch_names"]):
         raise ValueError("The simulation's channels are not the ones the peer was prepared for.")
     nave = int(sim.meta["params"].get("nave", 1))
-    return dataclasses.replace(state, info=sim.info, nave=nave)
+    info = state.info
+    sfreq = float(sim.info["sfreq"])
+    if not np.isclose(sfreq, float(info["sfreq"])):
+        info = info.copy()
+        with info._unlock():
+            info["sfreq"] = sfreq
+            info["lowpass"] = min(float(info["lowpass"]), sfreq / 2)
+    return dataclasses.replace(state, info=info, nave=nave)
 
 
 def iter_run_peer(peer, state, sim, events, *, stage=None, batch=16):

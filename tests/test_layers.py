@@ -168,6 +168,22 @@ def test_cortex_layer(template_hm):
     assert map_values.shape == (len(verts),) and map_kwargs["metadata"][META_KEY]["role"] == "map"
     with pytest.raises(ValueError, match="per-vertex values"):
         layers.cortex_layer(mesh, values=dle[:-1])
+    # signed cortex values: limits rounded up so that the colorbar labels both ends
+    lo, hi = kwargs["contrast_limits"]
+    assert lo == -hi and hi in (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0)
+    assert hi >= np.percentile(np.abs(values), 99) / 1.7
+    (_, _, _), given, _ = layers.cortex_layer(mesh, values=stack, colormap="bwr",
+                                              limits=(-7.2e-10, 7.2e-10))  # fmt: skip
+    assert given["contrast_limits"] == (-1e-9, 1e-9)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (1.0, 1.0), (1.2, 1.5), (7.9, 10.0), (8.5, 10.0), (0.031, 0.04), (4.2e-10, 5e-10),
+    (60.0, 60.0), (61.0, 100.0),
+])  # fmt: skip
+def test_nice_ceiling(value, expected):
+    assert layers.nice_ceiling(value) == pytest.approx(expected)
+    assert layers.nice_ceiling(0.0) == 0.0 and np.isnan(layers.nice_ceiling(np.nan))
 
 
 def test_layout_has_no_overlaps(template_hm):

@@ -38,8 +38,11 @@ def test_simulation_layers(template_hm, sample):
     assert kind == "surface" and values.shape == (n_times, n_events, len(verts))
     mesh = ckw["metadata"]["mesh"]
     np.testing.assert_allclose(values, mesh.values(truth[:, 0]))
-    # the cortex shows the truth with the truth's colours, and time in seconds
-    assert ckw["contrast_limits"] == tkw["contrast_limits"]
+    # the cortex shows the truth with the truth's colours (its top rounded up to a labelled
+    # colorbar end), and time in seconds
+    top = layers.nice_ceiling(tkw["contrast_limits"][1])
+    assert ckw["contrast_limits"] == pytest.approx((-top, top))
+    assert top / tkw["contrast_limits"][1] < 1.7
     assert ckw["metadata"][layers.META_KEY]["sfreq"] == pytest.approx(sim.sfreq)
     # every source is marked (stacks and cortex)
     assert len(out["truth sources (cortex)"][0]) == len(sim.sources["event"])

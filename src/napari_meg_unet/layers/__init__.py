@@ -64,6 +64,7 @@ from ._base import (
     colormap_for,
     is_signed,
     limits_for,
+    nice_ceiling,
     prediction_name,
     unit_for,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "iter_arrange",
     "layout_tuples",
     "limits_for",
+    "nice_ceiling",
     "napari_vertices",
     "prediction_name",
     "sensor_image",

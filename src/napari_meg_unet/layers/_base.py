@@ -119,9 +119,31 @@ def _positive_limits(data) -> tuple[float, float]:
     return (lo - 0.5, lo + 0.5) if lo != 0 else (0.0, 1.0)
 
 
-def limits_for(data, colormap) -> tuple[float, float]:
-    """Contrast limits of ``data`` shown with ``colormap`` (symmetric for signed maps)."""
-    return _symmetric_limits(data) if is_signed(colormap) else _positive_limits(data)
+#: Tops of signed colorbars (times a power of ten): napari's colorbar labels both of its
+#: ends at these; at others (e.g. 8 or 12) it may label only its 0.
+NICE_TOPS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 10.0)
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest of :data:`NICE_TOPS` times a power of ten at or above ``value`` (> 0)."""
+    value = float(value)
+    if not (np.isfinite(value) and value > 0):
+        return value
+    power = 10.0 ** np.floor(np.log10(value))
+    mantissa = value / power
+    return next(t for t in NICE_TOPS if t >= mantissa * (1 - 1e-9)) * power
+
+
+def limits_for(data, colormap, *, labelled=False) -> tuple[float, float]:
+    """Contrast limits of ``data`` shown with ``colormap`` (symmetric for signed maps).
+
+    ``labelled``: signed limits rounded up to :func:`nice_ceiling`, so that a
+    colorbar shows their values (cortex layers).
+    """
+    if not is_signed(colormap):
+        return _positive_limits(data)
+    lo, hi = _symmetric_limits(data)
+    return (-nice_ceiling(hi), nice_ceiling(hi)) if labelled else (lo, hi)
 
 
 def _layout_meta(role, *, name, n_rows=None, n_times=None, sfreq=None, tmin=0.0, slot=None,

@@ -15,7 +15,9 @@ from ._base import (
     _layout_meta,
     _symmetric_limits,
     colormap_for,
+    is_signed,
     limits_for,
+    nice_ceiling,
     unit_for,
 )
 from .colormaps import resolve
@@ -216,8 +218,12 @@ def _surface_values(mesh, values, colormap, limits, mapped):
         vals = values.astype(np.float32, copy=False) if mapped else mesh.values(values)
         role = "cortex"
     cmap = colormap or COLORMAPS["map"]
-    limits = limits_for(vals, cmap) if limits is None else tuple(float(v) for v in limits)
-    return vals, cmap, limits, role
+    if limits is None:
+        limits = limits_for(vals, cmap, labelled=True)
+    elif is_signed(cmap):  # a stack's limits: rounded up so that the colorbar labels its ends
+        top = nice_ceiling(max(abs(float(v)) for v in limits))
+        limits = (-top, top)
+    return vals, cmap, tuple(float(v) for v in limits), role
 
 
 def cortex_layer(mesh: CortexMesh, *, values=None, name="cortex", band=0, metadata=None,

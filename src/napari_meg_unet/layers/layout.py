@@ -149,7 +149,7 @@ def _title_of(lay, scale, translate, height):
         return None
     if lay["role"] in ("stack", "sensor"):
         width = lay["n_times"] * scale[-1]
-        bottom = translate[-2] + lay.get("n_rows", 0) * scale[-2]
+        bottom = translate[-2] + (lay.get("n_rows") or 0) * scale[-2]
         x = translate[-1] + width / 2
         return (translate[-2] - 0.04 * height, bottom + 0.06 * height, x), title
     if lay["role"] in SURFACE_ROLES:

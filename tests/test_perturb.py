@@ -140,3 +140,21 @@ def test_coreg_kind_without_displacement_reproduces_the_nominal_gain(template_hm
         template_hm.gain, axis=0
     )
     assert 0.02 < np.median(rel) < 0.6
+
+
+@pytest.mark.slow
+def test_coreg_model_error_has_a_dense_gain_on_the_nominal_sources(template_hm):
+    """Off-grid training streams with a perturbed template: its gain at the nominal dense
+    sources (the template's own dense sources need a FreeSurfer subject it does not have)."""
+    from napari_meg_unet.headmodel import make_dense_sources
+    from napari_meg_unet.simulate.torch_setup import true_model
+
+    dense = make_dense_sources(template_hm)
+    zero = make_perturbed_headmodel(template_hm, kind="coreg", translation_mm=0,
+                                    rotation_deg=0)  # fmt: skip
+    same = true_model(zero, template_hm, dense=dense).dense_gain
+    assert_allclose(same, dense.gain, rtol=1e-4, atol=1e-5 * np.abs(dense.gain).max())
+    moved = make_perturbed_headmodel(template_hm, kind="coreg", seed=3)
+    gain = true_model(moved, template_hm, dense=dense).dense_gain
+    rel = np.linalg.norm(gain - dense.gain, axis=0) / np.linalg.norm(dense.gain, axis=0)
+    assert gain.shape == dense.gain.shape and 0.02 < np.median(rel) < 0.6

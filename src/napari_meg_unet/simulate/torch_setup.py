@@ -123,9 +123,34 @@ def _check_same_space(model: HeadModel, nominal: HeadModel) -> None:
         )
 
 
+#: Perturbations that keep every source where the nominal head model has it.
+_SAME_POSITIONS = ("coreg", "conductor")
+
+
+def _gain_at_nominal_sources(model: HeadModel, dense) -> np.ndarray:
+    """``model``'s fixed-orientation gain at the nominal dense positions and normals."""
+    from ..peers.field import DipoleField
+
+    trans = None if model.bem["is_sphere"] else model.trans
+    free = DipoleField(model.info, model.bem, trans).gain(dense.positions)
+    free = free.reshape(len(model.ch_names), -1, 3)
+    return np.einsum("cdk,dk->cd", free, np.asarray(dense.normals, np.float64))
+
+
 def _alternative_dense_gain(model: HeadModel, dense, spacing, verbose) -> np.ndarray:
+    """The alternative model's gain on the nominal dense sources.
+
+    A coregistration or conductor error keeps the sources where they are: its
+    forward is computed at the nominal dense positions (this also serves a
+    perturbed template, which has no FreeSurfer subject to make dense sources
+    from); other models make their own dense sources, which must be the nominal
+    vertices.
+    """
     from ..headmodel import make_dense_sources
 
+    kind = (model.provenance.get("perturbation") or {}).get("kind")
+    if kind in _SAME_POSITIONS and model.bem is not None:
+        return _gain_at_nominal_sources(model, dense)
     alt = make_dense_sources(model, spacing=spacing or dense.spacing, verbose=verbose)
     same = all(np.array_equal(a, b) for a, b in zip(alt.vertno, dense.vertno, strict=True))
     if not same:

@@ -46,24 +46,13 @@ from napari_meg_unet.bench.accuracy import get_preset
 from napari_meg_unet.configs import StreamConfig
 from napari_meg_unet.dataset import StreamSpec
 from napari_meg_unet.headmodel import make_perturbed_headmodel, make_template_headmodel
-from napari_meg_unet.progress import Progress
+from napari_meg_unet.progress import every
+from napari_meg_unet.progress import run as drive
 
 KIND = "single"
 NETWORK = ("mesh", "cpu")
 
 
-def _drive(gen, log):
-    """Run a generator of Progress, logging its messages every 30 s; returns its value."""
-    last = 0.0
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as done:
-            return done.value
-        now = time.perf_counter()
-        if isinstance(event, Progress) and now - last > 30:
-            log(f"{event.stage}: {event.message}")
-            last = now
 
 
 def augmentation_models(hm, *, draws, seed, log):
@@ -99,9 +88,9 @@ def run(args) -> dict:
     run_dir = Path(args.out_dir) / key
     try:
         log("validation set (the protocol's, nominal)")
-        train_set, val_set, va = _drive(iter_kind_sets(
+        train_set, val_set, va = drive(iter_kind_sets(
             hm, p, kind=KIND, work=work, seed=args.seed, lambda2=p.lambda2, verbose=False
-        ), log)  # fmt: skip
+        ), every(30, log))  # fmt: skip
         reference = _reference_val_dle(kernels["dSPM"], va, hm, events=np.arange(p.n_val),
                                        rows=np.asarray(va.rows))  # fmt: skip
         stream = StreamSpec(
@@ -114,12 +103,12 @@ def run(args) -> dict:
         )  # fmt: skip
         log(f"training {NETWORK} on the stream with {len(models) - 1} coregistration errors")
         cpu0 = time.process_time()
-        info = _drive(iter_network(
+        info = drive(iter_network(
             model=NETWORK[0], model_preset=NETWORK[1], train_set=stream, val_set=val_set,
             run_dir=run_dir, mesh=hm, p=p, device="cpu",
             seed=derive_seed(args.seed, "weights", key), epochs=args.epochs,
             max_train_s=args.max_train_time, reference_dle=reference, num_threads=1,
-        ), log)  # fmt: skip
+        ), every(30, log))  # fmt: skip
         log(f"trained: {info['epochs_done']} epochs, best val DLE {info['best_val_dle_mm']:.2f}")
         return {
             "benchmark": "model-error-training",

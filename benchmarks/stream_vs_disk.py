@@ -49,24 +49,13 @@ from napari_meg_unet.bench.accuracy import get_preset
 from napari_meg_unet.configs import StreamConfig
 from napari_meg_unet.dataset import StreamSpec
 from napari_meg_unet.headmodel import make_template_headmodel
-from napari_meg_unet.progress import Progress
+from napari_meg_unet.progress import every
+from napari_meg_unet.progress import run as drive
 
 KIND = "single"
 NETWORK = ("mesh", "cpu")
 
 
-def _drive(gen, log):
-    """Run a generator of Progress, logging its messages; returns its value."""
-    last = 0.0
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as done:
-            return done.value
-        now = time.perf_counter()
-        if isinstance(event, Progress) and now - last > 30:
-            log(f"{event.stage}: {event.message}")
-            last = now
 
 
 def run(args) -> dict:
@@ -81,9 +70,9 @@ def run(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"stream-vs-disk-{args.variant}-", dir=args.work_dir))
     try:
         log("disk training and validation sets")
-        train_set, val_set, va = _drive(iter_kind_sets(
+        train_set, val_set, va = drive(iter_kind_sets(
             hm, p, kind=KIND, work=work, seed=args.seed, lambda2=p.lambda2, verbose=False
-        ), log)  # fmt: skip
+        ), every(30, log))  # fmt: skip
         reference = _reference_val_dle(kernels["dSPM"], va, hm, events=np.arange(p.n_val),
                                        rows=np.asarray(va.rows))  # fmt: skip
         train = train_set
@@ -98,13 +87,13 @@ def run(args) -> dict:
         log(f"training {NETWORK} on {'the stream' if args.variant == 'stream' else 'the set'}")
         cpu0, t0 = time.process_time(), time.perf_counter()
         key = f"{KIND}-{NETWORK[0]}-{NETWORK[1]}-{args.variant}"
-        info = _drive(iter_network(
+        info = drive(iter_network(
             model=NETWORK[0], model_preset=NETWORK[1], train_set=train, val_set=val_set,
             run_dir=work / key, mesh=hm, p=p, device="cpu",
             seed=derive_seed(args.seed, "weights", f"{KIND}-{NETWORK[0]}-{NETWORK[1]}"),
             epochs=args.epochs, max_train_s=args.max_train_time, reference_dle=reference,
             num_threads=1, overrides={"early_stopping": False},
-        ), log)  # fmt: skip
+        ), every(30, log))  # fmt: skip
         info.update(kind=KIND, estimator="mesh U-Net", train_cpu_s=time.process_time() - cpu0,
                     train_wall_s=time.perf_counter() - t0)  # fmt: skip
         info["examples_seen"] = _examples_seen(info, p.n_train)
@@ -118,11 +107,11 @@ def run(args) -> dict:
         for cond in p.conditions:
             if cond.kind != KIND:
                 continue
-            result, *_ = _drive(iter_condition(
+            result, *_ = drive(iter_condition(
                 hm, p, cond, kernels=kernels, networks={key: info}, work=work, seed=args.seed,
                 n_boot=args.n_boot, device="cpu", verbose=False, event_offset=offset,
                 train_sets={KIND: (train_set, val_set)},
-            ), log)  # fmt: skip
+            ), every(30, log))  # fmt: skip
             offset += p.n_test
             conditions[cond.name] = result
             log(f"{cond.name}: " + ", ".join(f"{r['estimator']} {r['protocol']} "

@@ -98,6 +98,23 @@ def test_takes_config_passes_other_keywords_to_var_keyword():
         without(1, dropout=0.0)
 
 
+def test_every_logs_progress_at_most_once_per_interval():
+    from napari_meg_unet.progress import every, run
+
+    def iter_work():
+        yield "not progress"
+        for i in range(3):
+            yield Progress("work", i + 1, 3, f"step {i + 1}")
+        return "done"
+
+    lines = []
+    assert run(iter_work(), every(3600, lines.append)) == "done"
+    assert lines == ["work: step 1"]  # the first event, then nothing within the hour
+    lines.clear()
+    run(iter_work(), every(0, lines.append))
+    assert lines == ["work: step 1", "work: step 2", "work: step 3"]
+
+
 def test_plain_function_has_the_generator_signature_and_doc():
     def iter_work(n, *, scale=2):
         """Do work, yielding progress.

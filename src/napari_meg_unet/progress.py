@@ -43,6 +43,22 @@ def run(gen: Generator[Any, Any, T], callback: Callable[[Any], None] | None = No
             callback(event)
 
 
+def every(seconds: float, log: Callable[[str], None]) -> Callable[[Any], None]:
+    """A :func:`run` callback logging ``"stage: message"`` of a Progress at most every ``seconds``
+    (for scripts that print instead of drawing a bar)."""
+    import time
+
+    last = [-float("inf")]
+
+    def callback(event) -> None:
+        now = time.perf_counter()
+        if isinstance(event, Progress) and now - last[0] > seconds:
+            log(f"{event.stage}: {event.message}")
+            last[0] = now
+
+    return callback
+
+
 def _strip_section(doc: str, header: str) -> str:
     """Remove one numpydoc section (its header, underline and entries) from ``doc``."""
     lines = doc.splitlines()

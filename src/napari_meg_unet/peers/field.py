@@ -25,11 +25,11 @@ linearly at every step (variable projection, Golub & Pereyra 1973):
   singular value is below 0.2 of the first (``orientations="mne"``), leaves
   out the weak but non-zero radial field that a BEM gives the cortex's
   normal dipoles: with the exact forward, two noiseless off-grid dipoles
-  were then fitted 10 mm off, and single dipoles at SNR 1 2.9 mm off instead
-  of 1.3 mm. With a forward that is not the one that made the data (a
-  conductor-model error), that weak third orientation absorbs the model's
-  error instead and the free fit is the worse one (4.7 against 3.2 mm on 15
-  events). The *reported* moment keeps MNE's rule in both cases, so that a
+  were then fitted 10 mm off, and single dipoles at SNR 1 2.4 mm off instead
+  of 1.4 mm (docs/benchmark.md). With a forward that is not the one that made
+  the data (a conductor-model error), that weak third orientation absorbs the
+  model's error instead and the free fit is the worse one (4.7 against 3.7
+  mm). The *reported* moment keeps MNE's rule in both cases, so that a
   poorly seen radial component fitted to noise does not inflate it;
 - the residual ``P_perp(r) Y_k`` (projection off the dipoles' columns) is
   minimised with :func:`scipy.optimize.least_squares` (trust-region

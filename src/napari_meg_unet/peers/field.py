@@ -147,8 +147,9 @@ class DipoleFit:
 def _dipole_basis(gw, orientations="free"):
     """Orthonormal columns of one dipole's whitened gain (n, 3) and their map to moments.
 
-    The moment of coefficients ``c`` (3,) is ``to_moment @ c``: ``V / s`` on the
+    The moment of coefficients ``c`` is ``to_moment @ c``: ``V / s`` on the
     orientations kept by MNE's rule (:data:`THIRD_ORIENTATION_RATIO`), 0 on the other.
+    ``orientations="free"``: three columns; ``"mne"``: only the kept ones.
     """
     u, s, vt = np.linalg.svd(gw, full_matrices=False)
     keep = s > 0
@@ -280,7 +281,7 @@ def refine_dipoles(
     max_nfev = check_int(max_nfev, "max_nfev", minimum=1)
     m = len(initial)
     max_dipoles = m if max_dipoles is None else check_int(max_dipoles, "max_dipoles", minimum=1)
-    adding = select and candidates is not None and max_dipoles > 0
+    adding = select and candidates is not None
     y, vt = _components(whitener @ data, max(m, max_dipoles) if adding else m)
     orientations = check_choice(orientations, "orientations", ORIENTATIONS)
     options = dict(max_shift_mm=max_shift_mm, max_nfev=max_nfev, orientations=orientations)

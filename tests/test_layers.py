@@ -177,6 +177,31 @@ def test_cortex_layer(template_hm):
     assert given["contrast_limits"] == (-1e-9, 1e-9)
 
 
+def test_a_sparse_per_vertex_map_shows_the_cortex_grey_where_it_has_no_value(template_hm):
+    from napari_meg_unet.layers.colormaps import NEUTRAL
+
+    mesh = layers.cortex_mesh_from_headmodel(template_hm, hemi="rh", kind="inflated")
+    per_row = np.full(len(template_hm.rows("rh")), np.nan)
+    per_row[[3, 100, 400]] = [2.0, 10.0, 30.0]  # three true sources scored, mm
+    values = mesh.per_vertex(per_row)
+    (_, _, shown), kwargs, _ = layers.cortex_layer(mesh, values=values, name="mean DLE (x)")
+    lo, hi = kwargs["contrast_limits"]
+    assert np.isfinite(shown).all() and hi == 30.0 and lo < 2.0
+    missing = ~np.isfinite(values)
+    assert np.all(shown[missing] == lo) and np.array_equal(shown[~missing], values[~missing])
+    cmap = kwargs["colormap"]
+    colors, controls = np.asarray(cmap["colors"]), np.asarray(cmap["controls"])
+    np.testing.assert_allclose(colors[0], NEUTRAL)  # the missing vertices: grey
+    # the map's own range [2, 30] keeps the colormap's colours, from its first one
+    start = (2.0 - lo) / (hi - lo)
+    first = np.searchsorted(controls, start)
+    assert controls[first] == pytest.approx(start) and not np.allclose(colors[first], NEUTRAL)
+    assert np.allclose(colors[first - 1], NEUTRAL) and controls[first - 1] < start
+    # a full map is left as it is
+    (_, _, full), full_kw, _ = layers.cortex_layer(mesh, values=np.linspace(0, 10, len(values)))
+    assert full_kw["contrast_limits"] == (0.0, 10.0)
+
+
 @pytest.mark.parametrize(("value", "expected"), [
     (1.0, 1.0), (1.2, 1.5), (7.9, 10.0), (8.5, 10.0), (0.031, 0.04), (4.2e-10, 5e-10),
     (60.0, 60.0), (61.0, 100.0),

@@ -98,3 +98,19 @@ def thresholded(colormap, threshold: float, limits, *, signed: bool, name: str |
         "colors": np.asarray(out),
         "controls": np.clip(np.asarray(controls), 0.0, 1.0),
     }
+
+
+def with_missing(colormap, fraction: float, *, name: str | None = None):
+    """``colormap`` over the top ``1 - fraction`` of the range, the neutral grey below.
+
+    A map's missing values are set below its range and shown grey: the values
+    within the range keep exactly the colours of ``colormap``.
+    """
+    colors = _sample(colormap)
+    start = float(np.clip(fraction, 1e-3, 0.5))
+    base_name = colormap if isinstance(colormap, str) else colormap.get("name", "custom")
+    return {
+        "name": name or f"{base_name}, grey: no value",
+        "colors": np.vstack([[NEUTRAL, NEUTRAL], colors]),
+        "controls": np.r_[0.0, start - 1e-6, start + (1 - start) * np.linspace(0, 1, len(colors))],
+    }

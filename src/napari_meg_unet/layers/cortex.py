@@ -20,7 +20,7 @@ from ._base import (
     nice_ceiling,
     unit_for,
 )
-from .colormaps import resolve
+from .colormaps import resolve, with_missing
 from .layout import _place
 
 #: Values copied per chunk when mapping a stack onto a mesh: small chunks let a
@@ -223,7 +223,26 @@ def _surface_values(mesh, values, colormap, limits, mapped):
     elif is_signed(cmap):  # a stack's limits: rounded up so that the colorbar labels its ends
         top = nice_ceiling(max(abs(float(v)) for v in limits))
         limits = (-top, top)
-    return vals, cmap, tuple(float(v) for v in limits), role
+    limits = tuple(float(v) for v in limits)
+    if role == "map":
+        vals, cmap, limits = _grey_where_missing(vals, cmap, limits)
+    return vals, cmap, limits, role
+
+
+def _grey_where_missing(vals, cmap, limits):
+    """A per-vertex map whose missing (NaN) vertices show the cortex in grey, not a hole.
+
+    (A per-source DLE map has values only where a true source was: on a few
+    events, a few patches of an otherwise invisible surface.) The missing
+    vertices get a value just below the limits, which the colormap shows grey.
+    """
+    missing = ~np.isfinite(vals)
+    if not missing.any() or missing.all():
+        return vals, cmap, limits
+    lo, hi = limits
+    below = lo - 0.02 * (hi - lo)
+    grey = with_missing(cmap, (lo - below) / (hi - below))
+    return np.where(missing, below, vals).astype(np.float32), grey, (below, hi)
 
 
 def cortex_layer(mesh: CortexMesh, *, values=None, name="cortex", band=0, metadata=None,

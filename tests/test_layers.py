@@ -259,3 +259,17 @@ def test_arrange_moves_layers():
     assert truth_layer.translate[-1] == 0.0
     assert mne_layer.translate[-1] == pytest.approx(1.0 * (1 + layers.GAP))
     assert mne_layer.scale[-2:] == pytest.approx((0.25, 0.1))
+
+
+def test_spread_to_neighbours():
+    from scipy import sparse
+
+    # a path 0 - 1 - 2 - 3 - 4: rows 1 and 4 scored
+    i, j = np.arange(4), np.arange(1, 5)
+    adjacency = sparse.coo_matrix((np.ones(8), (np.r_[i, j], np.r_[j, i])), shape=(5, 5))
+    out = layers.spread_to_neighbours([np.nan, 2.0, np.nan, np.nan, 6.0], adjacency)
+    np.testing.assert_allclose(out, [2.0, 2.0, 2.0, 6.0, 6.0])  # row 2: its valued neighbour
+    lone = layers.spread_to_neighbours([np.nan, np.nan, np.nan, np.nan, 1.0], adjacency)
+    assert np.isnan(lone[:3]).all() and lone[3] == 1.0
+    with pytest.raises(ValueError, match="adjacency must be"):
+        layers.spread_to_neighbours([1.0, 2.0], adjacency)

@@ -157,9 +157,11 @@ class EvaluateWidget(DockWidget):
         _, sim = self._context
         multi = np.diff(sim.event_indptr).max() > 1
         self.map_note.setText(
-            "Per-vertex DLE: with several sources per event, each true source is matched to a "
-            "peak (optimal assignment) and its own distance goes to its vertex."
-            if multi else "Per-vertex DLE: the mean DLE of the events with a source at that vertex."
+            ("Per-vertex DLE: with several sources per event, each true source is matched to a "
+             "peak (optimal assignment) and its own distance goes to its vertex."
+             if multi else "Per-vertex DLE: the mean DLE of the events with a source at that "
+             "vertex.")
+            + " Shown on the vertex and its mesh neighbours without a source; grey: no source."
         )  # fmt: skip
         names = [f"{est} ({prot})" for est, prot in keys]
         with self.map_of.changed.blocked():  # one map worker, not one per signal

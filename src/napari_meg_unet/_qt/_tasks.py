@@ -407,11 +407,20 @@ def iter_row_orders(keys, kind):
 
 
 def dle_map_tuple(hm, sim, per_row, *, estimator, protocol):
-    """The ``mean DLE (<estimator>)`` surface of a per-row map."""
+    """The ``mean DLE (<estimator>)`` surface of a per-row map.
+
+    Each source's value is also painted on its mesh neighbours that have none of
+    their own (:func:`..layers.spread_to_neighbours`), so that a map of a few
+    events shows patches, not dots; ``metadata["per_row_scored"]`` keeps the
+    scored values only.
+    """
+    hemi = sim.meta["params"]["hemi"]
+    shown = layers.spread_to_neighbours(per_row, hm.adjacency(hemi))
     return cortex_tuple(
-        hm, hemi=sim.meta["params"]["hemi"], source=f"mean DLE ({estimator})", per_row=per_row,
+        hm, hemi=hemi, source=f"mean DLE ({estimator})", per_row=shown,
         name=f"mean DLE ({estimator})", unit="mm",
-        extra={"simulation": sim, "estimator": estimator, "protocol": protocol},
+        extra={"simulation": sim, "estimator": estimator, "protocol": protocol,
+               "per_row_scored": np.asarray(per_row, float)},
     )  # fmt: skip
 
 

@@ -66,6 +66,7 @@ from ._base import (
     limits_for,
     nice_ceiling,
     prediction_name,
+    spread_to_neighbours,
     unit_for,
 )
 from .cortex import (
@@ -122,6 +123,7 @@ __all__ = [
     "sensor_layer",
     "sensor_values",
     "source_table",
+    "spread_to_neighbours",
     "stack_data",
     "stack_layer",
     "stack_markers",

@@ -152,3 +152,26 @@ def _layout_meta(role, *, name, n_rows=None, n_times=None, sfreq=None, tmin=0.0,
                 slot=slot)  # fmt: skip
     meta.update(extra)
     return meta
+
+
+def spread_to_neighbours(per_row, adjacency) -> np.ndarray:
+    """``per_row`` with each missing (NaN) row given the mean of its valued mesh neighbours.
+
+    Rows without a value and without a valued neighbour stay NaN; valued rows
+    keep their values. For display: a per-source map of a few events is a few
+    rows of hundreds.
+    """
+    per_row = np.asarray(per_row, float)
+    if adjacency.shape != (len(per_row),) * 2:
+        raise ValueError(
+            f"adjacency must be ({len(per_row)}, {len(per_row)}) for {len(per_row)} rows, "
+            f"got {adjacency.shape}."
+        )
+    valued = np.isfinite(per_row)
+    adjacency = adjacency.tocsr()
+    sums = adjacency @ np.where(valued, per_row, 0.0)
+    counts = adjacency @ valued.astype(float)
+    fill = ~valued & (counts > 0)
+    out = per_row.copy()
+    out[fill] = sums[fill] / counts[fill]
+    return out

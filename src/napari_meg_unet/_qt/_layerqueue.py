@@ -261,23 +261,7 @@ def fit_camera(viewer, layers, *, margin: float = 0.06) -> None:
     height, width = canvas_size(viewer)
     size = np.maximum(hi - lo, 1e-12)
     camera.center = tuple((lo + hi) / 2)
-    # the titles are text centred on the outermost layers: keep half the longest inside
-    room = max(width * (1 - 2 * margin) - _longest_title_px(viewer), 0.3 * width)
-    camera.zoom = float(min(height * (1 - 2 * margin) / size[-2], room / size[-1]))
-
-
-#: Width of a title character on the canvas (pixels; the titles' text is 10 pt).
-TITLE_CHAR_PX = 9.0
-
-
-def _longest_title_px(viewer) -> float:
-    """Canvas width (pixels) of the longest visible title."""
-    lengths = [
-        len(str(t)) for layer in viewer.layers
-        if layer.visible and layer.metadata.get(META_KEY, {}).get("role") == "titles"
-        for t in np.asarray(layer.features.get("title", []))
-    ]  # fmt: skip
-    return TITLE_CHAR_PX * max(lengths, default=0)
+    camera.zoom = float(min(height / size[-2], width / size[-1]) * (1 - 2 * margin))
 
 
 queue_for = PerViewer(LayerQueue, "The layer queue of ``viewer`` (made on first use).")

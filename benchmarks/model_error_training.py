@@ -34,17 +34,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from napari_meg_unet._io import write_json
 from napari_meg_unet._machine import machine_description
 from napari_meg_unet.accuracy import derive_seed
-from napari_meg_unet.accuracy.data import _reference_val_dle, iter_kind_sets, linear_kernels
+from napari_meg_unet.accuracy.data import (
+    iter_kind_sets_and_reference,
+    linear_kernels,
+    training_stream,
+)
 from napari_meg_unet.accuracy.networks import iter_network, network_key
 from napari_meg_unet.accuracy.spec import MODEL_ERRORS, model_error_seed
 from napari_meg_unet.bench.accuracy import get_preset
-from napari_meg_unet.configs import StreamConfig
-from napari_meg_unet.dataset import StreamSpec
 from napari_meg_unet.headmodel import make_perturbed_headmodel, make_template_headmodel
 from napari_meg_unet.progress import every
 from napari_meg_unet.progress import run as drive
@@ -88,19 +88,11 @@ def run(args) -> dict:
     run_dir = Path(args.out_dir) / key
     try:
         log("validation set (the protocol's, nominal)")
-        train_set, val_set, va = drive(iter_kind_sets(
-            hm, p, kind=KIND, work=work, seed=args.seed, lambda2=p.lambda2, verbose=False
+        _, val_set, reference = drive(iter_kind_sets_and_reference(
+            hm, p, kind=KIND, work=work, seed=args.seed, kernel=kernels["dSPM"]
         ), every(30, log))  # fmt: skip
-        reference = _reference_val_dle(kernels["dSPM"], va, hm, events=np.arange(p.n_val),
-                                       rows=np.asarray(va.rows))  # fmt: skip
-        stream = StreamSpec(
-            hm, simulation=p.simulation_config(hm, kind=KIND, n=p.n_train, snr=p.train_snr,
-                                               seed=0),
-            inverse=p.inverse_config(),
-            stream=StreamConfig(examples_per_epoch=p.n_train, n_val=p.n_val,
-                                data_seed=derive_seed(args.seed, "stream-coreg", KIND)),
-            model_error=models,
-        )  # fmt: skip
+        stream = training_stream(hm, p, kind=KIND, seed=args.seed, key="stream-coreg",
+                                 model_error=models)  # fmt: skip
         log(f"training {NETWORK} on the stream with {len(models) - 1} coregistration errors")
         cpu0 = time.process_time()
         info = drive(iter_network(

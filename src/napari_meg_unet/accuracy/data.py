@@ -140,3 +140,32 @@ def iter_kind_sets(hm, p, *, kind, work, seed, lambda2, tag="", verbose=None):
     )  # fmt: skip
     yield Progress(stage, 2, 2, "done")
     return train_set, val_set, va
+
+
+def iter_kind_sets_and_reference(hm, p, *, kind, work, seed, kernel, verbose=None):
+    """:func:`iter_kind_sets` at the preset's lambda2, and ``kernel``'s validation DLE.
+
+    A generator; returns ``(train_set, val_set, reference_dle)``, the reference
+    as :func:`~napari_meg_unet.train.fit` scores a network (e.g. dSPM's kernel).
+    """
+    train_set, val_set, va = yield from iter_kind_sets(
+        hm, p, kind=kind, work=work, seed=seed, lambda2=p.lambda2, verbose=verbose
+    )
+    reference = _reference_val_dle(kernel, va, hm, events=np.arange(p.n_val),
+                                   rows=np.asarray(va.rows))  # fmt: skip
+    return train_set, val_set, reference
+
+
+def training_stream(hm, p, *, kind, seed, key="stream", model_error=()):
+    """The preset's training data of ``kind`` drawn on the fly (a :class:`~napari_meg_unet.
+    dataset.StreamSpec`): ``p.n_train`` new examples per epoch, data seed from ``key``."""
+    from ..configs import StreamConfig
+    from ..dataset import StreamSpec
+
+    return StreamSpec(
+        hm, simulation=p.simulation_config(hm, kind=kind, n=p.n_train, snr=p.train_snr, seed=0),
+        inverse=p.inverse_config(),
+        stream=StreamConfig(examples_per_epoch=p.n_train, n_val=p.n_val,
+                            data_seed=derive_seed(seed, key, kind)),
+        model_error=model_error,
+    )  # fmt: skip

@@ -66,7 +66,7 @@ import numpy as np
 from .._validation import check_choice
 from ..configs import HYBRIDS
 from ..peers.base import EventEstimate, Peer, whitener
-from ..peers.dipole import fit_conductor
+from ..peers.dipole import own_conductor
 from ..peers.field import CandidateScan, DipoleField, refine_dipoles
 from ..peers.peaks import centre_of_mass, propose_peaks
 
@@ -240,8 +240,7 @@ class NetworkDipoleFit(NetworkPeer):
         return None
 
     def _make_shared(self, hm, info):
-        bem, trans = fit_conductor(hm, "sphere" if hm.bem["is_sphere"] else "bem")
-        return {**super()._make_shared(hm, info), "field": DipoleField(info, bem, trans)}
+        return {**super()._make_shared(hm, info), "field": DipoleField(info, *own_conductor(hm))}
 
     def _scan(self, state):
         """The residual scan over the network's rows (made once per state)."""

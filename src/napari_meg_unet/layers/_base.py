@@ -134,16 +134,9 @@ def nice_ceiling(value: float) -> float:
     return next(t for t in NICE_TOPS if t >= mantissa * (1 - 1e-9)) * power
 
 
-def limits_for(data, colormap, *, labelled=False) -> tuple[float, float]:
-    """Contrast limits of ``data`` shown with ``colormap`` (symmetric for signed maps).
-
-    ``labelled``: signed limits rounded up to :func:`nice_ceiling`, so that a
-    colorbar shows their values (cortex layers).
-    """
-    if not is_signed(colormap):
-        return _positive_limits(data)
-    lo, hi = _symmetric_limits(data)
-    return (-nice_ceiling(hi), nice_ceiling(hi)) if labelled else (lo, hi)
+def limits_for(data, colormap) -> tuple[float, float]:
+    """Contrast limits of ``data`` shown with ``colormap`` (symmetric for signed maps)."""
+    return _symmetric_limits(data) if is_signed(colormap) else _positive_limits(data)
 
 
 def _layout_meta(role, *, name, n_rows=None, n_times=None, sfreq=None, tmin=0.0, slot=None,

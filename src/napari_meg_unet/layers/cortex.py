@@ -218,9 +218,8 @@ def _surface_values(mesh, values, colormap, limits, mapped):
         vals = values.astype(np.float32, copy=False) if mapped else mesh.values(values)
         role = "cortex"
     cmap = colormap or COLORMAPS["map"]
-    if limits is None:
-        limits = limits_for(vals, cmap, labelled=True)
-    elif is_signed(cmap):  # a stack's limits: rounded up so that the colorbar labels its ends
+    limits = limits_for(vals, cmap) if limits is None else limits
+    if is_signed(cmap):  # rounded up so that the colorbar labels its ends
         top = nice_ceiling(max(abs(float(v)) for v in limits))
         limits = (-top, top)
     limits = tuple(float(v) for v in limits)

@@ -50,6 +50,11 @@ def fit_conductor(hm, conductor):
     return inner_skull_sphere(hm), None
 
 
+def own_conductor(hm):
+    """``hm``'s own conductor model and ``trans`` (None for a sphere model, in head coordinates)."""
+    return fit_conductor(hm, "sphere" if hm.bem["is_sphere"] else "bem")
+
+
 def _fit_data(state, data, mode) -> tuple[np.ndarray, float]:
     """The one sample fitted (n_channels,) and the factor from its moment to the mean |moment|."""
     w = whitener(state)

@@ -128,15 +128,20 @@ class DipoleFit:
         Goodness of fit of the fitted components (1 - residual / data energy).
     nfev : int
         Residual evaluations of the optimiser.
-    rss : float
-        Residual sum of squares of the fitted (whitened) components.
+    residual : ndarray, shape (n, k)
+        What the dipoles leave of the fitted (whitened) components.
     """
 
     positions: np.ndarray
     moments: np.ndarray
     gof: float
     nfev: int
-    rss: float
+    residual: np.ndarray
+
+    @property
+    def rss(self) -> float:
+        """Residual sum of squares of the fitted (whitened) components."""
+        return float(np.sum(self.residual**2))
 
     @property
     def amplitudes(self) -> np.ndarray:
@@ -227,11 +232,11 @@ def _fit(field, whitener, y, vt, initial, *, max_shift_mm, max_nfev, orientation
     for u, to_moment in parts:
         moments.append(to_moment @ c[start : start + u.shape[1]] @ vt)
         start += u.shape[1]
-    rss = float(np.sum((y - b @ c) ** 2))
+    residual = y - b @ c
     energy = float(np.sum(y**2))
-    gof = 1.0 - rss / energy if energy > 0 else 0.0
+    gof = 1.0 - float(np.sum(residual**2)) / energy if energy > 0 else 0.0
     return DipoleFit(result.x.reshape(-1, 3) / 1e3, np.stack(moments), gof, int(result.nfev),
-                     rss)  # fmt: skip
+                     residual)  # fmt: skip
 
 
 def refine_dipoles(
@@ -295,7 +300,7 @@ def refine_dipoles(
     best = min((_fit(field, whitener, y, vt, initial[:k], **options) for k in range(1, m + 1)),
                key=bic)  # fmt: skip
     while adding and len(best.positions) < max_dipoles:
-        start = candidates.best_start(field, whitener, y, best.positions, orientations)
+        start = candidates.best_start(best.residual, best.positions)
         if start is None:
             break
         trial = _fit(field, whitener, y, vt, np.vstack([best.positions, start]), **options)
@@ -335,11 +340,9 @@ class CandidateScan:
         gw = (whitener @ field.gain(positions)).reshape(whitener.shape[0], -1, 3)
         self.bases = np.stack([_dipole_basis(gw[:, i])[0] for i in range(len(positions))])
 
-    def best_start(self, field, whitener, y, fitted, orientations="free") -> np.ndarray | None:
-        """The candidate position (3,) explaining most of ``y``'s residual off ``fitted``."""
-        problem = _Problem(field, whitener, y, orientations)
-        _, b, c = problem.coefficients(np.asarray(fitted).ravel() * 1e3)
-        residual = y - b @ c
+    def best_start(self, residual, fitted) -> np.ndarray | None:
+        """The candidate position (3,) explaining most of a fit's whitened ``residual`` (n, k),
+        none within ``min_distance_mm`` of the ``fitted`` positions (m, 3)."""
         energy = np.einsum("gnk,nc->gkc", self.bases, residual)
         energy = (energy**2).sum(axis=(1, 2))
         near = np.linalg.norm(self.positions[:, None] - np.asarray(fitted)[None], axis=-1)

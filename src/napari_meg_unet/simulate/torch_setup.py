@@ -129,10 +129,10 @@ _SAME_POSITIONS = ("coreg", "conductor")
 
 def _gain_at_nominal_sources(model: HeadModel, dense) -> np.ndarray:
     """``model``'s fixed-orientation gain at the nominal dense positions and normals."""
+    from ..peers.dipole import own_conductor
     from ..peers.field import DipoleField
 
-    trans = None if model.bem["is_sphere"] else model.trans
-    free = DipoleField(model.info, model.bem, trans).gain(dense.positions)
+    free = DipoleField(model.info, *own_conductor(model)).gain(dense.positions)
     free = free.reshape(len(model.ch_names), -1, 3)
     return np.einsum("cdk,dk->cd", free, np.asarray(dense.normals, np.float64))
 

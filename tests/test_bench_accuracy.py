@@ -194,6 +194,15 @@ def test_compute_targets_against_the_peers():
     coreg[-1]["dle_mm"] = _agg(5.0, 0.7)
     t = compute_targets(conditions, nets)
     assert t["model_error_learned_lowest"] is True and t["single_learned_le_peer"] is True
+    # the network's own centre head is the network alone; the centre of mass is not
+    single.append(_peer_rows(("mesh U-Net + centre of mass", 4.0, 0.3))[0])
+    assert compute_targets(conditions, nets)["single_network_1.25_peer"] is False
+    single.append(_peer_rows(("mesh U-Net + centre head", 4.2, 0.3))[0])
+    e = compute_targets(conditions, nets)["per_condition"]["single-snr1"]
+    assert e["best_network_alone"] == "mesh U-Net + centre head"
+    assert e["ratio_network_vs_peer"] == pytest.approx(4.2 / 3.5)
+    assert compute_targets(conditions, nets)["single_network_1.25_peer"] is True
+    del single[-2:]
     # overlapping CIs fail the multi-dipole target
     multi[-1]["dle_mm"] = _agg(12.0, 2.0)
     assert compute_targets(conditions, nets)["multi_learned_0.8_peer_ci"] is False

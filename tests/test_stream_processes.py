@@ -31,7 +31,7 @@ DDP_SCRIPT = textwrap.dedent(
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     # what this rank trained on: local batches of 4 of global batches 0..3
     stream = spec.stream_dataset(batch_size=4, rank=rank, world=world, start=0, stop=4)
-    hashes = [h for x, _, _ in stream for h in example_hashes(x.numpy())]
+    hashes = [h for x, *_ in stream for h in example_hashes(x.numpy())]
     os.write(1, f"rank {{rank}} events {{len(events)}} hashes {{' '.join(hashes)}}\\n".encode())
     """
 )

@@ -38,9 +38,9 @@ PEERS = (
     "rap-music", "rap-music-fixed", "gamma-map", "mxne", "irmxne", "lcmv", "cmne",
 )  # fmt: skip
 #: Estimators built on each trained network of the accuracy protocol
-#: (:mod:`napari_meg_unet.accuracy.hybrids`): its peaks moved to their centre of mass, and
-#: its peaks refined by a multi-dipole fit.
-HYBRIDS = ("centre-of-mass", "dipole-fit", "dipole-fit-mne")
+#: (:mod:`napari_meg_unet.accuracy.hybrids`): its peaks moved to their centre of mass,
+#: placed by its centre head, and refined by a multi-dipole fit.
+HYBRIDS = ("centre-of-mass", "centre-head", "dipole-fit", "dipole-fit-mne")
 #: Mixed-precision modes of training.
 AMP_MODES = ("auto", "bf16", "off")
 #: Numerical paths of simulation and inversion: the float64 numpy path (the reference, MNE

@@ -32,8 +32,8 @@ with the nominal one.
 Modules: :mod:`.spec` (presets, seeds), :mod:`.data` (simulations, example
 sets, linear estimates), :mod:`.networks` (training, loading, prediction),
 :mod:`.peers` (the peers' searches and scores), :mod:`.hybrids` (estimators
-built on a trained network: the centre of mass of its peaks, a network-initialised
-dipole fit),
+built on a trained network: the centre of mass of its peaks, their positions from
+the network's centre head, a network-initialised dipole fit),
 :mod:`.conditions` (scoring one test set), :mod:`.targets`, :mod:`.stability`
 (the thesis §4.3 experiments), :mod:`.table` (markdown), :mod:`.result` (the
 report folder) and :mod:`.run` (the whole run). This is core code: the

@@ -127,19 +127,43 @@ class NetworkMaps:
         return make_input_stack(kernels, data, rows=self.rows,
                                 normalisation=self.inverse.normalisation)  # fmt: skip
 
-    def window_maps(self, data, *, batch_size=16) -> np.ndarray:
-        """Mean probability over the epoch ``(n, n_rows)`` of ``data`` (n, n_channels, n_times)."""
-        from ..progress import plain
-        from ..train.inference import iter_probabilities
-
+    def _checked(self, data) -> np.ndarray:
         data = np.asarray(data, np.float64)
         if data.ndim != 3 or data.shape[1:] != (len(self.ch_names), self.n_times):
             raise ValueError(
                 f"data must have shape (n, {len(self.ch_names)}, {self.n_times}) for this "
                 f"network, got {data.shape}."
             )
-        probs = plain(iter_probabilities)(self.model, self._stack(data), batch_size=batch_size)
+        return data
+
+    def window_maps(self, data, *, batch_size=16) -> np.ndarray:
+        """Mean probability over the epoch ``(n, n_rows)`` of ``data`` (n, n_channels, n_times)."""
+        from ..progress import plain
+        from ..train.inference import iter_probabilities
+
+        stack = self._stack(self._checked(data))
+        probs = plain(iter_probabilities)(self.model, stack, batch_size=batch_size)
         return np.abs(probs).mean(axis=-1)
+
+    def window_maps_and_centres(self, data, *, batch_size=16) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`window_maps` and the centre head's epoch mean ``(n, n_rows)`` of each event.
+
+        Needs a network with a centre head (:mod:`napari_meg_unet.models.centre`).
+        """
+        import torch
+
+        from ..models import probabilities
+
+        stack = self._stack(self._checked(data))
+        device = next(self.model.parameters()).device
+        maps, centres = [], []
+        with torch.inference_mode():
+            for start in range(0, len(stack), batch_size):
+                x = torch.from_numpy(np.asarray(stack[start : start + batch_size], np.float32))
+                logits, centre = self.model(x.to(device), centre=True)
+                maps.append(probabilities(logits).mean(dim=-1).cpu().numpy())
+                centres.append(centre.float().cpu().numpy())
+        return np.concatenate(maps), np.concatenate(centres)
 
 
 #: The thresholds (fraction of the map's maximum) of the peak proposals searched.
@@ -225,6 +249,43 @@ class NetworkCentreOfMass(NetworkPeer):
         return EventEstimate(positions=positions, amplitudes=amplitude[peaks])
 
 
+class NetworkCentreHead(NetworkPeer):
+    """The network's peaks placed by its own centre head."""
+
+    method = "centre-head"
+    suffix = "centre head"
+
+    def unavailable(self, hm):
+        from ..checkpoint import load_checkpoint
+
+        if not load_checkpoint(self.checkpoint)["model_config"].get("centre_head", False):
+            return "the network has no centre head (e.g. preset cpu-centre)"
+        return None
+
+    def _make_shared(self, hm, info):
+        from ..models import MeshHierarchy
+        from ..models.centre import ring_table
+
+        shared = super()._make_shared(hm, info)
+        mesh = MeshHierarchy.from_headmodel(hm, shared["maps"].inverse.hemi)
+        return {**shared, "rings": ring_table(mesh)}
+
+    def estimate_batch(self, state, data, *, n_sources=None):
+        maps, centres = state.parts["maps"].window_maps_and_centres(data)
+        return [self._placed(state, amplitude, centre)
+                for amplitude, centre in zip(maps, centres, strict=True)]  # fmt: skip
+
+    def _placed(self, state, amplitude, centre) -> EventEstimate:
+        from ..models.centre import centre_positions
+
+        peaks = self._proposals(state, amplitude)
+        if len(peaks) == 0:
+            return EventEstimate.empty_points()
+        positions = centre_positions(centre, peaks, state.parts["positions"],
+                                     state.parts["rings"])  # fmt: skip
+        return EventEstimate(positions=positions, amplitudes=amplitude[peaks])
+
+
 class NetworkDipoleFit(NetworkPeer):
     """The network's peaks refined by a multi-dipole least-squares fit."""
 
@@ -273,8 +334,12 @@ class NetworkDipoleFitMNE(NetworkDipoleFit):
     defaults = {**NetworkDipoleFit.defaults, "orientations": "mne"}
 
 
-_HYBRID_CLASSES = {"centre-of-mass": NetworkCentreOfMass, "dipole-fit": NetworkDipoleFit,
-                   "dipole-fit-mne": NetworkDipoleFitMNE}  # fmt: skip
+_HYBRID_CLASSES = {
+    "centre-of-mass": NetworkCentreOfMass,
+    "centre-head": NetworkCentreHead,
+    "dipole-fit": NetworkDipoleFit,
+    "dipole-fit-mne": NetworkDipoleFitMNE,
+}
 
 
 def make_hybrid(name, checkpoint, network, *, device="cpu") -> NetworkPeer:

@@ -249,8 +249,10 @@ def _add_peer_options(group) -> None:
         "--hybrids", type=hybrid_list, metavar="all|none|HYBRID[,...]",
         help="estimators built on each trained network, scored as rows of their own: "
         "'centre-of-mass' (its peaks moved to the probability-weighted centre of mass of "
-        "their mesh neighbourhood), 'dipole-fit' (its peaks refined by a multi-dipole "
-        "least-squares fit) and 'dipole-fit-mne' (the same fit with MNE's orientation rule); "
+        "their mesh neighbourhood), 'centre-head' (its peaks placed by its own centre head; "
+        "networks of preset cpu-centre only), 'dipole-fit' (its peaks refined by a "
+        "multi-dipole least-squares fit) and 'dipole-fit-mne' (the same fit with MNE's "
+        "orientation rule); "
         "their peak threshold is chosen on the validation sets only "
         "(default: the preset's)",
     )  # fmt: skip

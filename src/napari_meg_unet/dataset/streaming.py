@@ -248,7 +248,8 @@ class SimulationStream(IterableDataset):
     """The local batches ``start .. stop - 1`` of a :class:`StreamSpec` on one rank.
 
     Yields ``(inputs float32 (B, C, n_rows, n_times), targets uint8 (B, n_rows,
-    n_times), example ids int64 (B,))``, made on ``device`` (on the CPU inside
+    n_times), example ids int64 (B,), true positions float32 (B, k_max, 3) in m,
+    NaN-padded)``, made on ``device`` (on the CPU inside
     DataLoader workers). An example's id is its position in the stream
     (``g * world * B + rank * B + j``).
     """
@@ -266,7 +267,7 @@ class SimulationStream(IterableDataset):
         out = core.draw(self.batch_size, seed=self.spec.train_seed, index=g, rank=self.rank,
                         first_event=first)  # fmt: skip
         ids = torch.arange(first, first + self.batch_size)
-        return out.inputs.float(), out.targets, ids
+        return out.inputs.float(), out.targets, ids, out.true_positions
 
     def __iter__(self):
         info = get_worker_info()

@@ -50,6 +50,8 @@ MESH_PRESETS = {
     # the small network without dropout, for runs limited to minutes of CPU time; its
     # recipe (registry) also tempers the class weights (docs/benchmark.md)
     "cpu": dict(_SMALL, dropout=0.0),
+    # the cpu network with a centre head: sources between grid vertices (models/centre.py)
+    "cpu-centre": dict(_SMALL, dropout=0.0, centre_head=True),
     # forward FLOPs matched to the thesis U-Net "benchmark" preset (642 x 32 images)
     "benchmark": dict(
         root_features=64,
@@ -317,6 +319,9 @@ class MeshUNet(nn.Module):
         Pooling over each coarse vertex's fine ring.
     dropout : float
         Drop probability after every unit.
+    centre_head : bool
+        Also output one centre logit per vertex and time, whose epoch mean places
+        sources between grid vertices (:mod:`~napari_meg_unet.models.centre`).
     mesh_fingerprint : str | None
         When given (e.g. from a stored :attr:`config`), ``mesh.fingerprint`` must match.
     """
@@ -337,6 +342,7 @@ class MeshUNet(nn.Module):
         convs_per_level: int = 1,
         pool: str = "max",
         dropout: float = 0.1,
+        centre_head: bool = False,
         mesh_fingerprint: str | None = None,
     ):
         super().__init__()
@@ -367,7 +373,8 @@ class MeshUNet(nn.Module):
             self.reduce.append(nn.Conv2d(2 * f, f, 1))
             self.unpools.append(MeshUnpool(mesh, level))
             self.up.append(_stage(2 * f, f, convs_per_level, level=level, **unit))
-        self.head = nn.Conv2d(features[0], 2, 1)
+        self.centre_head = bool(centre_head)
+        self.head = nn.Conv2d(features[0], 3 if self.centre_head else 2, 1)
         self.config = {
             "name": self.name,
             "in_channels": self.in_channels,
@@ -380,6 +387,7 @@ class MeshUNet(nn.Module):
             "convs_per_level": int(convs_per_level),
             "pool": pool,
             "dropout": float(dropout),
+            "centre_head": self.centre_head,
             "mesh_fingerprint": mesh.fingerprint,
         }
 
@@ -387,8 +395,14 @@ class MeshUNet(nn.Module):
         """Convolution kernels (everything but biases and batch-norm parameters)."""
         return [p for name, p in self.named_parameters() if p.ndim > 1 and "weight" in name]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(batch, 2, n_rows, n_times)`` for an input ``(batch, C, n_rows, n_times)``."""
+    def forward(self, x: torch.Tensor, *, centre: bool = False):
+        """Logits ``(batch, 2, n_rows, n_times)`` for an input ``(batch, C, n_rows, n_times)``.
+
+        With ``centre=True`` (a network with ``centre_head``), also the centre logits'
+        epoch mean ``(batch, n_rows)``, as a tuple ``(logits, centre_logits)``.
+        """
+        if centre and not self.centre_head:
+            raise ValueError("centre=True needs a network built with centre_head=True.")
         check_input(x, self.in_channels, self.n_rows)
         skips = []
         for level, stage in enumerate(self.down):
@@ -399,4 +413,7 @@ class MeshUNet(nn.Module):
         for reduce, unpool, stage in zip(self.reduce, self.unpools, self.up, strict=True):
             x = unpool(reduce(x))
             x = stage(torch.cat([skips.pop(), x], dim=1))
-        return self.head(x)
+        out = self.head(x)
+        if centre:
+            return out[:, :2], out[:, 2].mean(dim=-1)
+        return out[:, :2] if self.centre_head else out

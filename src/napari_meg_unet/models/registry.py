@@ -64,6 +64,8 @@ _TRAINING_DEFAULTS = {
         "benchmark": dict(_MESH_RECIPE, lr=1e-3, batch_size=32, epochs=50, patience=10),
     },
 }
+# the centre head adds centre_loss to the cpu recipe's cross-entropy
+_TRAINING_DEFAULTS["mesh"]["cpu-centre"] = _TRAINING_DEFAULTS["mesh"]["cpu"]
 
 
 def _check_name_preset(name, preset) -> None:
@@ -99,7 +101,7 @@ def build_model(
         Time samples of the training images (both networks accept any length).
     preset : str
         Key of ``PRESETS[name]`` (thesis: ``"thesis"``, ``"small"``, ``"benchmark"``;
-        mesh: ``"small"``, ``"cpu"``, ``"benchmark"``).
+        mesh: ``"small"``, ``"cpu"``, ``"cpu-centre"``, ``"benchmark"``).
     mesh : MeshHierarchy | None
         Required for ``"mesh"``; ignored by ``"thesis"``.
     **overrides

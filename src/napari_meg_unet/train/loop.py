@@ -198,7 +198,7 @@ def _run_epoch(run: _Run, epoch_index: int) -> Generator:
         yield EpochStarted(epoch=epoch, n_epochs=run.hp["epochs"])
     loader = _epoch_loader(run, epoch_index, start)
     run.epoch_start = time.perf_counter()
-    for k, (x, y, idx) in enumerate(loader, start=start):
+    for k, (x, y, idx, *positions) in enumerate(loader, start=start):
         if run.dist.any(_stop_requested(run.stop), run.device):
             run.batch = k
             path = _checkpoint(run, "last")
@@ -207,7 +207,7 @@ def _run_epoch(run: _Run, epoch_index: int) -> Generator:
                 yield Stopped(epoch=epoch, batch=k, checkpoint=path)
             return True
         t0 = time.perf_counter()
-        loss, grad_norm = _guarded_train_step(run, epoch, k, x, y, idx)
+        loss, grad_norm = _guarded_train_step(run, epoch, k, x, y, idx, positions)
         elapsed = time.perf_counter() - t0
         run.partial["loss_sum"] += loss
         run.partial["grad_norm_sum"] += grad_norm
@@ -222,10 +222,19 @@ def _run_epoch(run: _Run, epoch_index: int) -> Generator:
     return False
 
 
-def _guarded_train_step(run: _Run, epoch: int, k: int, x, y, idx) -> tuple[float, float]:
-    """:func:`_train_step`, with errors that say where it failed and what is kept."""
+def _guarded_train_step(run: _Run, epoch: int, k: int, x, y, idx, positions
+                        ) -> tuple[float, float]:  # fmt: skip
+    """:func:`_train_step`, with errors that say where it failed and what is kept.
+
+    ``positions``: the stream batch's true positions (``[tensor]``), or ``[]``
+    for a set's batch, whose positions a centre head looks up by ``idx``.
+    """
+    true_positions = None
+    if run.step.centre is not None:
+        true_positions = (positions[0] if positions
+                          else run.train_set.true_positions[idx.numpy()])  # fmt: skip
     try:
-        return _train_step(run.step, x, y)
+        return _train_step(run.step, x, y, true_positions)
     except NonFiniteLossError as err:
         raise NonFiniteLossError(
             _nonfinite_message(err, epoch, k + 1, x, idx, run.train_set, run.last_path)

@@ -259,7 +259,7 @@ def _start_or_resume(run: _Run) -> None:
     run.step = _Step(
         model=forward, raw=net, optimizer=optimizer, class_weights=class_weights,
         l1=hp["l1"], clip=hp.get("grad_clip_norm"), amp_dtype=run.amp_dtype, device=dev,
-        channels_last=_channels_last(run), dist=dist,
+        channels_last=_channels_last(run), dist=dist, centre=_centre_target(run, net),
     )  # fmt: skip
     run.val_data = run.val_set.torch_dataset()
     if run.streaming:  # the batches are made per epoch (loop._stream_batches)
@@ -304,6 +304,21 @@ def _network(run: _Run) -> torch.nn.Module:
     if run.dist.enabled:
         net = _sync_batch_norm(net, run.device)
     return net
+
+
+def _centre_target(run: _Run, net):
+    """The centre loss's rings and row positions, for a network with a centre head."""
+    if not getattr(net, "centre_head", False):
+        return None
+    from ..models.centre import CentreTarget
+
+    train = run.train_set
+    if run.streaming:
+        hm = train.headmodel
+        positions = hm.positions[hm.rows(train.inverse.hemi)]
+    else:
+        positions = train.positions
+    return CentreTarget(run.mesh, positions, device=run.device)
 
 
 def _restore_position(run: _Run, ckpt: dict) -> None:

@@ -26,6 +26,7 @@ class _Step:
     device: torch.device
     channels_last: bool
     dist: _Dist
+    centre: object = None  # models.centre.CentreTarget of a network with a centre head
 
 
 def _to_device(ctx: _Step, x: torch.Tensor, y: torch.Tensor):
@@ -37,11 +38,15 @@ def _to_device(ctx: _Step, x: torch.Tensor, y: torch.Tensor):
     return x, y.to(ctx.device, non_blocking=non_blocking).long()
 
 
-def _train_step(ctx: _Step, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def _train_step(ctx: _Step, x: torch.Tensor, y: torch.Tensor, true_positions=None
+                ) -> tuple[float, float]:  # fmt: skip
     """One optimisation step on a (local) batch; returns the global loss and gradient norm.
 
     The loss is all-reduced before the step so every rank takes the same
-    decision on a non-finite loss; nothing is updated in that case.
+    decision on a non-finite loss; nothing is updated in that case. A network
+    with a centre head (``ctx.centre``) adds
+    :func:`~napari_meg_unet.models.centre.centre_loss` of the batch's
+    ``true_positions`` (m, NaN-padded).
     """
     models = _models()
     x, y = _to_device(ctx, x, y)
@@ -50,7 +55,8 @@ def _train_step(ctx: _Step, x: torch.Tensor, y: torch.Tensor) -> tuple[float, fl
     with torch.autocast(
         device_type=ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None
     ):
-        logits = ctx.model(x)
+        out = ctx.model(x, centre=True) if ctx.centre is not None else ctx.model(x)
+    logits = out[0] if ctx.centre is not None else out
     loss = models.loss_fn(logits.float(), y, class_weights=ctx.class_weights)
     if ctx.dist.enabled and ctx.class_weights is not None:
         # loss_fn is the weighted mean sum(w CE) / sum(w) over this rank's shard; rescale
@@ -58,6 +64,12 @@ def _train_step(ctx: _Step, x: torch.Tensor, y: torch.Tensor) -> tuple[float, fl
         # the weighted mean over the whole global batch, as in one process.
         local = ctx.class_weights[y].sum().reshape(1)
         loss = loss * (local / ctx.dist.mean(local.detach().clone())).squeeze(0)
+    if ctx.centre is not None:
+        from ..models.centre import CENTRE_LOSS_WEIGHT, centre_loss
+
+        if true_positions is None:
+            raise ValueError("A network with a centre head needs the batch's true positions.")
+        loss = loss + CENTRE_LOSS_WEIGHT * centre_loss(out[1], true_positions, ctx.centre)
     if ctx.l1:
         loss = loss + ctx.l1 * models.l1_penalty(ctx.raw)
     loss.backward()

@@ -230,6 +230,13 @@ class NetworkPeer(Peer):
         return propose_peaks(amplitude, state.parts["adjacency"], threshold=p["threshold"],
                              max_sources=int(p["max_sources"]))  # fmt: skip
 
+    def _placed_peaks(self, state, amplitude, place) -> EventEstimate:
+        """The proposals at the positions ``place(peaks)``, their amplitude the map's."""
+        peaks = self._proposals(state, amplitude)
+        if len(peaks) == 0:
+            return EventEstimate.empty_points()
+        return EventEstimate(positions=place(peaks), amplitudes=amplitude[peaks])
+
     def _points(self, state, amplitude, data) -> EventEstimate:
         raise NotImplementedError
 
@@ -241,12 +248,8 @@ class NetworkCentreOfMass(NetworkPeer):
     suffix = "centre of mass"
 
     def _points(self, state, amplitude, data):
-        peaks = self._proposals(state, amplitude)
-        if len(peaks) == 0:
-            return EventEstimate.empty_points()
-        positions = centre_of_mass(amplitude, peaks, state.parts["adjacency"],
-                                   state.parts["positions"])  # fmt: skip
-        return EventEstimate(positions=positions, amplitudes=amplitude[peaks])
+        return self._placed_peaks(state, amplitude, lambda peaks: centre_of_mass(
+            amplitude, peaks, state.parts["adjacency"], state.parts["positions"]))  # fmt: skip
 
 
 class NetworkCentreHead(NetworkPeer):
@@ -278,12 +281,8 @@ class NetworkCentreHead(NetworkPeer):
     def _placed(self, state, amplitude, centre) -> EventEstimate:
         from ..models.centre import centre_positions
 
-        peaks = self._proposals(state, amplitude)
-        if len(peaks) == 0:
-            return EventEstimate.empty_points()
-        positions = centre_positions(centre, peaks, state.parts["positions"],
-                                     state.parts["rings"])  # fmt: skip
-        return EventEstimate(positions=positions, amplitudes=amplitude[peaks])
+        return self._placed_peaks(state, amplitude, lambda peaks: centre_positions(
+            centre, peaks, state.parts["positions"], state.parts["rings"]))  # fmt: skip
 
 
 class NetworkDipoleFit(NetworkPeer):

@@ -7,7 +7,8 @@ realistic time courses, the preset's training SNR, the protocol's validation set
 or ``--max-train-time`` seconds, so a longer budget sees new data rather than the same set
 again. The network is written where ``bench accuracy --checkpoint-dir`` loads it
 (``<out-dir>/<kind>-<model>-<preset>/best.pt``) with a JSON of the run beside it, so the
-benchmark scores it with every estimator (docs/benchmark.md)::
+benchmark scores it with every estimator (docs/benchmark.md). ``--num-threads`` sets
+torch's threads (1 lets two runs share the 2-core machine)::
 
     python benchmarks/stream_training.py --out-dir runs/ckpt-long --network mesh:cpu-centre \
         --kind single --epochs 12 --max-train-time 3300
@@ -101,7 +102,8 @@ def run(args) -> dict:
             model=network[0], model_preset=network[1], train_set=stream, val_set=val_set,
             run_dir=run_dir, mesh=hm, p=p, device="cpu",
             seed=derive_seed(args.seed, "weights", key), epochs=args.epochs,
-            max_train_s=args.max_train_time, reference_dle=reference, num_threads=1,
+            max_train_s=args.max_train_time, reference_dle=reference,
+            num_threads=args.num_threads,
         ), every(30, log))  # fmt: skip
         log(f"trained: {info['epochs_done']} epochs, best val DLE {info['best_val_dle_mm']:.2f}")
         return {
@@ -117,6 +119,7 @@ def run(args) -> dict:
             "n_val": p.n_val,
             "epochs": args.epochs,
             "max_train_time_s": args.max_train_time,
+            "num_threads": args.num_threads,
             "epochs_done": info["epochs_done"],
             "best_val_dle_mm": info["best_val_dle_mm"],
             "train_cpu_s": time.process_time() - cpu0,
@@ -140,6 +143,7 @@ def main(argv=None):
     parser.add_argument("--n-train", type=int, default=2568, help="examples per epoch")
     parser.add_argument("--n-val", type=int, default=321)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-threads", type=int, default=1, help="torch threads")
     parser.add_argument("--work-dir")
     args = parser.parse_args(argv)
     result = run(args)

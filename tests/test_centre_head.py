@@ -89,6 +89,42 @@ def test_centre_loss_reaches_off_grid_points_and_ignores_the_rest(mesh, rows):
         CentreTarget(mesh, rows[:10])
 
 
+def test_centre_loss_also_centres_a_ring_on_the_maps_peak(mesh, rows):
+    """With the network's map, the second ring is centred on the map's peak within the
+    nearest vertex's ring, the way inference centres it; vertices outside are never picked."""
+    target = CentreTarget(mesh, rows)
+    table, mask = ring_table(mesh)
+    index, weight = mesh.neighbour_table(0)
+    v = 200
+    u = int(index[v, 0])  # a neighbour: the map's peak near the source
+    far = next(int(w) for w in range(642) if w not in set(table[v][mask[v]].tolist()))
+    true = torch.as_tensor(0.8 * rows[v] + 0.2 * rows[u])[None, None]
+    source_map = torch.zeros(1, 642)
+    source_map[0, u], source_map[0, far] = 0.5, 0.9  # `far` is higher, but not near the source
+
+    def touched(**kwargs):
+        h = torch.zeros(1, 642, requires_grad=True)
+        centre_loss(h, true, target, **kwargs).backward()
+        return set(np.flatnonzero(h.grad[0].numpy() != 0).tolist())
+
+    ring_v, ring_u = set(table[v][mask[v]].tolist()), set(table[u][mask[u]].tolist())
+    assert touched() == ring_v
+    assert touched(source_map=source_map) == ring_v | ring_u
+    h = torch.zeros(1, 642, requires_grad=True)
+    optimiser = torch.optim.Adam([h], lr=0.5)
+    for _ in range(300):
+        optimiser.zero_grad()
+        loss = centre_loss(h, true, target, source_map=source_map)
+        loss.backward()
+        optimiser.step()
+    assert loss.item() < 0.05  # cm: both rings' means reach the off-grid point
+    for peak in (v, u):
+        placed = centre_positions(h[0].detach().numpy(), [peak], rows, (table, mask))
+        assert np.linalg.norm(placed[0] - true[0, 0].numpy()) < 1e-3
+    with pytest.raises(ValueError, match=r"source_map must have shape \(1, 642\)"):
+        centre_loss(h, true, target, source_map=source_map[:, :10])
+
+
 def test_mesh_unet_centre_head(mesh):
     net = build_model("mesh", in_channels=2, n_rows=642, n_times=12, preset="cpu-centre",
                       mesh=mesh, root_features=4, levels=2)  # fmt: skip
@@ -131,9 +167,11 @@ def trained(spec, train_set, val_set, tmp_path_factory, template_hm):
 
     seen, original = {}, centre_mod.centre_loss
 
-    def recording(h, true_positions, target):
+    def recording(h, true_positions, target, *, source_map=None):
         seen.setdefault(key, []).append(np.asarray(torch.as_tensor(true_positions)))
-        return original(h, true_positions, target)
+        assert source_map is not None and source_map.shape == h.shape
+        assert not source_map.requires_grad and 0 <= float(source_map.min()) <= 1
+        return original(h, true_positions, target, source_map=source_map)
 
     out = tmp_path_factory.mktemp("centre")
     with pytest.MonkeyPatch.context() as mp:

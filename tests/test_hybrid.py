@@ -136,6 +136,26 @@ def test_a_missed_dipole_is_added_from_the_residual(template_hm, field, whitener
     assert len(fit.positions) == 1 and np.linalg.norm(fit.positions - true[:1]) * 1e3 < 3.0
 
 
+def test_a_known_number_of_dipoles_is_fitted_exactly(template_hm, field, whitener):
+    true, data, normals, tc = _two_dipoles(template_hm, field)
+    scan = CandidateScan(field, whitener, template_hm.positions)
+    # one proposal, two sources: the scan starts the second
+    fit = refine_dipoles(field, whitener, data, true[:1] + 3e-3, candidates=scan, n_dipoles=2)
+    assert len(fit.positions) == 2
+    assert (np.linalg.norm(fit.positions - true, axis=1) * 1e3 < 1.0).all()
+    # three proposals, two sources: the first two, even where the BIC would keep fewer
+    start = np.vstack([true + 3e-3, template_hm.positions[[300]]])
+    fit = refine_dipoles(field, whitener, data, start, n_dipoles=2)
+    assert (np.linalg.norm(fit.positions - true, axis=1) * 1e3 < 1.0).all()
+    one = _data(field, true[:1], normals[:1], tc[:1] * 5)
+    noise = np.linalg.pinv(whitener) @ np.random.default_rng(2).standard_normal((len(whitener), 32))
+    assert len(refine_dipoles(field, whitener, one + noise, start, n_dipoles=3).positions) == 3
+    with pytest.raises(ValueError, match="need candidates"):
+        refine_dipoles(field, whitener, data, true[:1], n_dipoles=2)
+    with pytest.raises(ValueError, match="cannot be used with select"):
+        refine_dipoles(field, whitener, data, true, n_dipoles=2, select=True)
+
+
 def test_mne_orientations_leave_out_the_weak_third(template_hm, field, whitener):
     gw = whitener @ field.gain(template_hm.positions[[700]])
     s = np.linalg.svd(gw, compute_uv=False)
@@ -249,15 +269,23 @@ def clean_single(template_hm):
                     verbose=False)  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["centre-of-mass", "dipole-fit", "dipole-fit-mne"])
+LABELS = {"dipole-fit-mne": "dipole fit (MNE orientations)",
+          "dipole-fit-mne-given": "dipole fit (MNE orientations, n given)"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name", ["centre-of-mass", "dipole-fit", "dipole-fit-mne", "dipole-fit-mne-given"]
+)
 def test_hybrids_run_as_peers(name, template_hm, pretrained, clean_single):
     peer = make_hybrid(name, pretrained, "mesh U-Net")
     assert isinstance(peer, NetworkCentreOfMass if name == "centre-of-mass" else NetworkDipoleFit)
-    label = {"dipole-fit-mne": "dipole fit (MNE orientations)"}.get(name, name.replace("-", " "))
+    label = LABELS.get(name, name.replace("-", " "))
     assert peer.label == f"mesh U-Net + {label}" and peer.output == "points"
-    if name != "centre-of-mass":
+    assert peer.needs_n_sources == name.endswith("given")
+    if name in ("dipole-fit", "dipole-fit-mne"):
         assert peer.grid["add"] == (False, True)
-        assert peer.defaults["orientations"] == ("mne" if name.endswith("mne") else "free")
+    if name != "centre-of-mass":
+        assert peer.defaults["orientations"] == ("free" if name == "dipole-fit" else "mne")
     assert peer.describe()["network"] == "mesh U-Net" and peer.grid["threshold"]
     state = peer.prepare(template_hm, clean_single.info, params=peer.defaults)
     run = run_peer(peer, state, clean_single, np.arange(4))
@@ -266,8 +294,12 @@ def test_hybrids_run_as_peers(name, template_hm, pretrained, clean_single):
     assert np.isfinite(dle).all()
     if name == "dipole-fit":  # noiseless, the same forward: the fit is exact
         assert dle.max() < 0.5
-    elif name == "dipole-fit-mne":  # without the weak radial orientation: close, not exact
+    elif name.startswith("dipole-fit-mne"):  # without the weak radial orientation: close
         assert dle.max() < 5
+        if name.endswith("given"):  # told one source per event: exactly one dipole each
+            assert all(len(p) == 1 for p in run.estimates.positions)
+            with pytest.raises(ValueError, match="needs the true number of sources"):
+                peer.estimate(state, clean_single.data[0])
     else:  # the centre of mass stays within the peak's neighbourhood
         assert dle.max() < 15 and any(
             np.linalg.norm(template_hm.positions - p, axis=1).min() > 1e-4
@@ -308,15 +340,18 @@ def test_hybrids_in_the_accuracy_protocol(template_hm, tmp_path):
     rows = {r["estimator"]: r for r in cond["results"]}
     assert rows["mesh U-Net"]["n_events"] == 8
     for label in ("mesh U-Net + centre of mass", "mesh U-Net + dipole fit",
-                  "mesh U-Net + dipole fit (MNE orientations)"):  # fmt: skip
+                  "mesh U-Net + dipole fit (MNE orientations)",
+                  "mesh U-Net + dipole fit (MNE orientations, n given)"):  # fmt: skip
         row = rows[label]
         # the first n_test events, as the other rows (the sweep holds more than peer_events)
         assert row["n_events"] == 8 and row["seconds_per_event"] > 0 and row["auc"] is None
         assert row["params"]["threshold"] in (0.2, 0.4, 0.6, 0.8)
     searches = s["peers"]["search"]["single"]
-    assert set(searches) == {"mesh-centre-of-mass", "mesh-dipole-fit", "mesh-dipole-fit-mne"}
-    for name, search in searches.items():  # the fits also search whether to add dipoles
-        assert len(search["candidates"]) == (4 if name == "mesh-centre-of-mass" else 8)
+    assert set(searches) == {"mesh-centre-of-mass", "mesh-dipole-fit", "mesh-dipole-fit-mne",
+                             "mesh-dipole-fit-mne-given"}  # fmt: skip
+    for name, search in searches.items():  # the BIC fits also search whether to add dipoles
+        adds = name in ("mesh-dipole-fit", "mesh-dipole-fit-mne")
+        assert len(search["candidates"]) == (8 if adds else 4)
         assert search["validation"][0]["n_events"] == 4
     for check in cond["peer_search_disjoint"].values():
         assert cond["simulation"] not in check["search"]

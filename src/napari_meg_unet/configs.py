@@ -39,8 +39,11 @@ PEERS = (
 )  # fmt: skip
 #: Estimators built on each trained network of the accuracy protocol
 #: (:mod:`napari_meg_unet.accuracy.hybrids`): its peaks moved to their centre of mass,
-#: placed by its centre head, and refined by a multi-dipole fit.
-HYBRIDS = ("centre-of-mass", "centre-head", "dipole-fit", "dipole-fit-mne")
+#: placed by its centre head, and refined by a multi-dipole fit (told the number of
+#: sources or not).
+HYBRIDS = (
+    "centre-of-mass", "centre-head", "dipole-fit", "dipole-fit-mne", "dipole-fit-mne-given",
+)  # fmt: skip
 #: Mixed-precision modes of training.
 AMP_MODES = ("auto", "bf16", "off")
 #: Numerical paths of simulation and inversion: the float64 numpy path (the reference, MNE

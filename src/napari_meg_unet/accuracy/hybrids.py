@@ -50,6 +50,12 @@ them against the ``n`` true sources).
     conductor-model error (the module docstring of
     :mod:`napari_meg_unet.peers.field`); a separate row, not a searched
     choice, because the validation sets have no model error to choose it on.
+``dipole-fit-mne-given`` (label ``"<network> + dipole fit (MNE orientations, n given)"``)
+    The same fit told each event's true number of sources ``n``, as
+    ``rap-music`` is: exactly ``n`` dipoles, started at the network's ``n``
+    strongest peaks and, when it proposes fewer, where the residual scan
+    starts the rest (``refine_dipoles(n_dipoles=n)``). The like-for-like
+    comparison with RAP-MUSIC (n given); the rows above are not told ``n``.
 
 They are peers (:class:`~napari_meg_unet.peers.Peer`), made per trained
 network (:func:`make_hybrid`) and scored in ``bench accuracy`` when the preset
@@ -219,7 +225,8 @@ class NetworkPeer(Peer):
                 "positions": np.asarray(hm.positions[shared["maps"].rows])}  # fmt: skip
 
     def estimate(self, state, data, *, n_sources=None):
-        return self.estimate_batch(state, np.asarray(data)[np.newaxis])[0]
+        counts = None if n_sources is None else [n_sources]
+        return self.estimate_batch(state, np.asarray(data)[np.newaxis], n_sources=counts)[0]
 
     def estimate_batch(self, state, data, *, n_sources=None):
         maps = state.parts["maps"].window_maps(data)
@@ -333,11 +340,41 @@ class NetworkDipoleFitMNE(NetworkDipoleFit):
     defaults = {**NetworkDipoleFit.defaults, "orientations": "mne"}
 
 
+class NetworkDipoleFitGiven(NetworkDipoleFitMNE):
+    """The MNE-orientation dipole-fit hybrid told each event's number of sources."""
+
+    method = "dipole-fit-mne-given"
+    suffix = "dipole fit (MNE orientations, n given)"
+    needs_n_sources = True
+    grid = dict(NetworkPeer.grid)
+
+    def estimate_batch(self, state, data, *, n_sources=None):
+        if n_sources is None:
+            raise ValueError(f"{self.name} needs the true number of sources of each event.")
+        maps = state.parts["maps"].window_maps(data)
+        return [self._given(state, amplitude, d, k)
+                for amplitude, d, k in zip(maps, data, n_sources, strict=True)]  # fmt: skip
+
+    def _given(self, state, amplitude, data, n_sources) -> EventEstimate:
+        peaks = self._proposals(state, amplitude)
+        if len(peaks) == 0:
+            return EventEstimate.empty_points()
+        p = state.params
+        fit = refine_dipoles(
+            state.parts["field"], whitener(state), data, state.parts["positions"][peaks],
+            max_shift_mm=float(p["max_shift_mm"]), max_nfev=int(p["max_nfev"]),
+            candidates=self._scan(state), orientations=p["orientations"],
+            n_dipoles=int(n_sources),
+        )  # fmt: skip
+        return EventEstimate(positions=fit.positions, amplitudes=fit.amplitudes)
+
+
 _HYBRID_CLASSES = {
     "centre-of-mass": NetworkCentreOfMass,
     "centre-head": NetworkCentreHead,
     "dipole-fit": NetworkDipoleFit,
     "dipole-fit-mne": NetworkDipoleFitMNE,
+    "dipole-fit-mne-given": NetworkDipoleFitGiven,
 }
 
 

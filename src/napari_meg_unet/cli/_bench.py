@@ -251,8 +251,9 @@ def _add_peer_options(group) -> None:
         "'centre-of-mass' (its peaks moved to the probability-weighted centre of mass of "
         "their mesh neighbourhood), 'centre-head' (its peaks placed by its own centre head; "
         "networks of preset cpu-centre only), 'dipole-fit' (its peaks refined by a "
-        "multi-dipole least-squares fit) and 'dipole-fit-mne' (the same fit with MNE's "
-        "orientation rule); "
+        "multi-dipole least-squares fit), 'dipole-fit-mne' (the same fit with MNE's "
+        "orientation rule) and 'dipole-fit-mne-given' (that fit told each event's number "
+        "of sources, as rap-music is); "
         "their peak threshold is chosen on the validation sets only "
         "(default: the preset's)",
     )  # fmt: skip

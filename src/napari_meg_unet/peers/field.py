@@ -51,7 +51,11 @@ linearly at every step (variable projection, Golub & Pereyra 1973):
   positions missed may be added: the candidate whose gain explains most of
   the current fit's residual starts one more dipole, all are refitted to the
   ``max_dipoles`` dominant components, and the larger fit is kept while its
-  BIC is lower.
+  BIC is lower;
+- with ``n_dipoles`` (the number of sources known, as RAP-MUSIC is told it),
+  exactly that many dipoles are fitted to as many components: the first
+  ``n_dipoles`` initial positions, and, when there are fewer, dipoles the
+  ``candidates`` scan starts, one at a time, each addition refitting all.
 """
 
 from __future__ import annotations
@@ -241,7 +245,7 @@ def _fit(field, whitener, y, vt, initial, *, max_shift_mm, max_nfev, orientation
 
 def refine_dipoles(
     field, whitener, data, initial, *, max_shift_mm=20.0, max_nfev=30, select=False,
-    candidates=None, max_dipoles=None, orientations="free",
+    candidates=None, max_dipoles=None, orientations="free", n_dipoles=None,
 ):  # fmt: skip
     """Refine dipole positions on one event's data (see the module docstring).
 
@@ -276,6 +280,10 @@ def refine_dipoles(
         ``"free"``: each dipole's three gain columns span the fit; ``"mne"``:
         its third orientation is left out when weak (MNE's rule), as
         :func:`mne.fit_dipole` fits (see the module docstring).
+    n_dipoles : int | None
+        Fit exactly this many dipoles (no ``select``): the first ``n_dipoles``
+        of ``initial`` and, when ``initial`` has fewer, dipoles the
+        ``candidates`` scan starts (required then).
 
     Returns
     -------
@@ -290,6 +298,9 @@ def refine_dipoles(
     y, vt = _components(whitener @ data, max(m, max_dipoles) if adding else m)
     orientations = check_choice(orientations, "orientations", ORIENTATIONS)
     options = dict(max_shift_mm=max_shift_mm, max_nfev=max_nfev, orientations=orientations)
+    if n_dipoles is not None:
+        return _fit_exactly(field, whitener, data, initial, n_dipoles, select=select,
+                            candidates=candidates, options=options)  # fmt: skip
     if not select or (m == 1 and not adding):
         return _fit(field, whitener, y, vt, initial, **options)
     log_n = np.log(y.size)
@@ -308,6 +319,26 @@ def refine_dipoles(
             break
         best = trial
     return best
+
+
+def _fit_exactly(field, whitener, data, initial, n_dipoles, *, select, candidates, options):
+    """:func:`refine_dipoles` with ``n_dipoles``: exactly that many dipoles."""
+    n = check_int(n_dipoles, "n_dipoles", minimum=1)
+    if select:
+        raise ValueError("n_dipoles fixes the number of dipoles; it cannot be used with select.")
+    if n > len(initial) and candidates is None:
+        raise ValueError(
+            f"n_dipoles={n} but only {len(initial)} initial positions: the missing dipoles "
+            "need candidates (a CandidateScan) to start them."
+        )
+    y, vt = _components(whitener @ data, n)
+    fit = _fit(field, whitener, y, vt, initial[:n], **options)
+    while len(fit.positions) < n:
+        start = candidates.best_start(fit.residual, fit.positions)
+        if start is None:
+            break
+        fit = _fit(field, whitener, y, vt, np.vstack([fit.positions, start]), **options)
+    return fit
 
 
 class CandidateScan:

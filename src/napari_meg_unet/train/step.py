@@ -46,7 +46,8 @@ def _train_step(ctx: _Step, x: torch.Tensor, y: torch.Tensor, true_positions=Non
     decision on a non-finite loss; nothing is updated in that case. A network
     with a centre head (``ctx.centre``) adds
     :func:`~napari_meg_unet.models.centre.centre_loss` of the batch's
-    ``true_positions`` (m, NaN-padded).
+    ``true_positions`` (m, NaN-padded), with its rings also centred on the
+    peaks of the batch's own (detached) probability maps.
     """
     models = _models()
     x, y = _to_device(ctx, x, y)
@@ -69,7 +70,10 @@ def _train_step(ctx: _Step, x: torch.Tensor, y: torch.Tensor, true_positions=Non
 
         if true_positions is None:
             raise ValueError("A network with a centre head needs the batch's true positions.")
-        loss = loss + CENTRE_LOSS_WEIGHT * centre_loss(out[1], true_positions, ctx.centre)
+        source_map = models.probabilities(logits.detach()).mean(dim=-1)
+        loss = loss + CENTRE_LOSS_WEIGHT * centre_loss(
+            out[1], true_positions, ctx.centre, source_map=source_map
+        )
     if ctx.l1:
         loss = loss + ctx.l1 * models.l1_penalty(ctx.raw)
     loss.backward()

@@ -117,6 +117,14 @@ def test_selection_keeps_the_dipoles_the_data_need(template_hm, field, whitener)
     fit = refine_dipoles(field, whitener, one + noise, start, select=True)
     assert len(fit.positions) == 1 and np.linalg.norm(fit.positions - true[:1]) * 1e3 < 3.0
     assert len(refine_dipoles(field, whitener, one + noise, start).positions) == 3
+    # a lighter BIC penalty keeps dipoles fitted to the noise; a heavier one drops real ones
+    light = refine_dipoles(field, whitener, one + noise, start, select=True, bic_weight=1e-3)
+    assert len(light.positions) == 3
+    heavy = refine_dipoles(field, whitener, data, np.vstack([true + 3e-3, spurious]),
+                           select=True, bic_weight=1e6)  # fmt: skip
+    assert len(heavy.positions) == 1
+    with pytest.raises(ValueError, match="bic_weight"):
+        refine_dipoles(field, whitener, data, start, select=True, bic_weight=0)
 
 
 def test_a_missed_dipole_is_added_from_the_residual(template_hm, field, whitener):
@@ -283,7 +291,8 @@ def test_hybrids_run_as_peers(name, template_hm, pretrained, clean_single):
     assert peer.label == f"mesh U-Net + {label}" and peer.output == "points"
     assert peer.needs_n_sources == name.endswith("given")
     if name in ("dipole-fit", "dipole-fit-mne"):
-        assert peer.grid["add"] == (False, True)
+        assert peer.grid["add"] == (False, True) and peer.grid["bic_weight"] == (0.5, 1.0)
+        assert peer.defaults["bic_weight"] == 1.0
     if name != "centre-of-mass":
         assert peer.defaults["orientations"] == ("free" if name == "dipole-fit" else "mne")
     assert peer.describe()["network"] == "mesh U-Net" and peer.grid["threshold"]
@@ -349,9 +358,9 @@ def test_hybrids_in_the_accuracy_protocol(template_hm, tmp_path):
     searches = s["peers"]["search"]["single"]
     assert set(searches) == {"mesh-centre-of-mass", "mesh-dipole-fit", "mesh-dipole-fit-mne",
                              "mesh-dipole-fit-mne-given"}  # fmt: skip
-    for name, search in searches.items():  # the BIC fits also search whether to add dipoles
+    for name, search in searches.items():  # the BIC fits also search adding and the penalty
         adds = name in ("mesh-dipole-fit", "mesh-dipole-fit-mne")
-        assert len(search["candidates"]) == (8 if adds else 4)
+        assert len(search["candidates"]) == (16 if adds else 4)
         assert search["validation"][0]["n_events"] == 4
     for check in cond["peer_search_disjoint"].values():
         assert cond["simulation"] not in check["search"]

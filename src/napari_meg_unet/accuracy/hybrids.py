@@ -37,9 +37,10 @@ them against the ``n`` true sources).
     epoch's ``m`` dominant whitened components for ``m`` dipoles (for one
     dipole, the data of the dipole peer's ``window`` mode). The fit keeps the
     first ``k`` proposals (strongest first) of the lowest BIC (``select``), so
-    it may drop the network's weaker proposals. With ``add`` (searched with
-    the threshold on the validation sets) it may also add dipoles the network
-    missed, up to ``max_sources``: the grid position explaining most of the
+    it may drop the network's weaker proposals; the weight of the BIC's
+    penalty (``bic_weight``, 0.5 or 1) is searched on the validation sets.
+    With ``add`` (searched with the threshold) it may also add dipoles the
+    network missed, up to ``max_sources``: the grid position explaining most of the
     residual starts one more dipole, kept while the BIC falls
     (:class:`~napari_meg_unet.peers.field.CandidateScan`). Amplitude: the
     fitted mean ``|moment|`` (A·m).
@@ -175,6 +176,10 @@ class NetworkMaps:
 #: The thresholds (fraction of the map's maximum) of the peak proposals searched.
 THRESHOLDS = (0.2, 0.4, 0.6, 0.8)
 
+#: The weights of the fits' BIC penalty searched (1: the textbook BIC; below: weaker
+#: dipoles kept).
+BIC_WEIGHTS = (0.5, 1.0)
+
 
 class NetworkPeer(Peer):
     """Base of the hybrids: a network's peaks as proposals (see the module docstring).
@@ -297,9 +302,9 @@ class NetworkDipoleFit(NetworkPeer):
 
     method = "dipole-fit"
     suffix = "dipole fit"
-    grid = {**NetworkPeer.grid, "add": (False, True)}
+    grid = {**NetworkPeer.grid, "add": (False, True), "bic_weight": BIC_WEIGHTS}
     defaults = {**NetworkPeer.defaults, "add": False, "max_shift_mm": 20.0, "max_nfev": 30,
-                "orientations": "free"}  # fmt: skip
+                "orientations": "free", "bic_weight": 1.0}  # fmt: skip
 
     def unavailable(self, hm):
         if hm.bem is None:
@@ -327,7 +332,7 @@ class NetworkDipoleFit(NetworkPeer):
             max_shift_mm=float(p["max_shift_mm"]), max_nfev=int(p["max_nfev"]), select=True,
             candidates=self._scan(state) if adding else None,
             max_dipoles=int(p["max_sources"]) if adding else None,
-            orientations=p["orientations"],
+            orientations=p["orientations"], bic_weight=float(p["bic_weight"]),
         )  # fmt: skip
         return EventEstimate(positions=fit.positions, amplitudes=fit.amplitudes)
 

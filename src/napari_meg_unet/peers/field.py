@@ -40,7 +40,8 @@ linearly at every step (variable projection, Golub & Pereyra 1973):
 - with ``select``, the number of dipoles is chosen among the first ``k = 1
   ... m`` initial positions (strongest first): each is fitted to the same
   ``m`` components and the ``k`` of the lowest Bayesian information criterion
-  ``RSS + k (3 + 3 m) log(n)`` is kept (``RSS``: whitened residual sum of
+  ``RSS + w k (3 + 3 m) log(n)`` is kept (``w = 1``, the textbook BIC, unless
+  ``bic_weight`` says otherwise) (``RSS``: whitened residual sum of
   squares, the noise has unit variance there; ``3 + 3 m`` parameters per
   dipole: its position and its moment on each component; ``n``: the entries
   fitted). A dipole fitted to noise alone lowers the RSS by about its number
@@ -245,7 +246,7 @@ def _fit(field, whitener, y, vt, initial, *, max_shift_mm, max_nfev, orientation
 
 def refine_dipoles(
     field, whitener, data, initial, *, max_shift_mm=20.0, max_nfev=30, select=False,
-    candidates=None, max_dipoles=None, orientations="free", n_dipoles=None,
+    candidates=None, max_dipoles=None, orientations="free", n_dipoles=None, bic_weight=1.0,
 ):  # fmt: skip
     """Refine dipole positions on one event's data (see the module docstring).
 
@@ -284,6 +285,9 @@ def refine_dipoles(
         Fit exactly this many dipoles (no ``select``): the first ``n_dipoles``
         of ``initial`` and, when ``initial`` has fewer, dipoles the
         ``candidates`` scan starts (required then).
+    bic_weight : float
+        Weight ``w`` of the BIC's penalty in ``select`` (see the module docstring);
+        below 1 keeps weaker dipoles.
 
     Returns
     -------
@@ -292,6 +296,7 @@ def refine_dipoles(
     initial, data = _check_fit_input(whitener, data, initial)
     max_shift_mm = check_number(max_shift_mm, "max_shift_mm", minimum=0, strict=True)
     max_nfev = check_int(max_nfev, "max_nfev", minimum=1)
+    bic_weight = check_number(bic_weight, "bic_weight", minimum=0, strict=True)
     m = len(initial)
     max_dipoles = m if max_dipoles is None else check_int(max_dipoles, "max_dipoles", minimum=1)
     adding = select and candidates is not None
@@ -303,7 +308,7 @@ def refine_dipoles(
                             candidates=candidates, options=options)  # fmt: skip
     if not select or (m == 1 and not adding):
         return _fit(field, whitener, y, vt, initial, **options)
-    log_n = np.log(y.size)
+    log_n = bic_weight * np.log(y.size)
 
     def bic(fit):
         return fit.rss + len(fit.positions) * (3 + 3 * y.shape[1]) * log_n

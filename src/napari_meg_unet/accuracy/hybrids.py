@@ -321,18 +321,23 @@ class NetworkDipoleFit(NetworkPeer):
                                                 state.parts["positions"])  # fmt: skip
         return state.parts["scan"]
 
-    def _points(self, state, amplitude, data):
+    def _points(self, state, amplitude, data, n_sources=None):
+        """The fit of the proposals: its own number of dipoles (BIC), or ``n_sources``."""
         peaks = self._proposals(state, amplitude)
         if len(peaks) == 0:
             return EventEstimate.empty_points()
         p = state.params
-        adding = bool(p.get("add", False))
+        if n_sources is None:
+            adding = bool(p.get("add", False))
+            count = dict(select=True, candidates=self._scan(state) if adding else None,
+                         max_dipoles=int(p["max_sources"]) if adding else None,
+                         bic_weight=float(p["bic_weight"]))  # fmt: skip
+        else:
+            count = dict(candidates=self._scan(state), n_dipoles=int(n_sources))
         fit = refine_dipoles(
             state.parts["field"], whitener(state), data, state.parts["positions"][peaks],
-            max_shift_mm=float(p["max_shift_mm"]), max_nfev=int(p["max_nfev"]), select=True,
-            candidates=self._scan(state) if adding else None,
-            max_dipoles=int(p["max_sources"]) if adding else None,
-            orientations=p["orientations"], bic_weight=float(p["bic_weight"]),
+            max_shift_mm=float(p["max_shift_mm"]), max_nfev=int(p["max_nfev"]),
+            orientations=p["orientations"], **count,
         )  # fmt: skip
         return EventEstimate(positions=fit.positions, amplitudes=fit.amplitudes)
 
@@ -357,21 +362,8 @@ class NetworkDipoleFitGiven(NetworkDipoleFitMNE):
         if n_sources is None:
             raise ValueError(f"{self.name} needs the true number of sources of each event.")
         maps = state.parts["maps"].window_maps(data)
-        return [self._given(state, amplitude, d, k)
+        return [self._points(state, amplitude, d, n_sources=k)
                 for amplitude, d, k in zip(maps, data, n_sources, strict=True)]  # fmt: skip
-
-    def _given(self, state, amplitude, data, n_sources) -> EventEstimate:
-        peaks = self._proposals(state, amplitude)
-        if len(peaks) == 0:
-            return EventEstimate.empty_points()
-        p = state.params
-        fit = refine_dipoles(
-            state.parts["field"], whitener(state), data, state.parts["positions"][peaks],
-            max_shift_mm=float(p["max_shift_mm"]), max_nfev=int(p["max_nfev"]),
-            candidates=self._scan(state), orientations=p["orientations"],
-            n_dipoles=int(n_sources),
-        )  # fmt: skip
-        return EventEstimate(positions=fit.positions, amplitudes=fit.amplitudes)
 
 
 _HYBRID_CLASSES = {

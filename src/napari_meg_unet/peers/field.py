@@ -300,12 +300,12 @@ def refine_dipoles(
     m = len(initial)
     max_dipoles = m if max_dipoles is None else check_int(max_dipoles, "max_dipoles", minimum=1)
     adding = select and candidates is not None
-    y, vt = _components(whitener @ data, max(m, max_dipoles) if adding else m)
     orientations = check_choice(orientations, "orientations", ORIENTATIONS)
     options = dict(max_shift_mm=max_shift_mm, max_nfev=max_nfev, orientations=orientations)
     if n_dipoles is not None:
         return _fit_exactly(field, whitener, data, initial, n_dipoles, select=select,
                             candidates=candidates, options=options)  # fmt: skip
+    y, vt = _components(whitener @ data, max(m, max_dipoles) if adding else m)
     if not select or (m == 1 and not adding):
         return _fit(field, whitener, y, vt, initial, **options)
     log_n = bic_weight * np.log(y.size)

@@ -35,7 +35,7 @@ MODELS = ("thesis", "mesh")
 #: Peers (non-linear and sparse estimators, :mod:`napari_meg_unet.peers`), in table order.
 PEERS = (
     "dipole-sphere-peak", "dipole-sphere-window", "dipole-bem-peak", "dipole-bem-window",
-    "rap-music", "rap-music-fixed", "gamma-map", "mxne", "irmxne", "lcmv", "cmne",
+    "rap-music", "rap-music-fixed", "gamma-map", "mxne", "irmxne", "lcmv", "cmne", "sensor-net",
 )  # fmt: skip
 #: Estimators built on each trained network of the accuracy protocol
 #: (:mod:`napari_meg_unet.accuracy.hybrids`): its peaks moved to their centre of mass,

@@ -138,5 +138,5 @@ def peer_row_extra(peer, run) -> dict:
     return {
         "peer": peer.name, "output": peer.output, "n_events": int(len(run.events)),
         "n_empty": run.n_empty, "seconds_per_event": float(np.mean(run.seconds)),
-        "params": run.params,
+        "params": run.params, "learned": bool(peer.learned),
     }  # fmt: skip

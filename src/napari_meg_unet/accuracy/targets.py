@@ -45,16 +45,18 @@ def compute_targets(conditions: dict, networks: list) -> dict:
         the thesis network's (when both were trained).
 
     Against the peers (the non-linear methods a researcher would otherwise
-    use, scored rows with a ``peer``; "learned" is the best of the networks
-    and the hybrids built on them, rows labelled ``"<network> + ..."``):
+    use, scored rows with a ``peer``; "learned" is the best of the networks,
+    the hybrids built on them, rows labelled ``"<network> + ..."``, and this
+    project's networks run as peers, rows with ``learned``, e.g. the sensor
+    network):
 
     ``single_learned_le_peer``
         On every single-dipole condition without model error, the best learned
         mean DLE is at most the best peer's.
     ``single_network_1.25_peer``
-        On the same conditions, the best network alone (its grid argmax or
-        its own centre head, ``"<network> + centre head"``) is within 1.25
-        times the best peer.
+        On the same conditions, the best network alone (its grid argmax, its
+        own centre head, ``"<network> + centre head"``, or a ``learned`` row)
+        is within 1.25 times the best peer.
     ``multi_learned_0.8_peer_ci``
         On every multi-dipole condition without model error, the best learned
         mean DLE is at most 0.8 times the best peer's, with disjoint 95% CIs.
@@ -120,7 +122,7 @@ def _condition_entry(cond: dict, networks) -> dict:
 
 
 def _is_learned(row, networks) -> bool:
-    return row["estimator"] in networks or any(
+    return bool(row.get("learned")) or row["estimator"] in networks or any(
         row["estimator"].startswith(f"{n} + ") for n in networks
     )
 
@@ -145,8 +147,11 @@ def _peer_entry(res, networks) -> dict:
         )
         others = [r["dle_mm"]["mean"] for r in scored if not _is_learned(r, networks)]
         entry["learned_lowest"] = bool(learned["dle_mm"]["mean"] < min(others))
-    # the network alone: its grid argmax, or its own centre head's positions
-    alone = _best(scored, [*networks, *(f"{n} + centre head" for n in networks)], "window")
+    # the network alone: its grid argmax, its own centre head's positions, or a network of
+    # the peer interface (the sensor network): no head model at inference
+    own = [r["estimator"] for r in scored if r.get("learned")]
+    alone = _best(scored, [*networks, *(f"{n} + centre head" for n in networks), *own],
+                  "window")  # fmt: skip
     if alone is not None and peer is not None:
         entry["best_network_alone"] = alone["estimator"]
         entry["ratio_network_vs_peer"] = alone["dle_mm"]["mean"] / peer["dle_mm"]["mean"]

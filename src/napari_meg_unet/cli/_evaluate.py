@@ -40,13 +40,14 @@ def _true_headmodel(hm, args):
 
 
 def _peer_evaluation(hm, sim, args, design, snr, peers):
-    """The peers on ``sim``: searched on a validation simulation (and CMNE trained)."""
+    """The peers on ``sim``: searched on a validation simulation (the trainable ones trained)."""
     from ..accuracy import derive_seed
     from ..evaluation import iter_evaluate_peers
+    from ..peers import get_peer
 
     val = _simulate(hm, args, design, snr, derive_seed(args.seed, "val", design, f"{snr:g}"))
     training = None
-    if "cmne" in (peers.peers or ()):
+    if any(get_peer(name).trainable for name in peers.peers or ()):
         training = _simulate(hm, args, design, snr,
                              derive_seed(args.seed, "train", design, f"{snr:g}"), n_events=1000)
     return drive(iter_evaluate_peers(hm, sim, validation=val, training=training,

@@ -18,6 +18,7 @@ mxne                 map      :func:`mne.inverse_sparse.mixed_norm` (sparse)
 irmxne               map      the same with 10 reweightings (sparse)
 lcmv                 map      :func:`mne.beamformer.make_lcmv` (beamformer)
 cmne                 map      ``cmne`` (optional package; trained) (cmne)
+sensor-net           points   this project's sensor network (trained) (learned)
 ==================== ======== ===================================================
 
 The estimators built on a trained network (its peaks moved to their centre
@@ -41,6 +42,7 @@ from .beamformer import Lcmv
 from .cmne import Cmne, cmne_installed
 from .dipole import CONDUCTORS, FIT_MODES, DipoleFit
 from .field import CandidateScan, DipoleField, refine_dipoles
+from .learned import SensorNet
 from .music import RapMusic
 from .peaks import centre_of_mass, propose_peaks
 from .run import PeerRun, event_n_sources, iter_run_peer
@@ -54,7 +56,7 @@ PEERS = {
         DipoleFit("sphere", "peak"), DipoleFit("sphere", "window"),
         DipoleFit("bem", "peak"), DipoleFit("bem", "window"),
         RapMusic(given=True), RapMusic(given=False),
-        GammaMap(), MixedNorm(1), MixedNorm(10), Lcmv(), Cmne(),
+        GammaMap(), MixedNorm(1), MixedNorm(10), Lcmv(), Cmne(), SensorNet(),
     )
 }  # fmt: skip
 if tuple(PEERS) != PEER_NAMES:  # pragma: no cover - a declaration out of step

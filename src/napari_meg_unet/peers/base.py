@@ -109,6 +109,9 @@ class Peer:
         :meth:`estimate` is given the true number of sources of the event.
     trainable : bool
         :meth:`prepare` trains on a training simulation.
+    learned : bool
+        The estimator is one of this project's networks (counted with the
+        networks, as the network alone, by the protocol's targets), not a peer.
     """
 
     name = ""
@@ -121,6 +124,7 @@ class Peer:
     slow = False
     needs_n_sources = False
     trainable = False
+    learned = False
     #: Documentation of the peer: method, MNE function and the search.
     doc = ""
 

@@ -1,0 +1,313 @@
+"""The sensor network: one source's position read off the sensor data, on no grid.
+
+The mesh U-Nets see inverse images on the head model's grid, so each of their
+estimates sits on (or, with a centre head, near) a grid vertex. This network
+sees the data themselves and regresses a position anywhere in the head:
+
+- **input**: the epoch's dominant spatial pattern in the noise-whitened space,
+  ``s1 u1`` of the SVD ``W X = U S V^T`` (the data the window dipole fit uses,
+  :mod:`napari_meg_unet.peers.dipole`), its sign fixed by its largest entry
+  (a dipole and its opposite share a position), as a unit vector plus
+  ``log s1``;
+- **network**: a multi-layer perceptron (GELU), output the position in head
+  coordinates, centred on the head model's sources and scaled by 5 cm;
+- **training**: the mean Euclidean distance to the true position, on events
+  drawn on the fly by the torch simulation core
+  (:class:`~napari_meg_unet.simulate.torch_core.TorchCore`, never a stored
+  set: each block is new), AdamW with a learning rate falling linearly to 5%;
+  the kept state is the one of the lowest mean distance on a fixed
+  validation draw of its own seed.
+
+Only the whitener and the head model's source centroid are stored with the
+network: the position needs no forward model. :func:`predict_dipole` returns
+it as an :class:`mne.Dipole`, its moment (orientation, A·m) the least-squares
+fit of the pattern on the free-orientation gain of the head model's source
+nearest to the position.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..progress import Progress
+
+#: Position scale of the regression (m): outputs are ``(position - centre) / SCALE``.
+SCALE = 0.05
+
+
+@dataclass(frozen=True)
+class SensorDipoleRecipe:
+    """How a sensor network is built and trained (see the module docstring).
+
+    Attributes
+    ----------
+    hidden : tuple of int
+        Widths of the hidden layers.
+    lr, weight_decay : float
+        AdamW's initial learning rate and weight decay.
+    batch_size : int
+        Examples per optimiser step.
+    block : int
+        Events drawn per block; each block is used ``passes`` times.
+    passes : int
+        Passes over each block.
+    n_blocks : int
+        Blocks of training (the budget: ``n_blocks * block`` new events).
+    val_events : int
+        Events of the validation draw.
+    val_every : int
+        Blocks between validations (and the last block).
+    """
+
+    hidden: tuple = (1024, 1024, 512)
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 128
+    block: int = 512
+    passes: int = 4
+    n_blocks: int = 800
+    val_events: int = 1024
+    val_every: int = 20
+
+    def __post_init__(self):
+        for name in ("batch_size", "block", "passes", "n_blocks", "val_events", "val_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"SensorDipoleRecipe.{name} must be >= 1, got "
+                                 f"{getattr(self, name)!r}.")  # fmt: skip
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"SensorDipoleRecipe.hidden must be positive widths, got "
+                             f"{self.hidden!r}.")  # fmt: skip
+
+
+def epoch_pattern(whitener: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
+    """The network input of events ``data`` ``(n, n_channels, n_times)``: ``(n, rank + 1)``."""
+    y = torch.einsum("rc,nct->nrt", whitener, data.to(whitener.dtype))
+    u, s, _ = torch.linalg.svd(y, full_matrices=False)
+    pattern = u[:, :, 0]
+    largest = pattern.abs().argmax(dim=1, keepdim=True)
+    pattern = pattern * torch.sign(pattern.gather(1, largest))
+    return torch.cat([pattern, torch.log(s[:, :1].clamp_min(1e-12))], dim=1)
+
+
+class SensorDipoleNet(torch.nn.Module):
+    """Whitened epoch pattern -> one source position (m, head coordinates).
+
+    Parameters
+    ----------
+    whitener : array, shape (rank, n_channels)
+        The noise whitener of the data's channels (``mne.cov.compute_whitener``).
+    centre : array, shape (3,)
+        Centre of the regression (the head model's source centroid, m).
+    ch_names : list of str
+        The channels, in the order of the data's rows.
+    hidden : tuple of int
+        Hidden widths.
+    """
+
+    def __init__(self, whitener, centre, ch_names, hidden=SensorDipoleRecipe.hidden):
+        super().__init__()
+        whitener = torch.as_tensor(np.asarray(whitener), dtype=torch.float32)
+        if whitener.ndim != 2 or whitener.shape[1] != len(ch_names):
+            raise ValueError(f"whitener must be (rank, {len(ch_names)}) for the {len(ch_names)} "
+                             f"channels, got {tuple(whitener.shape)}.")  # fmt: skip
+        self.register_buffer("whitener", whitener)
+        self.register_buffer("centre", torch.as_tensor(np.asarray(centre), dtype=torch.float32))
+        self.ch_names = list(ch_names)
+        self.hidden = tuple(int(h) for h in hidden)
+        widths = (whitener.shape[0] + 1, *self.hidden)
+        layers = []
+        for a, b in zip(widths[:-1], widths[1:], strict=True):
+            layers += [torch.nn.Linear(a, b), torch.nn.GELU()]
+        self.mlp = torch.nn.Sequential(*layers, torch.nn.Linear(widths[-1], 3))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Positions (m) of inputs made by :func:`epoch_pattern`."""
+        return self.mlp(features) * SCALE + self.centre
+
+    @torch.no_grad()
+    def predict(self, data) -> tuple[np.ndarray, np.ndarray]:
+        """Positions ``(n, 3)`` (m) and pattern strengths ``s1`` ``(n,)`` of events ``data``.
+
+        ``data`` is ``(n_events, n_channels, n_times)`` (or one event, 2-D) in the
+        network's channel order; ``s1`` is the dominant pattern's singular value
+        in the whitened space, a strength in noise units (not A·m).
+        """
+        x = torch.as_tensor(np.asarray(data), dtype=torch.float32)
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim != 3 or x.shape[1] != len(self.ch_names):
+            raise ValueError(f"data must be (n_events, {len(self.ch_names)} channels, n_times), "
+                             f"got {tuple(x.shape)}.")  # fmt: skip
+        features = epoch_pattern(self.whitener, x)
+        return self(features).numpy(), np.exp(features[:, -1].numpy())
+
+
+class NearestSourceMoments:
+    """Moments of whitened patterns at given positions, on the nearest source's free gain.
+
+    Parameters
+    ----------
+    hm : HeadModel
+        The head model (its free-orientation forward ``hm.fwd``).
+    ch_names : list of str
+        The data's channels.
+    whitener : array, shape (rank, n_channels)
+        Their noise whitener.
+    """
+
+    def __init__(self, hm, ch_names, whitener):
+        from scipy.spatial import cKDTree
+
+        picks = [hm.ch_names.index(c) for c in ch_names]
+        free = np.asarray(hm.fwd["sol"]["data"], float)[picks]
+        self._gain = np.asarray(whitener) @ free
+        # a surface-oriented forward's columns follow each source's own axes
+        self._axes = np.asarray(hm.fwd["source_nn"], float).reshape(-1, 3, 3)
+        self._tree = cKDTree(hm.positions)
+
+    def __call__(self, positions, patterns) -> tuple[np.ndarray, np.ndarray]:
+        """Moments ``(n, 3)`` (A·m, head coordinates) and goodness of fit ``(n,)`` (%)."""
+        _, nearest = self._tree.query(np.asarray(positions).reshape(-1, 3))
+        moments, gof = [], []
+        for i, pattern in zip(nearest, np.asarray(patterns), strict=True):
+            gain = self._gain[:, 3 * i:3 * i + 3]
+            q, *_ = np.linalg.lstsq(gain, pattern, rcond=None)
+            moments.append(q @ self._axes[i])
+            gof.append(100.0 * (1.0 - np.sum((pattern - gain @ q) ** 2) / np.sum(pattern**2)))
+        return np.array(moments), np.array(gof)
+
+
+def whitened_svd(whitener, data):
+    """``U, S, Vt`` of each event's whitened data (``data``: ``(n, n_channels, n_times)``)."""
+    return np.linalg.svd(np.einsum("rc,ect->ert", whitener, data), full_matrices=False)
+
+
+def predict_dipole(net: SensorDipoleNet, evoked, hm):
+    """The network's source of ``evoked`` as an :class:`mne.Dipole` (one time point).
+
+    The position is the network's; the moment is the least-squares fit of the
+    epoch's dominant whitened pattern on the free gain of ``hm``'s source
+    nearest to it (:class:`NearestSourceMoments`), given at the sample where
+    the pattern's time course peaks. ``evoked`` must hold the network's
+    channels (others are ignored).
+    """
+    import mne
+
+    missing = [c for c in net.ch_names if c not in evoked.ch_names]
+    if missing:
+        raise ValueError(f"evoked lacks the network's channels {missing[:5]} "
+                         f"({len(missing)} missing).")  # fmt: skip
+    data = evoked.copy().pick(net.ch_names).data[np.newaxis]
+    positions, _ = net.predict(data)
+    w = net.whitener.numpy().astype(float)
+    u, s, vt = whitened_svd(w, data)
+    moments, gof = NearestSourceMoments(hm, net.ch_names, w)(positions, s[:, :1] * u[:, :, 0])
+    peak = int(np.argmax(np.abs(vt[0, 0])))
+    moment = moments[0] * vt[0, 0, peak]
+    amplitude = float(np.linalg.norm(moment))
+    return mne.Dipole(
+        times=evoked.times[[peak]], pos=positions, amplitude=np.array([amplitude]),
+        ori=(moment / max(amplitude, np.finfo(float).tiny))[np.newaxis], gof=gof,
+        name="sensor network",
+    )  # fmt: skip
+
+
+def make_sensor_dipole_net(hm, info, *, hidden=SensorDipoleRecipe.hidden) -> SensorDipoleNet:
+    """An untrained network for head model ``hm`` and data with ``info`` (its channels)."""
+    import mne
+
+    missing = [c for c in info.ch_names if c not in hm.ch_names]
+    if missing:
+        raise ValueError(f"info has channels the head model lacks: {missing[:5]}.")
+    whitener, _ = mne.cov.compute_whitener(hm.noise_cov, info, pca=True, verbose=False)
+    return SensorDipoleNet(whitener, hm.positions.mean(axis=0), info.ch_names, hidden=hidden)
+
+
+def _channel_order(core, ch_names) -> np.ndarray:
+    """Indices of ``ch_names`` in the simulation core's channel order."""
+    index = {c: i for i, c in enumerate(core.hm.ch_names)}
+    return np.array([index[c] for c in ch_names])
+
+
+def _draw(core, n, *, seed, index, picks):
+    """Events ``(n, n_channels, n_times)`` in the network's channel order and first positions."""
+    batch = core.draw(n, seed=seed, index=index, with_inputs=False)
+    data = batch.data.transpose(1, 2)[:, picks]
+    return data, batch.true_positions[:, 0].to(torch.float32)
+
+
+def iter_train_sensor_dipole(net: SensorDipoleNet, core, *, seed: int,
+                             recipe: SensorDipoleRecipe = SensorDipoleRecipe()):  # fmt: skip
+    """Generator: train ``net`` on events drawn by ``core`` (see the module docstring).
+
+    ``core`` is a :class:`~napari_meg_unet.simulate.torch_core.TorchCore`
+    made with ``inputs=False``; training blocks use the counters
+    ``(seed, 1..n_blocks)`` and validation ``(seed + 1, 0)``. Yields
+    :class:`~napari_meg_unet.progress.Progress` per validation; closing the
+    generator stops after the current block. ``net`` ends with the best
+    validated state. Returns the history: ``[{"block", "val_mm"}]``.
+    """
+    torch.manual_seed(seed)
+    picks = _channel_order(core, net.ch_names)
+    val_x, val_y = _draw(core, recipe.val_events, seed=seed + 1, index=0, picks=picks)
+    val_x = epoch_pattern(net.whitener, val_x)
+    opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    best, history = (math.inf, None), []
+    stage = "train sensor network"
+    yield Progress(stage, 0, recipe.n_blocks, "drawing events")
+    for block in range(1, recipe.n_blocks + 1):
+        for group in opt.param_groups:
+            group["lr"] = recipe.lr * max(0.05, 1.0 - (block - 1) / recipe.n_blocks)
+        x, y = _draw(core, recipe.block, seed=seed, index=block, picks=picks)
+        _fit_block(net, opt, epoch_pattern(net.whitener, x), y, recipe)
+        if block % recipe.val_every and block != recipe.n_blocks:
+            continue
+        val_mm = _validate(net, val_x, val_y)
+        history.append({"block": block, "val_mm": val_mm})
+        if val_mm < best[0]:
+            best = (val_mm, copy.deepcopy(net.state_dict()))
+        yield Progress(stage, block, recipe.n_blocks, f"validation {val_mm:.2f} mm")
+    net.load_state_dict(best[1])
+    return history
+
+
+def _fit_block(net, opt, x, y, recipe) -> None:
+    net.train()
+    for _ in range(recipe.passes):
+        order = torch.randperm(len(x))
+        for start in range(0, len(x), recipe.batch_size):
+            j = order[start:start + recipe.batch_size]
+            loss = (net(x[j]) - y[j]).norm(dim=1).mean() / SCALE
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+
+@torch.no_grad()
+def _validate(net, x, y) -> float:
+    net.eval()
+    return float((net(x) - y).norm(dim=1).mean()) * 1000.0
+
+
+def save_sensor_dipole_net(net: SensorDipoleNet, fname) -> None:
+    """Write ``net`` to ``fname`` (``.pt``) atomically (a temporary file, then a rename)."""
+    payload = {"state": net.state_dict(), "ch_names": net.ch_names, "hidden": list(net.hidden)}
+    tmp = f"{fname}.tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, fname)
+
+
+def load_sensor_dipole_net(fname) -> SensorDipoleNet:
+    """The network written by :func:`save_sensor_dipole_net`."""
+    payload = torch.load(fname, map_location="cpu", weights_only=True)
+    state = payload["state"]
+    net = SensorDipoleNet(state["whitener"].numpy(), state["centre"].numpy(),
+                          payload["ch_names"], hidden=tuple(payload["hidden"]))  # fmt: skip
+    net.load_state_dict(state)
+    return net.eval()

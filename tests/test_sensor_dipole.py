@@ -1,0 +1,228 @@
+"""The sensor network: its input, training, checkpoints, and its peer-interface estimator."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+import pytest
+import torch
+
+from napari_meg_unet import peers
+from napari_meg_unet.accuracy.targets import compute_targets
+from napari_meg_unet.configs import InverseConfig, SimulationConfig
+from napari_meg_unet.models.sensor_dipole import (
+    SensorDipoleNet,
+    SensorDipoleRecipe,
+    _validate,
+    epoch_pattern,
+    iter_train_sensor_dipole,
+    load_sensor_dipole_net,
+    make_sensor_dipole_net,
+    save_sensor_dipole_net,
+)
+from napari_meg_unet.peers import iter_run_peer
+from napari_meg_unet.progress import Progress, plain
+from napari_meg_unet.simulate import simulate
+from napari_meg_unet.simulate.torch_core import TorchCore
+
+TINY = SensorDipoleRecipe(hidden=(64,), lr=3e-3, block=64, n_blocks=30, val_events=128,
+                          val_every=10)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def core(template_hm):
+    config = SimulationConfig(design="sweep", hemi="rh", snr=3.0, timecourse="realistic")
+    return TorchCore(template_hm, config, InverseConfig(hemi="rh"), inputs=False)
+
+
+@pytest.fixture(scope="module")
+def events(template_hm):
+    return simulate(template_hm, design="sweep", hemi="rh", snr=3.0, seed=21,
+                    timecourse="realistic")  # fmt: skip
+
+
+def test_epoch_pattern_is_the_sign_free_whitened_dominant_pattern():
+    rng = np.random.default_rng(0)
+    w = torch.tensor(rng.standard_normal((5, 7)), dtype=torch.float32)
+    pattern, course = rng.standard_normal(7), np.sin(np.linspace(0, 3, 16))
+    data = torch.tensor(np.outer(pattern, course)[None], dtype=torch.float32)
+    x = epoch_pattern(w, data)
+    assert x.shape == (1, 6)
+    torch.testing.assert_close(x, epoch_pattern(w, -data))  # a dipole and its opposite
+    many = epoch_pattern(w, torch.tensor(rng.standard_normal((20, 7, 16)), dtype=torch.float32))
+    largest = many[:, :5].abs().argmax(dim=1)
+    assert (many[torch.arange(20), largest] > 0).all()
+    whitened = w.numpy() @ pattern
+    expected = whitened / np.linalg.norm(whitened)
+    expected *= np.sign(expected[np.argmax(np.abs(expected))])
+    np.testing.assert_allclose(x[0, :5].numpy(), expected, atol=1e-5)
+    s1 = np.linalg.norm(whitened) * np.linalg.norm(course)
+    assert x[0, 5].item() == pytest.approx(np.log(s1), rel=1e-5)
+
+
+def test_network_checks_its_inputs(template_hm):
+    with pytest.raises(ValueError, match=r"whitener must be \(rank, 3\)"):
+        SensorDipoleNet(np.ones((2, 4)), np.zeros(3), ["a", "b", "c"])
+    net = make_sensor_dipole_net(template_hm, template_hm.info, hidden=(8,))
+    with pytest.raises(ValueError, match="n_events, 306 channels"):
+        net.predict(np.zeros((2, 5, 10)))
+    positions, strength = net.predict(np.random.default_rng(1).standard_normal((306, 12)))
+    assert positions.shape == (1, 3) and strength.shape == (1,) and strength[0] > 0
+    with pytest.raises(ValueError, match="n_blocks must be >= 1"):
+        SensorDipoleRecipe(n_blocks=0)
+    with pytest.raises(ValueError, match="hidden must be positive"):
+        SensorDipoleRecipe(hidden=())
+
+
+def test_training_learns_positions_and_keeps_the_best_state(template_hm, core, events):
+    torch.manual_seed(0)
+    net = make_sensor_dipole_net(template_hm, template_hm.info, hidden=TINY.hidden)
+    true = events.sources["position"]
+
+    def mean_mm(model):
+        return np.linalg.norm(model.predict(events.data)[0] - true, axis=1).mean() * 1000
+
+    untrained = mean_mm(net)
+    gen = iter_train_sensor_dipole(net, core, seed=3, recipe=TINY)
+    steps = []
+    try:
+        while True:
+            steps.append(next(gen))
+    except StopIteration as stop:
+        history = stop.value
+    assert all(isinstance(s, Progress) for s in steps)
+    assert [h["block"] for h in history] == [10, 20, 30] and steps[-1].done == TINY.n_blocks
+    # the kept state is a validated one, and it places fresh events far better
+    from napari_meg_unet.models.sensor_dipole import _channel_order, _draw
+
+    val_x, val_y = _draw(core, TINY.val_events, seed=4, index=0,
+                         picks=_channel_order(core, net.ch_names))  # fmt: skip
+    assert _validate(net, epoch_pattern(net.whitener, val_x), val_y) == pytest.approx(
+        min(h["val_mm"] for h in history), rel=1e-5)
+    assert mean_mm(net) < 0.6 * untrained
+
+
+def test_training_ends_with_the_best_validated_state(template_hm, core, monkeypatch):
+    import copy
+
+    from napari_meg_unet.models import sensor_dipole
+
+    states, scores = [], iter([5.0, 1.0, 9.0])
+
+    def fake_validate(net, x, y):
+        states.append(copy.deepcopy(net.state_dict()))
+        return next(scores)
+
+    monkeypatch.setattr(sensor_dipole, "_validate", fake_validate)
+    net = make_sensor_dipole_net(template_hm, template_hm.info, hidden=(8,))
+    history = plain(iter_train_sensor_dipole)(net, core, seed=3, recipe=TINY)
+    assert [h["val_mm"] for h in history] == [5.0, 1.0, 9.0]
+    for name, value in net.state_dict().items():
+        torch.testing.assert_close(value, states[1][name])
+    assert not torch.equal(states[1]["mlp.0.weight"], states[2]["mlp.0.weight"])
+
+
+def test_checkpoint_round_trip_is_atomic_and_respects_umask(template_hm, tmp_path, events):
+    net = make_sensor_dipole_net(template_hm, template_hm.info, hidden=(16, 8))
+    fname = tmp_path / "sensor.pt"
+    old = os.umask(0o077)
+    try:
+        save_sensor_dipole_net(net, fname)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(fname.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sensor.pt"]
+    loaded = load_sensor_dipole_net(fname)
+    assert loaded.ch_names == net.ch_names and loaded.hidden == (16, 8)
+    np.testing.assert_allclose(loaded.predict(events.data[:4])[0],
+                               net.eval().predict(events.data[:4])[0], rtol=1e-6)  # fmt: skip
+
+
+def test_training_data_follow_the_network_channel_order(template_hm, core):
+    from napari_meg_unet.models.sensor_dipole import _channel_order, _draw
+
+    order = np.random.default_rng(2).permutation(len(template_hm.ch_names))
+    names = [template_hm.ch_names[i] for i in order]
+    picks = _channel_order(core, names)
+    assert [template_hm.ch_names[i] for i in picks] == names
+    data, positions = _draw(core, 4, seed=1, index=0, picks=picks)
+    full = core.draw(4, seed=1, index=0, with_inputs=False)
+    torch.testing.assert_close(data, full.data.transpose(1, 2)[:, order])
+    torch.testing.assert_close(positions, full.true_positions[:, 0].float())
+
+
+def test_sensor_net_estimator_trains_runs_and_reuses_its_checkpoint(template_hm, events,
+                                                                    tmp_path):  # fmt: skip
+    peer = peers.get_peer("sensor-net")
+    assert peer.learned and peer.trainable and peer.output == "points"
+    assert "multi" not in peer.kinds
+    params = {**peer.defaults, "n_blocks": 3, "block": 32, "checkpoint": str(tmp_path / "s.pt")}
+    with pytest.raises(ValueError, match="training simulation"):
+        peer.prepare(template_hm, events.info, params=params)
+    state = peer.prepare(template_hm, events.info, params=params, training=events)
+    assert [h["block"] for h in state.parts["history"]] == [3]
+    run = plain(iter_run_peer)(peer, state, events, np.arange(5))
+    assert [len(p) for p in run.estimates.positions] == [1] * 5
+    assert all(a[0] > 0 for a in run.estimates.amplitudes)
+    # the checkpoint now exists: a second prepare loads it, no training simulation needed
+    again = peer.prepare(template_hm, events.info, params=params)
+    assert again.parts["history"] is None
+    rerun = plain(iter_run_peer)(peer, again, events, np.arange(5))
+    np.testing.assert_allclose(np.concatenate(rerun.estimates.positions),
+                               np.concatenate(run.estimates.positions), rtol=1e-6)  # fmt: skip
+
+
+def _row(estimator, mean, **extra):
+    return {"estimator": estimator, "protocol": "window",
+            "dle_mm": {"mean": mean, "ci_low": mean - 0.5, "ci_high": mean + 0.5}, **extra}
+
+
+def test_targets_count_a_learned_peer_row_as_the_network_alone():
+    rows = [
+        _row("mesh U-Net", 7.0), _row("dipole fit (BEM)", 2.5, peer="dipole-bem-window"),
+        _row("sensor network (this project)", 2.0, peer="sensor-net", learned=True),
+    ]
+    cond = {"single-snr1": {"kind": "single", "snr": 1.0, "results": rows}}
+    entry = compute_targets(cond, ["mesh U-Net"])["per_condition"]["single-snr1"]
+    assert entry["best_learned"] == entry["best_network_alone"] == rows[2]["estimator"]
+    assert entry["best_peer"] == "dipole fit (BEM)"
+    assert entry["ratio_network_vs_peer"] == pytest.approx(0.8)
+    rows[2].pop("learned")  # the same row as a peer: the network alone is the mesh U-Net
+    entry = compute_targets(cond, ["mesh U-Net"])["per_condition"]["single-snr1"]
+    assert entry["best_peer"] == rows[2]["estimator"]
+    assert entry["best_network_alone"] == "mesh U-Net"
+
+
+def _pointing_at(net, position):
+    """``net`` made to answer ``position`` for every input (its last layer a constant)."""
+    from napari_meg_unet.models.sensor_dipole import SCALE
+
+    last = net.mlp[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_((torch.as_tensor(position, dtype=torch.float32) - net.centre) / SCALE)
+    return net
+
+
+def test_predict_dipole_returns_the_source_as_an_mne_dipole(template_hm):
+    import mne
+
+    from napari_meg_unet.models.sensor_dipole import predict_dipole
+
+    i = int(template_hm.rows("rh")[40])
+    net = _pointing_at(make_sensor_dipole_net(template_hm, template_hm.info, hidden=(8,)),
+                       template_hm.positions[i])  # fmt: skip
+    course = 20e-9 * np.hanning(32)  # A·m, peak at the middle samples
+    evoked = mne.EvokedArray(np.outer(template_hm.gain[:, i], course), template_hm.info,
+                             tmin=-0.05)  # fmt: skip
+    dip = predict_dipole(net, evoked, template_hm)
+    assert isinstance(dip, mne.Dipole) and len(dip) == 1
+    np.testing.assert_allclose(dip.pos[0], template_hm.positions[i], atol=1e-6)
+    assert abs(dip.ori[0] @ template_hm.normals[i]) == pytest.approx(1.0, abs=1e-6)
+    assert dip.amplitude[0] == pytest.approx(course.max(), rel=1e-6)
+    assert dip.gof[0] == pytest.approx(100.0, abs=1e-6)
+    assert dip.times[0] == pytest.approx(evoked.times[np.argmax(course)])
+    with pytest.raises(ValueError, match="evoked lacks the network's channels"):
+        predict_dipole(net, evoked.copy().pick(evoked.ch_names[:10]), template_hm)

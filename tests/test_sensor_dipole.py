@@ -94,6 +94,7 @@ def test_training_learns_positions_and_keeps_the_best_state(template_hm, core, e
         history = stop.value
     assert all(isinstance(s, Progress) for s in steps)
     assert [h["block"] for h in history] == [10, 20, 30] and steps[-1].done == TINY.n_blocks
+    assert 0 < history[0]["seconds"] <= history[-1]["seconds"]
     # the kept state is a validated one, and it places fresh events far better
     from napari_meg_unet.models.sensor_dipole import _channel_order, _draw
 
@@ -226,3 +227,25 @@ def test_predict_dipole_returns_the_source_as_an_mne_dipole(template_hm):
     assert dip.times[0] == pytest.approx(evoked.times[np.argmax(course)])
     with pytest.raises(ValueError, match="evoked lacks the network's channels"):
         predict_dipole(net, evoked.copy().pick(evoked.ch_names[:10]), template_hm)
+
+
+def test_bench_summary_records_the_validation_curve_of_trained_peers():
+    from types import SimpleNamespace
+
+    from napari_meg_unet.accuracy.peers import PeerSetup
+    from napari_meg_unet.accuracy.run import _peers_summary
+    from napari_meg_unet.peers.base import PeerState
+    from napari_meg_unet.peers.search import SearchResult
+
+    history = [{"block": 20, "val_mm": 3.0, "seconds": 1.5}]
+    search = SearchResult("sensor-net", {}, validation=[], training=None, criterion="none")
+
+    def setup(name, parts):
+        return PeerSetup(peers.get_peer(name), PeerState(None, None, 1, {}, parts), search)
+
+    run = SimpleNamespace(peers_skipped={}, peer_setups={"single": {
+        "sensor-net": setup("sensor-net", {"history": history}),
+        "rap-music": setup("rap-music", {}),
+    }})  # fmt: skip
+    summary = _peers_summary(run)
+    assert summary["training"] == {"single": {"sensor-net": history}}

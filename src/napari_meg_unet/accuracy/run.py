@@ -128,6 +128,10 @@ def _peers_summary(run: _Run) -> dict:
                    for kind, setups in run.peer_setups.items()},
         "skipped": dict(run.peers_skipped),
         "blas_threads": 1,
+        # the validation curves of the peers trained here (the sensor network)
+        "training": {kind: {name: setup.state.parts["history"] for name, setup in setups.items()
+                            if setup.state.parts.get("history") is not None}
+                     for kind, setups in run.peer_setups.items()},
     }  # fmt: skip
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -251,8 +252,10 @@ def iter_train_sensor_dipole(net: SensorDipoleNet, core, *, seed: int,
     ``(seed, 1..n_blocks)`` and validation ``(seed + 1, 0)``. Yields
     :class:`~napari_meg_unet.progress.Progress` per validation; closing the
     generator stops after the current block. ``net`` ends with the best
-    validated state. Returns the history: ``[{"block", "val_mm"}]``.
+    validated state. Returns the history: ``[{"block", "val_mm", "seconds"}]``
+    (``seconds`` since the start, validation draw included).
     """
+    t0 = time.perf_counter()
     torch.manual_seed(seed)
     picks = _channel_order(core, net.ch_names)
     val_x, val_y = _draw(core, recipe.val_events, seed=seed + 1, index=0, picks=picks)
@@ -269,7 +272,8 @@ def iter_train_sensor_dipole(net: SensorDipoleNet, core, *, seed: int,
         if block % recipe.val_every and block != recipe.n_blocks:
             continue
         val_mm = _validate(net, val_x, val_y)
-        history.append({"block": block, "val_mm": val_mm})
+        history.append({"block": block, "val_mm": val_mm,
+                        "seconds": round(time.perf_counter() - t0, 2)})  # fmt: skip
         if val_mm < best[0]:
             best = (val_mm, copy.deepcopy(net.state_dict()))
         yield Progress(stage, block, recipe.n_blocks, f"validation {val_mm:.2f} mm")

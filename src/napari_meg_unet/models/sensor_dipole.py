@@ -276,7 +276,8 @@ def iter_train_sensor_dipole(net: SensorDipoleNet, core, *, seed: int,
                         "seconds": round(time.perf_counter() - t0, 2)})  # fmt: skip
         if val_mm < best[0]:
             best = (val_mm, copy.deepcopy(net.state_dict()))
-        yield Progress(stage, block, recipe.n_blocks, f"validation {val_mm:.2f} mm")
+        yield Progress(stage, block, recipe.n_blocks,
+                       f"block {block}/{recipe.n_blocks}, validation {val_mm:.2f} mm")
     net.load_state_dict(best[1])
     return history
 

@@ -23,11 +23,16 @@ to that position, scaled like the window dipole fit's.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from .base import EventEstimate, Peer, whitener
+
+logger = logging.getLogger(__name__)
+#: Seconds between the training's log lines (the peer interface's prepare draws no bar).
+LOG_EVERY_S = 30.0
 
 
 class SensorNet(Peer):
@@ -53,7 +58,7 @@ class SensorNet(Peer):
             make_sensor_dipole_net,
             save_sensor_dipole_net,
         )
-        from ..progress import run
+        from ..progress import every, run
 
         checkpoint = params.get("checkpoint")
         if checkpoint is not None and Path(checkpoint).exists():
@@ -68,7 +73,8 @@ class SensorNet(Peer):
         net = make_sensor_dipole_net(hm, info, hidden=recipe.hidden)
         core = _training_core(hm, training)
         seed = int(training.meta["seed"]) + int(params["seed"])
-        history = run(iter_train_sensor_dipole(net, core, seed=seed, recipe=recipe))
+        history = run(iter_train_sensor_dipole(net, core, seed=seed, recipe=recipe),
+                      every(LOG_EVERY_S, logger.info))  # fmt: skip
         if checkpoint is not None:
             save_sensor_dipole_net(net, checkpoint)
         return self._parts(hm, info, net.eval(), history=history)

@@ -11,10 +11,9 @@ import torch
 
 from napari_meg_unet import peers
 from napari_meg_unet.accuracy.targets import compute_targets
-from napari_meg_unet.configs import InverseConfig, SimulationConfig
+from napari_meg_unet.configs import InverseConfig, SensorNetConfig, SimulationConfig
 from napari_meg_unet.models.sensor_dipole import (
     SensorDipoleNet,
-    SensorDipoleRecipe,
     _validate,
     epoch_pattern,
     iter_train_sensor_dipole,
@@ -27,8 +26,7 @@ from napari_meg_unet.progress import Progress, plain
 from napari_meg_unet.simulate import simulate
 from napari_meg_unet.simulate.torch_core import TorchCore
 
-TINY = SensorDipoleRecipe(hidden=(64,), lr=3e-3, block=64, n_blocks=30, val_events=128,
-                          val_every=10)  # fmt: skip
+TINY = SensorNetConfig(lr=3e-3, block=64, n_blocks=30, val_events=128, val_every=10)
 
 
 @pytest.fixture(scope="module")
@@ -70,15 +68,13 @@ def test_network_checks_its_inputs(template_hm):
         net.predict(np.zeros((2, 5, 10)))
     positions, strength = net.predict(np.random.default_rng(1).standard_normal((306, 12)))
     assert positions.shape == (1, 3) and strength.shape == (1,) and strength[0] > 0
-    with pytest.raises(ValueError, match="n_blocks must be >= 1"):
-        SensorDipoleRecipe(n_blocks=0)
-    with pytest.raises(ValueError, match="hidden must be positive"):
-        SensorDipoleRecipe(hidden=())
+    with pytest.raises(ValueError, match="n_blocks"):
+        SensorNetConfig(n_blocks=0)
 
 
 def test_training_learns_positions_and_keeps_the_best_state(template_hm, core, events):
     torch.manual_seed(0)
-    net = make_sensor_dipole_net(template_hm, template_hm.info, hidden=TINY.hidden)
+    net = make_sensor_dipole_net(template_hm, template_hm.info, hidden=(64,))
     true = events.sources["position"]
 
     def mean_mm(model):
@@ -137,6 +133,10 @@ def test_checkpoint_round_trip_is_atomic_and_respects_umask(template_hm, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sensor.pt"]
     loaded = load_sensor_dipole_net(fname)
     assert loaded.ch_names == net.ch_names and loaded.hidden == (16, 8)
+    assert loaded.trained_on is None
+    net.trained_on = {"sfreq": 250.0, "n_times": 32, "nave": 1}
+    save_sensor_dipole_net(net, fname)
+    assert load_sensor_dipole_net(fname).trained_on == net.trained_on
     np.testing.assert_allclose(loaded.predict(events.data[:4])[0],
                                net.eval().predict(events.data[:4])[0], rtol=1e-6)  # fmt: skip
 
@@ -249,3 +249,55 @@ def test_bench_summary_records_the_validation_curve_of_trained_peers():
     }})  # fmt: skip
     summary = _peers_summary(run)
     assert summary["training"] == {"single": {"sensor-net": history}}
+
+
+def test_predict_dipole_holds_a_recording_to_the_training_window_and_nave(template_hm):
+    import mne
+
+    from napari_meg_unet.models.sensor_dipole import iter_make_sensor_dipole_net, predict_dipole
+
+    sim = SimulationConfig(design="sweep", hemi="rh", snr=3.0, timecourse="realistic", nave=4)
+    recipe = SensorNetConfig(block=16, n_blocks=2, val_events=16, val_every=1)
+    net, history = plain(iter_make_sensor_dipole_net)(template_hm, sim, recipe=recipe,
+                                                      hidden=(16,), seed=1)  # fmt: skip
+    assert net.trained_on == {"sfreq": 250.0, "n_times": 32, "nave": 4} and len(history) == 2
+    data = np.random.default_rng(3).standard_normal((306, 32)) * 1e-12
+    info = template_hm.info.copy()
+    with info._unlock():
+        info["sfreq"], info["lowpass"] = 250.0, 125.0
+    evoked = mne.EvokedArray(data, info, nave=4)
+    # another nave: the data reach the network at the noise level it was trained on
+    quarter = mne.EvokedArray(data * 2.0, info, nave=1)
+    np.testing.assert_allclose(predict_dipole(net, quarter, template_hm).pos,
+                               predict_dipole(net, evoked, template_hm).pos, rtol=1e-5)  # fmt: skip
+    with pytest.raises(ValueError, match="sampled at 500 Hz.*trained at 250 Hz"):
+        predict_dipole(net, mne.EvokedArray(data, mne.create_info(
+            template_hm.ch_names, 500.0, "grad")), template_hm)  # fmt: skip
+    with pytest.raises(ValueError, match="has 20 samples.*windows of 32"):
+        predict_dipole(net, evoked.copy().crop(0, 19 / 250.0), template_hm)
+
+
+def test_predict_dipoles_slides_over_a_recording(template_hm):
+    from napari_meg_unet.models.sensor_dipole import predict_dipoles
+
+    i = int(template_hm.rows("rh")[7])
+    net = _pointing_at(make_sensor_dipole_net(template_hm, template_hm.info, hidden=(8,)),
+                       template_hm.positions[i])  # fmt: skip
+    with pytest.raises(ValueError, match="untrained"):
+        predict_dipoles(net, np.zeros((306, 64)), template_hm, sfreq=250.0)
+    net.trained_on = {"sfreq": 250.0, "n_times": 32, "nave": 1}
+    course = np.zeros(100)
+    course[40:60] = 10e-9 * np.hanning(20)
+    data = np.outer(template_hm.gain[:, i], course)
+    dip = predict_dipoles(net, data, template_hm, sfreq=250.0, tmin=-0.1)
+    assert len(dip) == (100 - 32) // 16 + 1  # windows every half window
+    np.testing.assert_allclose(dip.pos, np.tile(template_hm.positions[i], (len(dip), 1)))
+    assert dip.times[0] == pytest.approx(-0.1 + np.argmax(np.abs(course[:32])) / 250.0)
+    # the windows holding the whole source explain it
+    holding = [k for k in range(len(dip)) if 16 * k <= 40 and 16 * k + 32 >= 60]
+    assert holding and all(dip.gof[k] == pytest.approx(100.0, abs=1e-6) for k in holding)
+    assert dip.amplitude[holding[0]] == pytest.approx(course.max(), rel=1e-6)
+    with pytest.raises(ValueError, match="fewer than the network's window of 32"):
+        predict_dipoles(net, data[:, :20], template_hm, sfreq=250.0)
+    with pytest.raises(ValueError, match="sampled at 500 Hz"):
+        predict_dipoles(net, data, template_hm, sfreq=500.0)

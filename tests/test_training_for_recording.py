@@ -205,6 +205,43 @@ def test_train_for_the_evoked_with_the_sample_subject(shared_data, tmp_path, cap
 
 @pytest.mark.slow
 @pytest.mark.sample
+def test_sensor_network_for_the_evoked_then_its_dipoles(shared_data, tmp_path, capsys):
+    from napari_meg_unet.models.sensor_dipole import load_sensor_dipole_net
+
+    meg = shared_data / "sample" / "MEG"
+    out = tmp_path / "net"
+    report = _run(["--for-recording", str(meg / "test-ave.fif.gz"), "--condition", "Left Auditory",
+                   "--subjects-dir", str(shared_data / "sample" / "subjects"), "--subject",
+                   "sample", "--trans", str(meg / "sample_audvis_trunc-trans.fif"),
+                   "--noise-cov", str(meg / "sample_audvis_trunc-cov.fif"), "--sensor-network",
+                   "--sensor-blocks", "2", "--sensor-block", "16", "--out", str(out)],
+                  capsys)  # fmt: skip
+    net_file = out / "network" / "sensor-net.pt"
+    assert report["checkpoint"] == str(net_file) and report["network"]["model"] == "sensor"
+    assert report["network"]["best_block"] in (1, 2) and not (out / "data").exists()
+    net = load_sensor_dipole_net(net_file)
+    evoked = mne.read_evokeds(meg / "test-ave.fif.gz", condition="Left Auditory", verbose=False)
+    assert net.trained_on["nave"] == 3 and np.isclose(net.trained_on["sfreq"],
+                                                       evoked.info["sfreq"])  # fmt: skip
+    assert net.ch_names == [ch for ch in evoked.ch_names if ch.startswith("MEG")
+                            and ch != "MEG 2443"]  # fmt: skip
+    pred = tmp_path / "dipoles"
+    argv = ["predict", "--checkpoint", str(net_file), "--data", str(meg / "test-ave.fif.gz"),
+            "--condition", "Left Auditory", "--out", str(pred), "--json", "--no-progress"]
+    assert main(argv) == 2  # no head model: named
+    assert "needs --headmodel" in capsys.readouterr().err
+    assert main([*argv, "--headmodel", str(out / "headmodel")]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    (cond,) = meta["conditions"]
+    dip = mne.read_dipole(pred / cond["file"], verbose=False)
+    n = net.trained_on["n_times"]
+    assert len(dip) == cond["n_windows"] == (len(evoked.times) - n) // (n // 2) + 1
+    assert evoked.times[0] <= dip.times.min() and dip.times.max() <= evoked.times[-1]
+    assert np.isfinite(dip.pos).all() and (np.abs(dip.pos) < 0.15).all()
+
+
+@pytest.mark.slow
+@pytest.mark.sample
 def test_train_for_the_sss_raw_on_the_template(shared_data, tmp_path, capsys):
     erm = shared_data / "erm" / "test_move_anon_erm_raw.fif"
     out = tmp_path / "net"

@@ -406,6 +406,33 @@ class RecordingTrainingConfig(ConfigBase):
     keep_data: bool = option(
         False, help="keep the simulated example sets (OUT/data) after training"
     )
+    sensor_network: bool = option(
+        False, help="train the sensor network (one source per window, on no grid; "
+        "OUT/network/sensor-net.pt) instead of a U-Net",
+    )  # fmt: skip
+
+
+@config
+class SensorNetConfig(ConfigBase):
+    """Training recipe of the sensor network (:mod:`napari_meg_unet.models.sensor_dipole`)."""
+
+    n_blocks: int = option(
+        800, minimum=1, flag="--sensor-blocks", help="blocks of new simulated events the "
+        "sensor network trains on (its budget)",
+    )  # fmt: skip
+    block: int = option(
+        512, minimum=1, flag="--sensor-block", help="events per block of the sensor network"
+    )
+    # the rest of the recipe: not on the command line, whose train parser has its own
+    # batch size, learning rate and weight decay (the U-Net's)
+    passes: int = option(4, minimum=1, cli=False, help="passes over each block")
+    batch_size: int = option(128, minimum=1, cli=False, help="events per optimiser step")
+    lr: float = option(1e-3, minimum=0.0, cli=False, help="AdamW's initial learning rate (it "
+                       "falls linearly to a twentieth)")  # fmt: skip
+    weight_decay: float = option(1e-4, minimum=0.0, strict=False, cli=False,
+                                 help="AdamW's weight decay")  # fmt: skip
+    val_events: int = option(1024, minimum=1, cli=False, help="events of the validation draw")
+    val_every: int = option(20, minimum=1, cli=False, help="blocks between validations")
 
 
 @config

@@ -10,6 +10,10 @@ HELP = "apply a trained U-Net to a recording or an example set (probability maps
 DESCRIPTION = """\
 Apply a checkpoint (best.pt, a training directory, or 'pretrained': the small
 template network shipped with the package) to a recording or an example set.
+A sensor network (network/sensor-net.pt of 'train --for-recording
+--sensor-network', with --headmodel its OUT/headmodel) gives one dipole per
+window of each condition instead: OUT/<condition>.dip (mne.read_dipole) and
+OUT/meta.json.
 
 On a recording (--data: an evoked file, epochs, a raw FIF file or a BIDS
 recording) every condition becomes a source estimate of probabilities (0 to 1:
@@ -181,12 +185,67 @@ def _lines(meta: dict, out) -> list[str]:
     return lines
 
 
+def _is_sensor_net(path: str) -> bool:
+    """Whether ``path`` is a sensor network's file (``train --for-recording --sensor-network``)."""
+    return Path(path).is_file() and Path(path).name.endswith("sensor-net.pt")
+
+
+def _sensor_run(args) -> dict:
+    """The sensor network's dipoles of every condition: OUT/<condition>.dip and meta.json."""
+    import numpy as np
+
+    from .._io import atomic_dir, write_json
+    from ..headmodel import load_headmodel
+    from ..models.sensor_dipole import load_sensor_dipole_net, predict_dipoles
+
+    if not args.headmodel:
+        raise ValueError("A sensor network needs --headmodel (the recording's head model, "
+                         "OUT/headmodel of 'train --for-recording') for the dipole moments.")
+    net = load_sensor_dipole_net(args.checkpoint)
+    hm = load_headmodel(args.headmodel, verbose=False)
+    segments = _recording.read_data(args)
+    conditions = []
+    with atomic_dir(args.out, overwrite=args.overwrite, what="prediction") as tmp:
+        for name, seg in zip(_recording.file_names(s.name for s in segments), segments,
+                             strict=True):  # fmt: skip
+            data = seg.get_data(picks=net.ch_names)
+            if data.ndim != 2:
+                raise ValueError(f"{seg.describe()}: the sensor network reads averaged data "
+                                 "(an evoked response or a raw recording), not single epochs.")
+            if not np.isclose(seg.sfreq, net.trained_on["sfreq"]):
+                raise ValueError(f"{seg.describe()} is sampled at {seg.sfreq:g} Hz but the "
+                                 f"network at {net.trained_on['sfreq']:g} Hz.")  # fmt: skip
+            dip = predict_dipoles(net, data, hm, sfreq=seg.sfreq, tmin=seg.tmin, nave=seg.nave)
+            dip.save(tmp / f"{name}.dip", overwrite=True, verbose=False)
+            best = int(np.argmax(dip.gof))
+            conditions.append({
+                "name": seg.name, "nave": seg.nave, "n_windows": len(dip), "file": f"{name}.dip",
+                "best_window": {"time_s": float(dip.times[best]), "gof": float(dip.gof[best]),
+                                "pos_m": dip.pos[best].tolist(),
+                                "amplitude_nAm": float(dip.amplitude[best] * 1e9)},
+            })  # fmt: skip
+        meta = {"network": {"kind": "sensor", "path": str(args.checkpoint), **net.trained_on},
+                "data": str(args.data), "conditions": conditions}  # fmt: skip
+        write_json(tmp / "meta.json", meta)
+    lines = [f"sensor network ({net.trained_on['sfreq']:.6g} Hz, window "
+             f"{net.trained_on['n_times']} samples): one dipole per window"]  # fmt: skip
+    for cond in conditions:
+        b = cond["best_window"]
+        lines.append(f"  {cond['name']}: {cond['n_windows']} windows -> {cond['file']}; best fit "
+                     f"at {b['time_s']:.3f} s, GOF {b['gof']:.0f}%, {b['amplitude_nAm']:.1f} nAm")
+    lines.append(f"written to: {args.out}")
+    return dict(meta, table="\n".join(lines))
+
+
 def handler(args) -> dict:
     import mne
 
     from .._io import check_output_path
 
     check_output_path(args.out, overwrite=args.overwrite, what="prediction output")
+    if _is_sensor_net(args.checkpoint):
+        with mne.use_log_level("error"):
+            return _sensor_run(args)
     ckpt = _checkpoint(args)
     if _is_example_set(Path(args.data)):
         return _example_set(args, ckpt)

@@ -14,6 +14,7 @@ from ..configs import (
     DatasetConfig,
     InverseConfig,
     RecordingTrainingConfig,
+    SensorNetConfig,
     SimulationConfig,
     TrainingConfig,
 )
@@ -34,6 +35,9 @@ else the pre-stimulus baseline of its epochs; else ad hoc), sampling rate, good
 channels and nave define the simulations, at whitened SNRs spanning the
 recording's measured SNR; the mesh U-Net's cpu recipe is trained on them. OUT
 gets headmodel/, network/best.pt and recording.json (what was chosen and why).
+With --sensor-network the sensor network (one source per window, on no grid)
+is trained instead, on events drawn on the fly: network/sensor-net.pt, which
+'predict' applies as dipoles.
 """
 
 
@@ -61,6 +65,8 @@ def add_options(parser) -> None:
     group.add_argument("--empty-room", metavar="FILE", help="empty-room recording to try first")
     group.add_argument("--cache-dir", metavar="DIR", help="head-model cache directory")
     add_cli_options(group, RecordingTrainingConfig, exclude=present)
+    add_cli_options(parser.add_argument_group("--for-recording --sensor-network: its budget"),
+                    SensorNetConfig, exclude=present)  # fmt: skip
     sizes = parser.add_argument_group("--for-recording: example sets")
     # one --seed (the training's) seeds the simulations too
     add_cli_options(sizes, DatasetConfig, exclude=("amplitudes", "seed", *present))
@@ -84,6 +90,15 @@ def _simulation_options(args) -> dict:
     if values["off_grid"] in (None, True):
         values.pop("off_grid")  # the default; --no-off-grid turns it off
     return values
+
+
+def _sensor_options(args):
+    """The sensor network's recipe: its command-line options (the rest are the recipe's; the
+    parser's --lr, --batch-size and --weight-decay are the U-Net's)."""
+    from .._config import option_spec
+
+    names = [f for f in SensorNetConfig.option_names() if option_spec(SensorNetConfig, f)["cli"]]
+    return SensorNetConfig(**{name: getattr(args, name) for name in names})
 
 
 class _Callback:
@@ -120,7 +135,8 @@ def handler(args, stop) -> dict:
         emptyroom=args.empty_room, simulation=_simulation_options(args),
         dataset=config_from_args(DatasetConfig, args),
         inverse=config_from_args(InverseConfig, args), training=training,
-        overwrite=args.overwrite, stop=stop, cache_dir=args.cache_dir,
+        sensor=_sensor_options(args), overwrite=args.overwrite, stop=stop,
+        cache_dir=args.cache_dir,
     )  # fmt: skip
     callback = _Callback(args)
     try:
@@ -155,8 +171,10 @@ def _table(report: dict) -> str:
         lines.append(f"warning: {report['noise_rank_warning']}")
     lines += [f"{key}: {note}" for key, note in sim["notes"].items()]
     net = report["network"]
+    best = (f"best block {net['best_block']}" if net["model"] == "sensor"
+            else f"best epoch {net['best_epoch']}")  # fmt: skip
     lines.append(
-        f"network: best epoch {net['best_epoch']} (validation DLE {net['best_dle_mm']:.1f} mm), "
+        f"network ({net['model']}): {best} (validation DLE {net['best_dle_mm']:.1f} mm), "
         f"checkpoint {report['checkpoint']}"
     )
     return "\n".join(lines)

@@ -31,59 +31,19 @@ import copy
 import math
 import os
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from ..configs import SensorNetConfig
 from ..progress import Progress
 
 #: Position scale of the regression (m): outputs are ``(position - centre) / SCALE``.
 SCALE = 0.05
 
 
-@dataclass(frozen=True)
-class SensorDipoleRecipe:
-    """How a sensor network is built and trained (see the module docstring).
-
-    Attributes
-    ----------
-    hidden : tuple of int
-        Widths of the hidden layers.
-    lr, weight_decay : float
-        AdamW's initial learning rate and weight decay.
-    batch_size : int
-        Examples per optimiser step.
-    block : int
-        Events drawn per block; each block is used ``passes`` times.
-    passes : int
-        Passes over each block.
-    n_blocks : int
-        Blocks of training (the budget: ``n_blocks * block`` new events).
-    val_events : int
-        Events of the validation draw.
-    val_every : int
-        Blocks between validations (and the last block).
-    """
-
-    hidden: tuple = (1024, 1024, 512)
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 128
-    block: int = 512
-    passes: int = 4
-    n_blocks: int = 800
-    val_events: int = 1024
-    val_every: int = 20
-
-    def __post_init__(self):
-        for name in ("batch_size", "block", "passes", "n_blocks", "val_events", "val_every"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"SensorDipoleRecipe.{name} must be >= 1, got "
-                                 f"{getattr(self, name)!r}.")  # fmt: skip
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"SensorDipoleRecipe.hidden must be positive widths, got "
-                             f"{self.hidden!r}.")  # fmt: skip
+#: Widths of the hidden layers.
+HIDDEN = (1024, 1024, 512)
 
 
 def epoch_pattern(whitener: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
@@ -109,10 +69,16 @@ class SensorDipoleNet(torch.nn.Module):
         The channels, in the order of the data's rows.
     hidden : tuple of int
         Hidden widths.
+    trained_on : dict | None
+        What the network was trained on: ``sfreq`` (Hz), ``n_times`` and
+        ``nave`` of its simulated events (set by :func:`iter_train_sensor_dipole`;
+        :func:`predict_dipole` holds a recording to them).
     """
 
-    def __init__(self, whitener, centre, ch_names, hidden=SensorDipoleRecipe.hidden):
+    def __init__(self, whitener, centre, ch_names, hidden=HIDDEN,
+                 trained_on=None):  # fmt: skip
         super().__init__()
+        self.trained_on = None if trained_on is None else dict(trained_on)
         whitener = torch.as_tensor(np.asarray(whitener), dtype=torch.float32)
         if whitener.ndim != 2 or whitener.shape[1] != len(ch_names):
             raise ValueError(f"whitener must be (rank, {len(ch_names)}) for the {len(ch_names)} "
@@ -196,7 +162,10 @@ def predict_dipole(net: SensorDipoleNet, evoked, hm):
     epoch's dominant whitened pattern on the free gain of ``hm``'s source
     nearest to it (:class:`NearestSourceMoments`), given at the sample where
     the pattern's time course peaks. ``evoked`` must hold the network's
-    channels (others are ignored).
+    channels (others are ignored) and, for a trained network, its sampling
+    rate and window length (crop it to the component of interest); its noise
+    level follows its ``nave`` (the data reach the network scaled to the
+    ``nave`` it was trained with).
     """
     import mne
 
@@ -205,7 +174,11 @@ def predict_dipole(net: SensorDipoleNet, evoked, hm):
         raise ValueError(f"evoked lacks the network's channels {missing[:5]} "
                          f"({len(missing)} missing).")  # fmt: skip
     data = evoked.copy().pick(net.ch_names).data[np.newaxis]
-    positions, _ = net.predict(data)
+    scale = 1.0
+    if net.trained_on is not None:
+        _check_window(evoked, net.trained_on)
+        scale = np.sqrt(evoked.nave / net.trained_on["nave"])
+    positions, _ = net.predict(data * scale)
     w = net.whitener.numpy().astype(float)
     u, s, vt = whitened_svd(w, data)
     moments, gof = NearestSourceMoments(hm, net.ch_names, w)(positions, s[:, :1] * u[:, :, 0])
@@ -219,7 +192,55 @@ def predict_dipole(net: SensorDipoleNet, evoked, hm):
     )  # fmt: skip
 
 
-def make_sensor_dipole_net(hm, info, *, hidden=SensorDipoleRecipe.hidden) -> SensorDipoleNet:
+def predict_dipoles(net: SensorDipoleNet, data, hm, *, sfreq, tmin=0.0, nave=1, step=None):
+    """The network's source in every window of a recording, as one :class:`mne.Dipole`.
+
+    ``data`` ``(n_channels, n_times)`` holds the network's channels in its
+    order, sampled at its rate (``sfreq``, checked), first sample at ``tmin``
+    (s), averaged over ``nave`` trials. Windows of the network's length start
+    every ``step`` samples (default: half a window); each gives one dipole
+    (:func:`predict_dipole`), at the sample where its pattern peaks. The
+    goodness of fit says which windows hold a source the pattern explains.
+    """
+    import mne
+
+    if net.trained_on is None:
+        raise ValueError("The sensor network is untrained (it records no training window).")
+    n = net.trained_on["n_times"]
+    data = np.asarray(data, float)
+    if data.ndim != 2 or data.shape[0] != len(net.ch_names):
+        raise ValueError(f"data must be ({len(net.ch_names)} channels, n_times), got "
+                         f"{data.shape}.")  # fmt: skip
+    if data.shape[1] < n:
+        raise ValueError(f"The recording has {data.shape[1]} samples, fewer than the network's "
+                         f"window of {n}.")  # fmt: skip
+    step = max(1, n // 2) if step is None else int(step)
+    info = mne.create_info(net.ch_names, sfreq, "misc")
+    starts = range(0, data.shape[1] - n + 1, step)
+    dips = [predict_dipole(net, mne.EvokedArray(data[:, i:i + n], info, tmin=tmin + i / sfreq,
+                                                nave=nave, verbose=False), hm)
+            for i in starts]  # fmt: skip
+    return mne.Dipole(
+        times=np.concatenate([d.times for d in dips]), pos=np.concatenate([d.pos for d in dips]),
+        amplitude=np.concatenate([d.amplitude for d in dips]),
+        ori=np.concatenate([d.ori for d in dips]), gof=np.concatenate([d.gof for d in dips]),
+        name="sensor network",
+    )  # fmt: skip
+
+
+def _check_window(evoked, training) -> None:
+    """A clear error where ``evoked``'s rate or length is not the network's."""
+    sfreq, n_times = training["sfreq"], training["n_times"]
+    if not np.isclose(evoked.info["sfreq"], sfreq):
+        raise ValueError(f"evoked is sampled at {evoked.info['sfreq']:g} Hz but the network was "
+                         f"trained at {sfreq:g} Hz: resample it (evoked.resample({sfreq:g})).")
+    if len(evoked.times) != n_times:
+        raise ValueError(f"evoked has {len(evoked.times)} samples but the network reads windows "
+                         f"of {n_times} ({n_times / sfreq * 1000:g} ms): crop it to the "
+                         "component of interest.")  # fmt: skip
+
+
+def make_sensor_dipole_net(hm, info, *, hidden=HIDDEN) -> SensorDipoleNet:
     """An untrained network for head model ``hm`` and data with ``info`` (its channels)."""
     import mne
 
@@ -244,7 +265,7 @@ def _draw(core, n, *, seed, index, picks):
 
 
 def iter_train_sensor_dipole(net: SensorDipoleNet, core, *, seed: int,
-                             recipe: SensorDipoleRecipe = SensorDipoleRecipe()):  # fmt: skip
+                             recipe: SensorNetConfig | None = None):  # fmt: skip
     """Generator: train ``net`` on events drawn by ``core`` (see the module docstring).
 
     ``core`` is a :class:`~napari_meg_unet.simulate.torch_core.TorchCore`
@@ -256,7 +277,11 @@ def iter_train_sensor_dipole(net: SensorDipoleNet, core, *, seed: int,
     (``seconds`` since the start, validation draw included).
     """
     t0 = time.perf_counter()
+    recipe = SensorNetConfig() if recipe is None else recipe
     torch.manual_seed(seed)
+    sim = core.simulation
+    net.trained_on = {"sfreq": float(sim.resolved_sfreq), "n_times": int(sim.resolved_n_times),
+                    "nave": int(sim.nave)}  # fmt: skip
     picks = _channel_order(core, net.ch_names)
     val_x, val_y = _draw(core, recipe.val_events, seed=seed + 1, index=0, picks=picks)
     val_x = epoch_pattern(net.whitener, val_x)
@@ -282,6 +307,26 @@ def iter_train_sensor_dipole(net: SensorDipoleNet, core, *, seed: int,
     return history
 
 
+def iter_make_sensor_dipole_net(hm, simulation, *, info=None, recipe=None, hidden=HIDDEN,
+                                seed=0):  # fmt: skip
+    """Generator: a network for ``hm`` trained on events drawn as ``simulation`` says.
+
+    ``simulation`` is a :class:`~napari_meg_unet.configs.SimulationConfig` (its
+    design, hemisphere, off-grid sources, time courses, rate, length, nave and
+    SNR; ``n_events``/``n_repeats``/``seed`` are ignored: the budget is the
+    recipe's and ``seed`` names the stream); ``info`` (default ``hm.info``)
+    chooses the channels. Yields the training's
+    :class:`~napari_meg_unet.progress.Progress`; returns ``(net, history)``.
+    """
+    from ..configs import InverseConfig
+    from ..simulate.torch_core import TorchCore
+
+    core = TorchCore(hm, simulation, InverseConfig(hemi=simulation.hemi), inputs=False)
+    net = make_sensor_dipole_net(hm, hm.info if info is None else info, hidden=hidden)
+    history = yield from iter_train_sensor_dipole(net, core, seed=seed, recipe=recipe)
+    return net, history
+
+
 def _fit_block(net, opt, x, y, recipe) -> None:
     net.train()
     for _ in range(recipe.passes):
@@ -302,7 +347,8 @@ def _validate(net, x, y) -> float:
 
 def save_sensor_dipole_net(net: SensorDipoleNet, fname) -> None:
     """Write ``net`` to ``fname`` (``.pt``) atomically (a temporary file, then a rename)."""
-    payload = {"state": net.state_dict(), "ch_names": net.ch_names, "hidden": list(net.hidden)}
+    payload = {"state": net.state_dict(), "ch_names": net.ch_names, "hidden": list(net.hidden),
+               "trained_on": net.trained_on}  # fmt: skip
     tmp = f"{fname}.tmp"
     torch.save(payload, tmp)
     os.replace(tmp, fname)
@@ -313,6 +359,7 @@ def load_sensor_dipole_net(fname) -> SensorDipoleNet:
     payload = torch.load(fname, map_location="cpu", weights_only=True)
     state = payload["state"]
     net = SensorDipoleNet(state["whitener"].numpy(), state["centre"].numpy(),
-                          payload["ch_names"], hidden=tuple(payload["hidden"]))  # fmt: skip
+                          payload["ch_names"], hidden=tuple(payload["hidden"]),
+                          trained_on=payload.get("trained_on"))  # fmt: skip
     net.load_state_dict(state)
     return net.eval()

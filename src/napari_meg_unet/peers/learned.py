@@ -8,7 +8,7 @@ fly by the torch simulation core with the *training* simulation's settings
 and seed (the kind's design, the preset's mixed training SNR; fresh blocks of
 the same stream, never a validation or test event), for a fixed budget of
 ``n_blocks`` blocks of ``block`` events (the recipe,
-:class:`~napari_meg_unet.models.sensor_dipole.SensorDipoleRecipe`); nothing
+:class:`~napari_meg_unet.configs.SensorNetConfig`); nothing
 is searched on the protocol's validation sets, the network keeps its state of
 the lowest distance on its own validation draw. A network trained once can be
 reused: ``checkpoint`` (a ``.pt`` path) is loaded when it exists and written
@@ -46,16 +46,15 @@ class SensorNet(Peer):
     trainable = True
     learned = True
     # the training simulation only supplies the settings and seed of the stream: one event
-    defaults = {"n_blocks": 800, "block": 512, "seed": 0, "max_train_events": 1,
+    defaults = {"n_blocks": None, "block": None, "seed": 0, "max_train_events": 1,
                 "checkpoint": None}  # fmt: skip
     doc = __doc__
 
     def _prepare(self, hm, info, params, training):
+        from ..configs import SensorNetConfig
         from ..models.sensor_dipole import (
-            SensorDipoleRecipe,
-            iter_train_sensor_dipole,
+            iter_make_sensor_dipole_net,
             load_sensor_dipole_net,
-            make_sensor_dipole_net,
             save_sensor_dipole_net,
         )
         from ..progress import every, run
@@ -69,12 +68,15 @@ class SensorNet(Peer):
         if training is None:
             raise ValueError("The sensor network is trained: pass a training simulation "
                              "(training=...), whose settings and seed it draws from.")  # fmt: skip
-        recipe = SensorDipoleRecipe(n_blocks=int(params["n_blocks"]), block=int(params["block"]))
-        net = make_sensor_dipole_net(hm, info, hidden=recipe.hidden)
-        core = _training_core(hm, training)
+        # None: the recipe's own budget
+        recipe = SensorNetConfig.build(**{k: params[k] for k in ("n_blocks", "block")
+                                          if params.get(k) is not None})  # fmt: skip
         seed = int(training.meta["seed"]) + int(params["seed"])
-        history = run(iter_train_sensor_dipole(net, core, seed=seed, recipe=recipe),
-                      every(LOG_EVERY_S, logger.info))  # fmt: skip
+        net, history = run(
+            iter_make_sensor_dipole_net(hm, _training_simulation(training), info=info,
+                                        recipe=recipe, seed=seed),
+            every(LOG_EVERY_S, logger.info),
+        )  # fmt: skip
         if checkpoint is not None:
             save_sensor_dipole_net(net, checkpoint)
         return self._parts(hm, info, net.eval(), history=history)
@@ -102,12 +104,10 @@ class SensorNet(Peer):
                 for pos, a in zip(positions, strengths, strict=True)]  # fmt: skip
 
 
-def _training_core(hm, training):
-    """The torch simulation core of the training simulation's settings (no inverse images)."""
-    from ..configs import InverseConfig, SimulationConfig
-    from ..simulate.torch_core import TorchCore
+def _training_simulation(training):
+    """The :class:`~napari_meg_unet.configs.SimulationConfig` of a training simulation."""
+    from ..configs import SimulationConfig
 
     params = {k: v for k, v in training.meta["params"].items()
               if k in SimulationConfig.__dataclass_fields__}  # fmt: skip
-    config = SimulationConfig.from_dict(params)
-    return TorchCore(hm, config, InverseConfig(hemi=config.hemi), inputs=False)
+    return SimulationConfig.from_dict(params)

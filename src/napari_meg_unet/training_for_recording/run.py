@@ -17,6 +17,7 @@ from ..configs import (
     DatasetConfig,
     InverseConfig,
     RecordingTrainingConfig,
+    SensorNetConfig,
     SimulationConfig,
     TrainingConfig,
 )
@@ -35,6 +36,8 @@ SIMULATION_DEFAULTS = dict(design="sweep", hemi="both", off_grid=True, timecours
 TRAINING_DEFAULTS = dict(model="mesh", preset="cpu")
 #: The report written next to the network.
 REPORT_NAME = "recording.json"
+#: The sensor network's file under ``OUT/network`` (``sensor_network=True``).
+SENSOR_NET_NAME = "sensor-net.pt"
 
 
 def _simulation_config(rec, hm, simulation: dict, noise_kind: str) -> tuple:
@@ -90,8 +93,9 @@ def _report(*, rec, noise, hm, anatomy, sim, notes, measured, sets, summary, out
         "measured_snr": measured,
         "simulation": {**sim.to_dict(), "notes": notes},
         "sets": {name: {"n": len(s), "fingerprint": s.fingerprint} for name, s in sets.items()},
-        "network": {k: summary.get(k) for k in ("best_epoch", "best_dle_mm", "epochs_done",
-                                                "stopped", "early_stopped")},
+        "network": {k: summary.get(k) for k in ("model", "best_epoch", "best_block",
+                                                "best_dle_mm", "epochs_done", "stopped",
+                                                "early_stopped")},  # fmt: skip
         "checkpoint": str(ckpt) if ckpt else None,
         "elapsed_s": round(time.perf_counter() - t0, 1),
     }  # fmt: skip
@@ -103,7 +107,8 @@ def _report(*, rec, noise, hm, anatomy, sim, notes, measured, sets, summary, out
 def iter_train_for_recording(
     recording, *, out, config, headmodel=None, subjects_dir=None, subject=None, trans=None,
     src=None, bem=None, noise_cov=None, emptyroom=None, simulation=None, dataset=None,
-    inverse=None, training=None, overwrite=False, stop=None, cache_dir=None, verbose=None,
+    inverse=None, training=None, sensor=None, overwrite=False, stop=None, cache_dir=None,
+    verbose=None,
 ):  # fmt: skip
     """Train a network for one recording, yielding progress and training events.
 
@@ -112,7 +117,10 @@ def iter_train_for_recording(
     covariance (``noise_cov``; else a matching empty-room recording; else the
     epochs' pre-stimulus baseline; else ad hoc), sampling rate, good channels
     and nave define the simulations, whose whitened SNR spans the recording's
-    measured one; then the network is trained on them.
+    measured one; then the network is trained on them: a U-Net on example sets,
+    or (``sensor_network=True``) the sensor network on events drawn on the fly
+    (:mod:`napari_meg_unet.models.sensor_dipole`; ``OUT/network/sensor-net.pt``,
+    applied by ``predict`` as dipoles).
 
     Parameters
     ----------
@@ -143,6 +151,9 @@ def iter_train_for_recording(
     dataset, inverse, training : DatasetConfig, InverseConfig, TrainingConfig | None
         Split sizes; inverse images; training (default: the mesh U-Net's
         ``cpu`` recipe).
+    sensor : SensorNetConfig | None
+        The sensor network's recipe (``sensor_network=True``; its seed is
+        ``dataset.seed``).
     %(overwrite)s
     %(stop)s
     cache_dir : path-like | None
@@ -177,10 +188,14 @@ def iter_train_for_recording(
     out.mkdir(parents=True)
     hm.save(out / "headmodel")
     sim, notes, measured = _simulation_config(rec, hm, simulation, noise.kind)
-    sets, summary = yield from _iter_data_and_network(
-        hm, sim, out, dataset=dataset, inverse=inverse, training=training, stop=stop,
-        keep_data=config.keep_data, verbose=verbose,
-    )  # fmt: skip
+    if config.sensor_network:
+        sets, summary = {}, (yield from _iter_sensor_network(
+            hm, sim, out, sensor=sensor, seed=(dataset or DatasetConfig()).seed))  # fmt: skip
+    else:
+        sets, summary = yield from _iter_data_and_network(
+            hm, sim, out, dataset=dataset, inverse=inverse, training=training, stop=stop,
+            keep_data=config.keep_data, verbose=verbose,
+        )  # fmt: skip
     report = _report(rec=rec, noise=noise, hm=hm, anatomy=anatomy, sim=sim, notes=notes,
                      measured=measured, sets=sets, summary=summary, out=out, t0=t0)  # fmt: skip
     write_json(out / REPORT_NAME, report)
@@ -188,6 +203,21 @@ def iter_train_for_recording(
 
 
 train_for_recording = plain(iter_train_for_recording)
+
+
+def _iter_sensor_network(hm, sim, out, *, sensor, seed):
+    """Train the sensor network on ``sim``'s events, write ``out/network/sensor-net.pt``."""
+    from ..models.sensor_dipole import iter_make_sensor_dipole_net, save_sensor_dipole_net
+
+    net, history = yield from iter_make_sensor_dipole_net(
+        hm, sim, recipe=sensor or SensorNetConfig(), seed=seed
+    )
+    (out / "network").mkdir()
+    save_sensor_dipole_net(net, out / "network" / SENSOR_NET_NAME)
+    best = min(history, key=lambda h: h["val_mm"])
+    return {"model": "sensor", "best_block": best["block"], "best_dle_mm": best["val_mm"],
+            "history": history, "stopped": False,
+            "best_checkpoint": out / "network" / SENSOR_NET_NAME}  # fmt: skip
 
 
 def _iter_data_and_network(hm, sim, out, *, dataset, inverse, training, stop, keep_data,
@@ -206,6 +236,7 @@ def _iter_data_and_network(hm, sim, out, *, dataset, inverse, training, stop, ke
         train=out / "data" / "train", val=out / "data" / "val", out_dir=out / "network",
         config=training, stop=stop, mesh=hm if training.model == "mesh" else None,
     )  # fmt: skip
+    summary = {**summary, "model": training.model}
     if not keep_data and not summary["stopped"]:  # a stopped run resumes from these sets
         shutil.rmtree(out / "data", ignore_errors=True)
     return sets, summary

@@ -301,3 +301,14 @@ def test_predict_dipoles_slides_over_a_recording(template_hm):
         predict_dipoles(net, data[:, :20], template_hm, sfreq=250.0)
     with pytest.raises(ValueError, match="sampled at 500 Hz"):
         predict_dipoles(net, data, template_hm, sfreq=500.0)
+
+
+def test_sensor_network_files_are_told_from_other_files(template_hm, tmp_path):
+    from napari_meg_unet.models.sensor_dipole import is_sensor_dipole_file
+
+    net = make_sensor_dipole_net(template_hm, template_hm.info, hidden=(8,))
+    save_sensor_dipole_net(net, tmp_path / "renamed.pt")
+    torch.save({"model": {"w": torch.zeros(2)}}, tmp_path / "other.pt")
+    (tmp_path / "text.pt").write_text("not torch")
+    assert is_sensor_dipole_file(tmp_path / "renamed.pt")
+    assert not any(is_sensor_dipole_file(tmp_path / n) for n in ("other.pt", "text.pt", "nope"))

@@ -187,7 +187,9 @@ def _lines(meta: dict, out) -> list[str]:
 
 def _is_sensor_net(path: str) -> bool:
     """Whether ``path`` is a sensor network's file (``train --for-recording --sensor-network``)."""
-    return Path(path).is_file() and Path(path).name.endswith("sensor-net.pt")
+    from ..models.sensor_dipole import is_sensor_dipole_file
+
+    return path != "pretrained" and is_sensor_dipole_file(path)
 
 
 def _sensor_run(args) -> dict:

@@ -354,6 +354,19 @@ def save_sensor_dipole_net(net: SensorDipoleNet, fname) -> None:
     os.replace(tmp, fname)
 
 
+def is_sensor_dipole_file(fname) -> bool:
+    """Whether ``fname`` is a file written by :func:`save_sensor_dipole_net`."""
+    from pathlib import Path
+
+    if not Path(fname).is_file():
+        return False
+    try:
+        payload = torch.load(fname, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not a torch file of plain tensors: not ours
+        return False
+    return isinstance(payload, dict) and {"state", "ch_names", "hidden"} <= set(payload)
+
+
 def load_sensor_dipole_net(fname) -> SensorDipoleNet:
     """The network written by :func:`save_sensor_dipole_net`."""
     payload = torch.load(fname, map_location="cpu", weights_only=True)

@@ -170,6 +170,15 @@ def _run(argv, capsys):
     return json.loads(captured.out)
 
 
+def _sample_evoked_args(shared_data) -> list[str]:
+    """``--for-recording`` of the sample evoked (Left Auditory) with its subject and files."""
+    meg = shared_data / "sample" / "MEG"
+    return ["--for-recording", str(meg / "test-ave.fif.gz"), "--condition", "Left Auditory",
+            "--subjects-dir", str(shared_data / "sample" / "subjects"), "--subject", "sample",
+            "--trans", str(meg / "sample_audvis_trunc-trans.fif"),
+            "--noise-cov", str(meg / "sample_audvis_trunc-cov.fif")]  # fmt: skip
+
+
 @pytest.mark.slow
 @pytest.mark.sample
 def test_train_for_the_evoked_with_the_sample_subject(shared_data, tmp_path, capsys):
@@ -177,11 +186,7 @@ def test_train_for_the_evoked_with_the_sample_subject(shared_data, tmp_path, cap
 
     meg = shared_data / "sample" / "MEG"
     out = tmp_path / "net"
-    report = _run(["--for-recording", str(meg / "test-ave.fif.gz"), "--condition", "Left Auditory",
-                   "--subjects-dir", str(shared_data / "sample" / "subjects"), "--subject",
-                   "sample", "--trans", str(meg / "sample_audvis_trunc-trans.fif"),
-                   "--noise-cov", str(meg / "sample_audvis_trunc-cov.fif"), "--out", str(out)],
-                  capsys)  # fmt: skip
+    report = _run([*_sample_evoked_args(shared_data), "--out", str(out)], capsys)
     assert report["headmodel"]["kind"] == "subject" and report["headmodel"]["subject"] == "sample"
     assert report["headmodel"]["sources"].endswith("small-src.fif.gz")
     assert report["noise_covariance"]["kind"] == "given"
@@ -210,12 +215,8 @@ def test_sensor_network_for_the_evoked_then_its_dipoles(shared_data, tmp_path, c
 
     meg = shared_data / "sample" / "MEG"
     out = tmp_path / "net"
-    report = _run(["--for-recording", str(meg / "test-ave.fif.gz"), "--condition", "Left Auditory",
-                   "--subjects-dir", str(shared_data / "sample" / "subjects"), "--subject",
-                   "sample", "--trans", str(meg / "sample_audvis_trunc-trans.fif"),
-                   "--noise-cov", str(meg / "sample_audvis_trunc-cov.fif"), "--sensor-network",
-                   "--sensor-blocks", "2", "--sensor-block", "16", "--out", str(out)],
-                  capsys)  # fmt: skip
+    report = _run([*_sample_evoked_args(shared_data), "--sensor-network", "--sensor-blocks", "2",
+                   "--sensor-block", "16", "--out", str(out)], capsys)  # fmt: skip
     net_file = out / "network" / "sensor-net.pt"
     assert report["checkpoint"] == str(net_file) and report["network"]["model"] == "sensor"
     assert report["network"]["best_block"] in (1, 2) and not (out / "data").exists()

@@ -155,7 +155,7 @@ def whitened_svd(whitener, data):
     return np.linalg.svd(np.einsum("rc,ect->ert", whitener, data), full_matrices=False)
 
 
-def predict_dipole(net: SensorDipoleNet, evoked, hm):
+def predict_dipole(net: SensorDipoleNet, evoked, hm, *, moments=None):
     """The network's source of ``evoked`` as an :class:`mne.Dipole` (one time point).
 
     The position is the network's; the moment is the least-squares fit of the
@@ -165,7 +165,8 @@ def predict_dipole(net: SensorDipoleNet, evoked, hm):
     channels (others are ignored) and, for a trained network, its sampling
     rate and window length (crop it to the component of interest); its noise
     level follows its ``nave`` (the data reach the network scaled to the
-    ``nave`` it was trained with).
+    ``nave`` it was trained with). ``moments`` (a :class:`NearestSourceMoments`
+    of ``hm`` and the network's channels and whitener) saves rebuilding it.
     """
     import mne
 
@@ -181,9 +182,10 @@ def predict_dipole(net: SensorDipoleNet, evoked, hm):
     positions, _ = net.predict(data * scale)
     w = net.whitener.numpy().astype(float)
     u, s, vt = whitened_svd(w, data)
-    moments, gof = NearestSourceMoments(hm, net.ch_names, w)(positions, s[:, :1] * u[:, :, 0])
+    fit = NearestSourceMoments(hm, net.ch_names, w) if moments is None else moments
+    q, gof = fit(positions, s[:, :1] * u[:, :, 0])
     peak = int(np.argmax(np.abs(vt[0, 0])))
-    moment = moments[0] * vt[0, 0, peak]
+    moment = q[0] * vt[0, 0, peak]
     amplitude = float(np.linalg.norm(moment))
     return mne.Dipole(
         times=evoked.times[[peak]], pos=positions, amplitude=np.array([amplitude]),
@@ -217,8 +219,9 @@ def predict_dipoles(net: SensorDipoleNet, data, hm, *, sfreq, tmin=0.0, nave=1, 
     step = max(1, n // 2) if step is None else int(step)
     info = mne.create_info(net.ch_names, sfreq, "misc")
     starts = range(0, data.shape[1] - n + 1, step)
+    moments = NearestSourceMoments(hm, net.ch_names, net.whitener.numpy().astype(float))
     dips = [predict_dipole(net, mne.EvokedArray(data[:, i:i + n], info, tmin=tmin + i / sfreq,
-                                                nave=nave, verbose=False), hm)
+                                                nave=nave, verbose=False), hm, moments=moments)
             for i in starts]  # fmt: skip
     return mne.Dipole(
         times=np.concatenate([d.times for d in dips]), pos=np.concatenate([d.pos for d in dips]),

@@ -52,6 +52,15 @@ def test_cli_arguments_come_from_the_config():
     assert inv.depth is None and inv.lambda2 == pytest.approx(1 / 9)
     with pytest.raises(SystemExit):
         parser.parse_args(["--design", "grid"])
+    # an option without an argument of its own (cli=False) is not read from another's
+    from napari_meg_unet.configs import SensorNetConfig
+
+    parser.add_argument("--lr", type=float, default=None)  # e.g. the U-Net's
+    add_cli_options(parser, SensorNetConfig)
+    args = parser.parse_args(["--lr", "0.5", "--sensor-blocks", "7"])
+    sensor = config_from_args(SensorNetConfig, args)
+    assert (sensor.n_blocks, sensor.lr) == (7, SensorNetConfig().lr)
+    assert config_from_args(SensorNetConfig, args, lr=0.25).lr == 0.25
 
 
 def test_takes_config_signature_doc_and_overrides():

@@ -395,10 +395,15 @@ def add_cli_options(parser, cls, *, only=None, exclude=(), defaults=None, requir
 
 
 def config_from_args(cls, args, **extra):
-    """Build ``cls`` from parsed arguments (options absent from ``args`` keep their defaults)."""
+    """Build ``cls`` from parsed arguments (options absent from ``args`` keep their defaults).
+
+    Options declared without a command-line argument (``cli=False``) are not read from
+    ``args``: an attribute of that name belongs to another config's option (give them in
+    ``extra``).
+    """
     values = {}
     for f in fields(cls):
-        if not hasattr(args, f.name):
+        if not f.metadata["cli"] or not hasattr(args, f.name):
             continue
         value = getattr(args, f.name)
         kind = f.metadata["kind"]

@@ -92,15 +92,6 @@ def _simulation_options(args) -> dict:
     return values
 
 
-def _sensor_options(args):
-    """The sensor network's recipe: its command-line options (the rest are the recipe's; the
-    parser's --lr, --batch-size and --weight-decay are the U-Net's)."""
-    from .._config import option_spec
-
-    names = [f for f in SensorNetConfig.option_names() if option_spec(SensorNetConfig, f)["cli"]]
-    return SensorNetConfig(**{name: getattr(args, name) for name in names})
-
-
 class _Callback:
     """Progress bars for the steps, the training bar and lines for the epochs."""
 
@@ -135,7 +126,7 @@ def handler(args, stop) -> dict:
         emptyroom=args.empty_room, simulation=_simulation_options(args),
         dataset=config_from_args(DatasetConfig, args),
         inverse=config_from_args(InverseConfig, args), training=training,
-        sensor=_sensor_options(args), overwrite=args.overwrite, stop=stop,
+        sensor=config_from_args(SensorNetConfig, args), overwrite=args.overwrite, stop=stop,
         cache_dir=args.cache_dir,
     )  # fmt: skip
     callback = _Callback(args)

@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 
 import numpy as np
 import torch
 
+from .._io import atomic_path
 from ..configs import SensorNetConfig
 from ..progress import Progress
 
@@ -349,12 +349,11 @@ def _validate(net, x, y) -> float:
 
 
 def save_sensor_dipole_net(net: SensorDipoleNet, fname) -> None:
-    """Write ``net`` to ``fname`` (``.pt``) atomically (a temporary file, then a rename)."""
+    """Write ``net`` to ``fname`` (``.pt``) atomically, with the umask's permissions."""
     payload = {"state": net.state_dict(), "ch_names": net.ch_names, "hidden": list(net.hidden),
                "trained_on": net.trained_on}  # fmt: skip
-    tmp = f"{fname}.tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, fname)
+    with atomic_path(fname, suffix=".pt") as tmp:
+        torch.save(payload, tmp)
 
 
 def is_sensor_dipole_file(fname) -> bool:

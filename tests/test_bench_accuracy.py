@@ -93,10 +93,11 @@ def test_cli_peer_and_condition_options(bench_accuracy_options, capsys):
     seen = bench_accuracy_options
     rc = main(["bench", "accuracy", "--preset", "benchmark-model-error", "--networks", "none",
                "--peers", "lcmv,rap-music", "--conditions", "single-snr1-coreg,extended-snr1",
-               "--peer-events", "7", "--no-progress"])  # fmt: skip
+               "--peer-events", "7", "--sensor-net-blocks", "9", "--no-progress"])  # fmt: skip
     assert rc == 1 and "stop here" in capsys.readouterr().err
     p = seen["preset"]
     assert p.networks == () and p.peers == ("lcmv", "rap-music") and p.peer_events == 7
+    assert p.sensor_blocks == 9
     assert p.peer_events_slow == get_preset("benchmark-model-error").peer_events_slow
     assert [c.name for c in p.conditions] == ["single-snr1-coreg", "extended-snr1"]
     rc = main(["bench", "accuracy", "--preset", "small", "--conditions", "nope", "--no-progress"])
@@ -366,8 +367,9 @@ def peer_run(template_hm):
                   Condition("extended-snr3-conductor", "extended", 3.0, model_error="conductor"))
     return accuracy.bench_accuracy(
         "small", seed=1, n_boot=100, networks=(), n_val=8, n_test=6, off_grid=False,
-        conditions=conditions, peers=("dipole-sphere-peak", "rap-music-fixed", "mxne"),
-        peer_events=3, search_events=2,
+        conditions=conditions,
+        peers=("dipole-sphere-peak", "rap-music-fixed", "mxne", "sensor-net"), peer_events=3,
+        search_events=2, sensor_blocks=2,
     )  # fmt: skip
 
 
@@ -376,6 +378,9 @@ def test_peers_and_model_error_in_the_protocol(peer_run, template_hm, tmp_path):
     assert s["networks"] == {} and set(s["peers"]["search"]) == {"single", "extended"}
     search = s["peers"]["search"]["single"]["rap-music-fixed"]
     assert len(search["candidates"]) == 5 and search["validation"][0]["n_events"] == 2
+    # the budget given reaches the trained peer (and only it)
+    assert s["peers"]["search"]["single"]["sensor-net"]["params"]["n_blocks"] == 2
+    assert [h["block"] for h in s["peers"]["training"]["single"]["sensor-net"]][-1] == 2
     nominal, pial = s["conditions"]["single-snr3"], s["conditions"]["single-snr3-pial"]
     assert nominal["model_error"] is None and pial["model_error"]["kind"] == "surface"
     assert pial["simulation"] != nominal["simulation"]

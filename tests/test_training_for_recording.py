@@ -210,17 +210,21 @@ def test_train_for_the_evoked_with_the_sample_subject(shared_data, tmp_path, cap
 
 @pytest.mark.slow
 @pytest.mark.sample
-def test_sensor_network_for_the_evoked_then_its_dipoles(shared_data, tmp_path, capsys):
+@pytest.mark.parametrize("design", [[], ["--design", "multi", "--n-dipoles", "2", "3"]],
+                         ids=["one", "several"])
+def test_sensor_network_for_the_evoked_then_its_dipoles(shared_data, tmp_path, capsys, design):
     from napari_meg_unet.models.sensor_dipole import load_sensor_dipole_net
 
     meg = shared_data / "sample" / "MEG"
     out = tmp_path / "net"
-    report = _run([*_sample_evoked_args(shared_data), "--sensor-network", "--sensor-blocks", "2",
-                   "--sensor-block", "16", "--out", str(out)], capsys)  # fmt: skip
+    report = _run([*_sample_evoked_args(shared_data), *design, "--sensor-network",
+                   "--sensor-blocks", "2", "--sensor-block", "16", "--out", str(out)],
+                  capsys)  # fmt: skip
     net_file = out / "network" / "sensor-net.pt"
     assert report["checkpoint"] == str(net_file) and report["network"]["model"] == "sensor"
     assert report["network"]["best_block"] in (1, 2) and not (out / "data").exists()
     net = load_sensor_dipole_net(net_file)
+    assert net.n_sources == (3 if design else 1)
     evoked = mne.read_evokeds(meg / "test-ave.fif.gz", condition="Left Auditory", verbose=False)
     assert net.trained_on["nave"] == 3 and np.isclose(net.trained_on["sfreq"],
                                                        evoked.info["sfreq"])  # fmt: skip
@@ -236,7 +240,10 @@ def test_sensor_network_for_the_evoked_then_its_dipoles(shared_data, tmp_path, c
     (cond,) = meta["conditions"]
     dip = mne.read_dipole(pred / cond["file"], verbose=False)
     n = net.trained_on["n_times"]
-    assert len(dip) == cond["n_windows"] == (len(evoked.times) - n) // (n // 2) + 1
+    n_windows = (len(evoked.times) - n) // (n // 2) + 1
+    assert cond["n_windows"] == n_windows and cond["n_dipoles"] == len(dip)
+    assert meta["network"]["n_sources"] == net.n_sources
+    assert n_windows <= len(dip) <= net.n_sources * n_windows  # at least one dipole a window
     assert evoked.times[0] <= dip.times.min() and dip.times.max() <= evoked.times[-1]
     assert np.isfinite(dip.pos).all() and (np.abs(dip.pos) < 0.15).all()
 

@@ -36,6 +36,7 @@ MODELS = ("thesis", "mesh")
 PEERS = (
     "dipole-sphere-peak", "dipole-sphere-window", "dipole-bem-peak", "dipole-bem-window",
     "rap-music", "rap-music-fixed", "gamma-map", "mxne", "irmxne", "lcmv", "cmne", "sensor-net",
+    "sensor-net-fit", "sensor-net-fit-mne",
 )  # fmt: skip
 #: Estimators built on each trained network of the accuracy protocol
 #: (:mod:`napari_meg_unet.accuracy.hybrids`): its peaks moved to their centre of mass,
@@ -407,8 +408,9 @@ class RecordingTrainingConfig(ConfigBase):
         False, help="keep the simulated example sets (OUT/data) after training"
     )
     sensor_network: bool = option(
-        False, help="train the sensor network (one source per window, on no grid; "
-        "OUT/network/sensor-net.pt) instead of a U-Net",
+        False, help="train the sensor network (one source per window, on no grid; with "
+        "--design multi up to the largest --n-dipoles; OUT/network/sensor-net.pt) instead of "
+        "a U-Net",
     )  # fmt: skip
 
 
@@ -456,3 +458,7 @@ class PeerConfig(ConfigBase):
     search_events_slow: int = option(
         10, minimum=1, help="validation events of each slow peer's hyper-parameter search"
     )
+    sensor_blocks: int | None = option(
+        None, kind="int", minimum=1, flag="--sensor-net-blocks", help="blocks of new events "
+        "the sensor-net peers train on (None: their recipe's, SensorNetConfig.n_blocks)",
+    )  # fmt: skip

@@ -395,11 +395,12 @@ evaluate_linear = plain(iter_evaluate_linear)
 # --------------------------------------------------------------------------- peers
 def _iter_peer(peer, hm, sim, *, validation, training, config, n_boot, seed, result):
     """Search one peer on ``validation``, run it on ``sim``'s first events, score it."""
-    from .peers import check_disjoint_from, iter_run_peer, iter_search
+    from .peers import check_disjoint_from, fixed_params, iter_run_peer, iter_search
 
     search = yield from iter_search(
         peer, hm, validation, training=training if peer.trainable else None,
         max_events=config.search_events_slow if peer.slow else config.search_events,
+        fixed=fixed_params(config.sensor_blocks),
     )  # fmt: skip
     disjoint = check_disjoint_from(search, [sim.fingerprint])
     state = search.state or peer.prepare(hm, sim.info, params=search.params, training=training)

@@ -81,7 +81,7 @@ def iter_peer_setups(hm, p, *, kind, seed, verbose, skipped, networks=None, devi
     Returns ``{name: PeerSetup}``; unavailable peers are added to ``skipped``
     (``{name: reason}``) instead.
     """
-    from ..peers import iter_search
+    from ..peers import fixed_params, iter_search
 
     estimators = _kind_estimators(p, hm, kind, networks, device=device, skipped=skipped)
     if not estimators:
@@ -101,7 +101,7 @@ def iter_peer_setups(hm, p, *, kind, seed, verbose, skipped, networks=None, devi
         n_search = p.search_events_slow if peer.slow else p.search_events
         search = yield from iter_search(
             peer, hm, val, max_events=n_search, training=training if peer.trainable else None,
-            stage=f"search {name} ({kind})",
+            stage=f"search {name} ({kind})", fixed=fixed_params(p.sensor_blocks),
         )  # fmt: skip
         state = search.state
         if state is None:  # nothing was searched: prepare the defaults
@@ -138,5 +138,5 @@ def peer_row_extra(peer, run) -> dict:
     return {
         "peer": peer.name, "output": peer.output, "n_events": int(len(run.events)),
         "n_empty": run.n_empty, "seconds_per_event": float(np.mean(run.seconds)),
-        "params": run.params, "learned": bool(peer.learned),
+        "params": run.params, "learned": bool(peer.learned), "family": peer.family,
     }  # fmt: skip

@@ -122,6 +122,7 @@ class AccuracyPreset:
     peer_events_slow: int = option_spec(PeerConfig, "peer_events_slow")["default"]
     search_events: int = option_spec(PeerConfig, "search_events")["default"]
     search_events_slow: int = option_spec(PeerConfig, "search_events_slow")["default"]
+    sensor_blocks: int | None = option_spec(PeerConfig, "sensor_blocks")["default"]
 
     @property
     def kinds(self) -> tuple:

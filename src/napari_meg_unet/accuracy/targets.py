@@ -55,8 +55,9 @@ def compute_targets(conditions: dict, networks: list) -> dict:
         mean DLE is at most the best peer's.
     ``single_network_1.25_peer``
         On the same conditions, the best network alone (its grid argmax, its
-        own centre head, ``"<network> + centre head"``, or a ``learned`` row)
-        is within 1.25 times the best peer.
+        own centre head, ``"<network> + centre head"``, or a ``learned`` row
+        not of the ``hybrid`` family, e.g. not the sensor network's dipole
+        fits) is within 1.25 times the best peer.
     ``multi_learned_0.8_peer_ci``
         On every multi-dipole condition without model error, the best learned
         mean DLE is at most 0.8 times the best peer's, with disjoint 95% CIs.
@@ -140,8 +141,11 @@ def _peer_entry(res, networks) -> dict:
         "best_peer": None if peer is None else peer["estimator"],
         "best_peer_dle_mm": None if peer is None else peer["dle_mm"]["mean"],
     }
+    # a peer at 0 mm (tiny noise-free sets) leaves the ratios to it undefined
+    divisible = peer is not None and peer["dle_mm"]["mean"] > 0
     if learned is not None and peer is not None:
-        entry["ratio_learned_vs_peer"] = learned["dle_mm"]["mean"] / peer["dle_mm"]["mean"]
+        if divisible:
+            entry["ratio_learned_vs_peer"] = learned["dle_mm"]["mean"] / peer["dle_mm"]["mean"]
         entry["learned_peer_ci_separated"] = bool(
             learned["dle_mm"]["ci_high"] < peer["dle_mm"]["ci_low"]
         )
@@ -149,12 +153,13 @@ def _peer_entry(res, networks) -> dict:
         entry["learned_lowest"] = bool(learned["dle_mm"]["mean"] < min(others))
     # the network alone: its grid argmax, its own centre head's positions, or a network of
     # the peer interface (the sensor network): no head model at inference
-    own = [r["estimator"] for r in scored if r.get("learned")]
+    own = [r["estimator"] for r in scored if r.get("learned") and r.get("family") != "hybrid"]
     alone = _best(scored, [*networks, *(f"{n} + centre head" for n in networks), *own],
                   "window")  # fmt: skip
     if alone is not None and peer is not None:
         entry["best_network_alone"] = alone["estimator"]
-        entry["ratio_network_vs_peer"] = alone["dle_mm"]["mean"] / peer["dle_mm"]["mean"]
+        if divisible:
+            entry["ratio_network_vs_peer"] = alone["dle_mm"]["mean"] / peer["dle_mm"]["mean"]
     return entry
 
 

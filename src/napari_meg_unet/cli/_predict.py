@@ -12,8 +12,8 @@ Apply a checkpoint (best.pt, a training directory, or 'pretrained': the small
 template network shipped with the package) to a recording or an example set.
 A sensor network (network/sensor-net.pt of 'train --for-recording
 --sensor-network', with --headmodel its OUT/headmodel) gives one dipole per
-window of each condition instead: OUT/<condition>.dip (mne.read_dipole) and
-OUT/meta.json.
+window of each condition instead (a several-source network: its sources in
+each window): OUT/<condition>.dip (mne.read_dipole) and OUT/meta.json.
 
 On a recording (--data: an evoked file, epochs, a raw FIF file or a BIDS
 recording) every condition becomes a source estimate of probabilities (0 to 1:
@@ -198,7 +198,7 @@ def _sensor_run(args) -> dict:
 
     from .._io import atomic_dir, write_json
     from ..headmodel import load_headmodel
-    from ..models.sensor_dipole import load_sensor_dipole_net, predict_dipoles
+    from ..models.sensor_dipole import load_sensor_dipole_net, predict_dipoles, window_starts
 
     if not args.headmodel:
         raise ValueError("A sensor network needs --headmodel (the recording's head model, "
@@ -221,19 +221,25 @@ def _sensor_run(args) -> dict:
             dip.save(tmp / f"{name}.dip", overwrite=True, verbose=False)
             best = int(np.argmax(dip.gof))
             conditions.append({
-                "name": seg.name, "nave": seg.nave, "n_windows": len(dip), "file": f"{name}.dip",
+                "name": seg.name, "nave": seg.nave, "file": f"{name}.dip",
+                "n_windows": len(window_starts(data.shape[1], net.trained_on["n_times"])),
+                "n_dipoles": len(dip),
                 "best_window": {"time_s": float(dip.times[best]), "gof": float(dip.gof[best]),
                                 "pos_m": dip.pos[best].tolist(),
                                 "amplitude_nAm": float(dip.amplitude[best] * 1e9)},
             })  # fmt: skip
-        meta = {"network": {"kind": "sensor", "path": str(args.checkpoint), **net.trained_on},
+        meta = {"network": {"kind": "sensor", "path": str(args.checkpoint),
+                            "n_sources": net.n_sources, **net.trained_on},
                 "data": str(args.data), "conditions": conditions}  # fmt: skip
         write_json(tmp / "meta.json", meta)
+    per_window = ("one dipole" if net.n_sources == 1
+                  else f"up to {net.n_sources} dipoles")  # fmt: skip
     lines = [f"sensor network ({net.trained_on['sfreq']:.6g} Hz, window "
-             f"{net.trained_on['n_times']} samples): one dipole per window"]  # fmt: skip
+             f"{net.trained_on['n_times']} samples): {per_window} per window"]  # fmt: skip
     for cond in conditions:
         b = cond["best_window"]
-        lines.append(f"  {cond['name']}: {cond['n_windows']} windows -> {cond['file']}; best fit "
+        lines.append(f"  {cond['name']}: {cond['n_windows']} windows, {cond['n_dipoles']} "
+                     f"dipoles -> {cond['file']}; best fit "
                      f"at {b['time_s']:.3f} s, GOF {b['gof']:.0f}%, {b['amplitude_nAm']:.1f} nAm")
     lines.append(f"written to: {args.out}")
     return dict(meta, table="\n".join(lines))

@@ -35,8 +35,9 @@ else the pre-stimulus baseline of its epochs; else ad hoc), sampling rate, good
 channels and nave define the simulations, at whitened SNRs spanning the
 recording's measured SNR; the mesh U-Net's cpu recipe is trained on them. OUT
 gets headmodel/, network/best.pt and recording.json (what was chosen and why).
-With --sensor-network the sensor network (one source per window, on no grid)
-is trained instead, on events drawn on the fly: network/sensor-net.pt, which
+With --sensor-network the sensor network (one source per window, on no grid;
+with --design multi, up to the largest --n-dipoles sources per window) is
+trained instead, on events drawn on the fly: network/sensor-net.pt, which
 'predict' applies as dipoles.
 """
 

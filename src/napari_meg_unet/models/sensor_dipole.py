@@ -46,14 +46,23 @@ SCALE = 0.05
 HIDDEN = (1024, 1024, 512)
 
 
-def epoch_pattern(whitener: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
-    """The network input of events ``data`` ``(n, n_channels, n_times)``: ``(n, rank + 1)``."""
+def epoch_pattern(whitener: torch.Tensor, data: torch.Tensor, n_components: int = 1,
+                  ) -> torch.Tensor:  # fmt: skip
+    """The network input of events ``data`` ``(n, n_channels, n_times)``.
+
+    The first ``n_components`` whitened patterns ``u_k`` (each sign-fixed by
+    its largest entry), then their ``log s_k``: ``(n, n_components * (rank + 1))``.
+    """
     y = torch.einsum("rc,nct->nrt", whitener, data.to(whitener.dtype))
     u, s, _ = torch.linalg.svd(y, full_matrices=False)
-    pattern = u[:, :, 0]
-    largest = pattern.abs().argmax(dim=1, keepdim=True)
-    pattern = pattern * torch.sign(pattern.gather(1, largest))
-    return torch.cat([pattern, torch.log(s[:, :1].clamp_min(1e-12))], dim=1)
+    if s.shape[1] < n_components:
+        raise ValueError(f"{n_components} patterns need events of at least {n_components} "
+                         f"samples and whitened channels, got {s.shape[1]}.")  # fmt: skip
+    patterns = u[:, :, :n_components]
+    largest = patterns.abs().argmax(dim=1, keepdim=True)
+    patterns = patterns * torch.sign(patterns.gather(1, largest))
+    flat = patterns.transpose(1, 2).reshape(len(y), -1)
+    return torch.cat([flat, torch.log(s[:, :n_components].clamp_min(1e-12))], dim=1)
 
 
 class SensorDipoleNet(torch.nn.Module):
@@ -75,6 +84,9 @@ class SensorDipoleNet(torch.nn.Module):
         :func:`predict_dipole` holds a recording to them).
     """
 
+    #: Sources placed per event (:class:`~.sensor_sources.SensorSourcesNet`: several).
+    n_sources = 1
+
     def __init__(self, whitener, centre, ch_names, hidden=HIDDEN,
                  trained_on=None):  # fmt: skip
         super().__init__()
@@ -87,15 +99,49 @@ class SensorDipoleNet(torch.nn.Module):
         self.register_buffer("centre", torch.as_tensor(np.asarray(centre), dtype=torch.float32))
         self.ch_names = list(ch_names)
         self.hidden = tuple(int(h) for h in hidden)
-        widths = (whitener.shape[0] + 1, *self.hidden)
+        widths = (self.n_sources * (whitener.shape[0] + 1), *self.hidden)
         layers = []
         for a, b in zip(widths[:-1], widths[1:], strict=True):
             layers += [torch.nn.Linear(a, b), torch.nn.GELU()]
-        self.mlp = torch.nn.Sequential(*layers, torch.nn.Linear(widths[-1], 3))
+        self.mlp = torch.nn.Sequential(*layers, torch.nn.Linear(widths[-1], self._out_width()))
+
+    def _out_width(self) -> int:
+        return 3
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Positions (m) of inputs made by :func:`epoch_pattern`."""
+        """Positions (m) of inputs made by :meth:`features`."""
         return self.mlp(features) * SCALE + self.centre
+
+    def features(self, data: torch.Tensor) -> torch.Tensor:
+        """The input of events ``(n, n_channels, n_times)`` (:func:`epoch_pattern`)."""
+        return epoch_pattern(self.whitener, data, self.n_sources)
+
+    def loss(self, features, true_positions) -> torch.Tensor:
+        """Mean distance (in :data:`SCALE`) to the first true source of ``(n, k, 3)`` positions."""
+        return (self(features) - true_positions[:, 0]).norm(dim=1).mean() / SCALE
+
+    @torch.no_grad()
+    def distance_mm(self, features, true_positions) -> float:
+        """Mean distance (mm) of the estimates to the true sources ``(n, k, 3)``."""
+        return float((self(features) - true_positions[:, 0]).norm(dim=1).mean()) * 1000.0
+
+    def _checked_events(self, data) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(data), dtype=torch.float32)
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim != 3 or x.shape[1] != len(self.ch_names):
+            raise ValueError(f"data must be (n_events, {len(self.ch_names)} channels, n_times), "
+                             f"got {tuple(x.shape)}.")  # fmt: skip
+        return x
+
+    @torch.no_grad()
+    def predict_slots(self, data) -> tuple[np.ndarray, np.ndarray]:
+        """Positions ``(n, n_sources, 3)`` (m) and probabilities ``(n, n_sources)`` of events.
+
+        A one-source network's one source is always there (probability 1).
+        """
+        positions, _ = self.predict(data)
+        return positions[:, np.newaxis], np.ones((len(positions), 1))
 
     @torch.no_grad()
     def predict(self, data) -> tuple[np.ndarray, np.ndarray]:
@@ -105,13 +151,7 @@ class SensorDipoleNet(torch.nn.Module):
         network's channel order; ``s1`` is the dominant pattern's singular value
         in the whitened space, a strength in noise units (not A·m).
         """
-        x = torch.as_tensor(np.asarray(data), dtype=torch.float32)
-        if x.ndim == 2:
-            x = x[None]
-        if x.ndim != 3 or x.shape[1] != len(self.ch_names):
-            raise ValueError(f"data must be (n_events, {len(self.ch_names)} channels, n_times), "
-                             f"got {tuple(x.shape)}.")  # fmt: skip
-        features = epoch_pattern(self.whitener, x)
+        features = epoch_pattern(self.whitener, self._checked_events(data))
         return self(features).numpy(), np.exp(features[:, -1].numpy())
 
 
@@ -150,18 +190,45 @@ class NearestSourceMoments:
         return np.array(moments), np.array(gof)
 
 
+    def joint(self, positions, whitened) -> tuple[np.ndarray, np.ndarray]:
+        """Moments of dipoles at ``positions`` ``(m, 3)`` fitted together to one event.
+
+        ``whitened`` ``(rank, n_times)`` is the event's whitened data, fitted
+        by least squares on the free gains of the sources nearest to the
+        positions. Returns the moments ``(m, 3, n_times)`` (A·m, head
+        coordinates) and the fit's goodness ``(n_times,)`` (%).
+        """
+        _, nearest = self._tree.query(np.asarray(positions).reshape(-1, 3))
+        gain = np.concatenate([self._gain[:, 3 * i:3 * i + 3] for i in nearest], axis=1)
+        q, *_ = np.linalg.lstsq(gain, whitened, rcond=None)
+        residual = np.sum((whitened - gain @ q) ** 2, axis=0)
+        gof = 100.0 * (1.0 - residual / np.maximum(np.sum(whitened**2, axis=0), 1e-300))
+        moments = np.einsum("jkt,jkc->jct", q.reshape(len(nearest), 3, -1), self._axes[nearest])
+        return moments, gof
+
+    def mean_strengths(self, positions, whitened) -> np.ndarray:
+        """Mean ``|moment|`` over time (A·m) of the dipoles of :meth:`joint`, ``(m,)``."""
+        moments, _ = self.joint(positions, whitened)
+        return np.linalg.norm(moments, axis=1).mean(axis=1)
+
+
 def whitened_svd(whitener, data):
     """``U, S, Vt`` of each event's whitened data (``data``: ``(n, n_channels, n_times)``)."""
     return np.linalg.svd(np.einsum("rc,ect->ert", whitener, data), full_matrices=False)
 
 
-def predict_dipole(net: SensorDipoleNet, evoked, hm, *, moments=None):
-    """The network's source of ``evoked`` as an :class:`mne.Dipole` (one time point).
+def predict_dipole(net: SensorDipoleNet, evoked, hm, *, moments=None, threshold=0.5):
+    """The network's source(s) of ``evoked`` as an :class:`mne.Dipole`.
 
-    The position is the network's; the moment is the least-squares fit of the
-    epoch's dominant whitened pattern on the free gain of ``hm``'s source
-    nearest to it (:class:`NearestSourceMoments`), given at the sample where
-    the pattern's time course peaks. ``evoked`` must hold the network's
+    One source (:class:`SensorDipoleNet`): the position is the network's; the
+    moment is the least-squares fit of the epoch's dominant whitened pattern
+    on the free gain of ``hm``'s source nearest to it
+    (:class:`NearestSourceMoments`), given at the sample where the pattern's
+    time course peaks. Several (:class:`~.sensor_sources.SensorSourcesNet`):
+    an entry per slot of probability at least ``threshold`` (at least one),
+    most probable first, their moments fitted together over the window
+    (:meth:`NearestSourceMoments.joint`), each given at the sample where its
+    moment peaks, with the joint fit's goodness there. ``evoked`` must hold the network's
     channels (others are ignored) and, for a trained network, its sampling
     rate and window length (crop it to the component of interest); its noise
     level follows its ``nave`` (the data reach the network scaled to the
@@ -179,10 +246,12 @@ def predict_dipole(net: SensorDipoleNet, evoked, hm, *, moments=None):
     if net.trained_on is not None:
         _check_window(evoked, net.trained_on)
         scale = np.sqrt(evoked.nave / net.trained_on["nave"])
-    positions, _ = net.predict(data * scale)
     w = net.whitener.numpy().astype(float)
-    u, s, vt = whitened_svd(w, data)
     fit = NearestSourceMoments(hm, net.ch_names, w) if moments is None else moments
+    if net.n_sources > 1:
+        return _sources_dipole(net, data * scale, w @ data[0], evoked.times, fit, threshold)
+    positions, _ = net.predict(data * scale)
+    u, s, vt = whitened_svd(w, data)
     q, gof = fit(positions, s[:, :1] * u[:, :, 0])
     peak = int(np.argmax(np.abs(vt[0, 0])))
     moment = q[0] * vt[0, 0, peak]
@@ -194,15 +263,34 @@ def predict_dipole(net: SensorDipoleNet, evoked, hm, *, moments=None):
     )  # fmt: skip
 
 
+def _sources_dipole(net, scaled, whitened, times, fit, threshold):
+    """The several-source network's sources of one window (see :func:`predict_dipole`)."""
+    import mne
+
+    from .sensor_sources import kept_slots
+
+    positions, probabilities = net.predict_slots(scaled)
+    kept = kept_slots(positions[0], probabilities[0], threshold)
+    moments, gof = fit.joint(kept, whitened)
+    norms = np.linalg.norm(moments, axis=1)
+    peaks = norms.argmax(axis=1)
+    index = np.arange(len(kept))
+    amplitude = norms[index, peaks]
+    ori = moments[index, :, peaks] / np.maximum(amplitude, np.finfo(float).tiny)[:, np.newaxis]
+    return mne.Dipole(times=times[peaks], pos=kept.astype(float), amplitude=amplitude, ori=ori,
+                      gof=gof[peaks], name="sensor network")  # fmt: skip
+
+
 def predict_dipoles(net: SensorDipoleNet, data, hm, *, sfreq, tmin=0.0, nave=1, step=None):
-    """The network's source in every window of a recording, as one :class:`mne.Dipole`.
+    """The network's sources in every window of a recording, as one :class:`mne.Dipole`.
 
     ``data`` ``(n_channels, n_times)`` holds the network's channels in its
     order, sampled at its rate (``sfreq``, checked), first sample at ``tmin``
     (s), averaged over ``nave`` trials. Windows of the network's length start
-    every ``step`` samples (default: half a window); each gives one dipole
-    (:func:`predict_dipole`), at the sample where its pattern peaks. The
-    goodness of fit says which windows hold a source the pattern explains.
+    every ``step`` samples (default: half a window); each gives its dipoles
+    (:func:`predict_dipole`: one for a one-source network, at the sample where
+    its pattern peaks). The goodness of fit says which windows hold sources
+    the network explains.
     """
     import mne
 
@@ -216,9 +304,8 @@ def predict_dipoles(net: SensorDipoleNet, data, hm, *, sfreq, tmin=0.0, nave=1, 
     if data.shape[1] < n:
         raise ValueError(f"The recording has {data.shape[1]} samples, fewer than the network's "
                          f"window of {n}.")  # fmt: skip
-    step = max(1, n // 2) if step is None else int(step)
     info = mne.create_info(net.ch_names, sfreq, "misc")
-    starts = range(0, data.shape[1] - n + 1, step)
+    starts = window_starts(data.shape[1], n, step)
     moments = NearestSourceMoments(hm, net.ch_names, net.whitener.numpy().astype(float))
     dips = [predict_dipole(net, mne.EvokedArray(data[:, i:i + n], info, tmin=tmin + i / sfreq,
                                                 nave=nave, verbose=False), hm, moments=moments)
@@ -229,6 +316,12 @@ def predict_dipoles(net: SensorDipoleNet, data, hm, *, sfreq, tmin=0.0, nave=1, 
         ori=np.concatenate([d.ori for d in dips]), gof=np.concatenate([d.gof for d in dips]),
         name="sensor network",
     )  # fmt: skip
+
+
+def window_starts(n_samples: int, n_times: int, step=None) -> range:
+    """First samples of the windows of ``n_times`` samples, every ``step`` (default: half)."""
+    step = max(1, n_times // 2) if step is None else int(step)
+    return range(0, n_samples - n_times + 1, step)
 
 
 def _check_window(evoked, training) -> None:
@@ -243,15 +336,28 @@ def _check_window(evoked, training) -> None:
                          "component of interest.")  # fmt: skip
 
 
-def make_sensor_dipole_net(hm, info, *, hidden=HIDDEN) -> SensorDipoleNet:
-    """An untrained network for head model ``hm`` and data with ``info`` (its channels)."""
+def make_sensor_dipole_net(hm, info, *, hidden=HIDDEN, n_sources=1) -> SensorDipoleNet:
+    """An untrained network for head model ``hm`` and data with ``info`` (its channels).
+
+    ``n_sources`` > 1: a :class:`~.sensor_sources.SensorSourcesNet` placing up
+    to that many sources.
+    """
     import mne
 
     missing = [c for c in info.ch_names if c not in hm.ch_names]
     if missing:
         raise ValueError(f"info has channels the head model lacks: {missing[:5]}.")
     whitener, _ = mne.cov.compute_whitener(hm.noise_cov, info, pca=True, verbose=False)
-    return SensorDipoleNet(whitener, hm.positions.mean(axis=0), info.ch_names, hidden=hidden)
+    return _network(whitener, hm.positions.mean(axis=0), info.ch_names, hidden=hidden,
+                    n_sources=n_sources)  # fmt: skip
+
+
+def _network(whitener, centre, ch_names, *, n_sources, **kwargs) -> SensorDipoleNet:
+    if int(n_sources) == 1:
+        return SensorDipoleNet(whitener, centre, ch_names, **kwargs)
+    from .sensor_sources import SensorSourcesNet
+
+    return SensorSourcesNet(whitener, centre, ch_names, n_sources=int(n_sources), **kwargs)
 
 
 def _channel_order(core, ch_names) -> np.ndarray:
@@ -261,10 +367,13 @@ def _channel_order(core, ch_names) -> np.ndarray:
 
 
 def _draw(core, n, *, seed, index, picks):
-    """Events ``(n, n_channels, n_times)`` in the network's channel order and first positions."""
+    """Events ``(n, n_channels, n_times)`` in the network's channel order, true positions.
+
+    The positions are ``(n, k_max, 3)``, NaN-padded (metres).
+    """
     batch = core.draw(n, seed=seed, index=index, with_inputs=False)
     data = batch.data.transpose(1, 2)[:, picks]
-    return data, batch.true_positions[:, 0].to(torch.float32)
+    return data, batch.true_positions.to(torch.float32)
 
 
 def iter_train_sensor_dipole(net: SensorDipoleNet, core, *, seed: int,
@@ -287,7 +396,7 @@ def iter_train_sensor_dipole(net: SensorDipoleNet, core, *, seed: int,
                     "nave": int(sim.nave)}  # fmt: skip
     picks = _channel_order(core, net.ch_names)
     val_x, val_y = _draw(core, recipe.val_events, seed=seed + 1, index=0, picks=picks)
-    val_x = epoch_pattern(net.whitener, val_x)
+    val_x = net.features(val_x)
     opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     best, history = (math.inf, None), []
     stage = "train sensor network"
@@ -296,7 +405,7 @@ def iter_train_sensor_dipole(net: SensorDipoleNet, core, *, seed: int,
         for group in opt.param_groups:
             group["lr"] = recipe.lr * max(0.05, 1.0 - (block - 1) / recipe.n_blocks)
         x, y = _draw(core, recipe.block, seed=seed, index=block, picks=picks)
-        _fit_block(net, opt, epoch_pattern(net.whitener, x), y, recipe)
+        _fit_block(net, opt, net.features(x), y, recipe)
         if block % recipe.val_every and block != recipe.n_blocks:
             continue
         val_mm = _validate(net, val_x, val_y)
@@ -318,14 +427,18 @@ def iter_make_sensor_dipole_net(hm, simulation, *, info=None, recipe=None, hidde
     design, hemisphere, off-grid sources, time courses, rate, length, nave and
     SNR; ``n_events``/``n_repeats``/``seed`` are ignored: the budget is the
     recipe's and ``seed`` names the stream); ``info`` (default ``hm.info``)
-    chooses the channels. Yields the training's
-    :class:`~napari_meg_unet.progress.Progress`; returns ``(net, history)``.
+    chooses the channels. A ``multi`` design makes a
+    :class:`~.sensor_sources.SensorSourcesNet` with a slot per source of its
+    largest events (``n_dipoles``); the others a one-source network. Yields the
+    training's :class:`~napari_meg_unet.progress.Progress`; returns ``(net, history)``.
     """
     from ..configs import InverseConfig
     from ..simulate.torch_core import TorchCore
 
     core = TorchCore(hm, simulation, InverseConfig(hemi=simulation.hemi), inputs=False)
-    net = make_sensor_dipole_net(hm, hm.info if info is None else info, hidden=hidden)
+    n_sources = max(simulation.n_dipoles) if simulation.design == "multi" else 1
+    net = make_sensor_dipole_net(hm, hm.info if info is None else info, hidden=hidden,
+                                 n_sources=n_sources)  # fmt: skip
     history = yield from iter_train_sensor_dipole(net, core, seed=seed, recipe=recipe)
     return net, history
 
@@ -336,7 +449,7 @@ def _fit_block(net, opt, x, y, recipe) -> None:
         order = torch.randperm(len(x))
         for start in range(0, len(x), recipe.batch_size):
             j = order[start:start + recipe.batch_size]
-            loss = (net(x[j]) - y[j]).norm(dim=1).mean() / SCALE
+            loss = net.loss(x[j], y[j])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -345,13 +458,13 @@ def _fit_block(net, opt, x, y, recipe) -> None:
 @torch.no_grad()
 def _validate(net, x, y) -> float:
     net.eval()
-    return float((net(x) - y).norm(dim=1).mean()) * 1000.0
+    return net.distance_mm(x, y)
 
 
 def save_sensor_dipole_net(net: SensorDipoleNet, fname) -> None:
     """Write ``net`` to ``fname`` (``.pt``) atomically, with the umask's permissions."""
     payload = {"state": net.state_dict(), "ch_names": net.ch_names, "hidden": list(net.hidden),
-               "trained_on": net.trained_on}  # fmt: skip
+               "trained_on": net.trained_on, "n_sources": net.n_sources}  # fmt: skip
     with atomic_path(fname, suffix=".pt") as tmp:
         torch.save(payload, tmp)
 
@@ -373,8 +486,8 @@ def load_sensor_dipole_net(fname) -> SensorDipoleNet:
     """The network written by :func:`save_sensor_dipole_net`."""
     payload = torch.load(fname, map_location="cpu", weights_only=True)
     state = payload["state"]
-    net = SensorDipoleNet(state["whitener"].numpy(), state["centre"].numpy(),
-                          payload["ch_names"], hidden=tuple(payload["hidden"]),
-                          trained_on=payload.get("trained_on"))  # fmt: skip
+    net = _network(state["whitener"].numpy(), state["centre"].numpy(), payload["ch_names"],
+                   hidden=tuple(payload["hidden"]), trained_on=payload.get("trained_on"),
+                   n_sources=payload.get("n_sources", 1))  # fmt: skip
     net.load_state_dict(state)
     return net.eval()

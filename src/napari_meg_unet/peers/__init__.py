@@ -19,6 +19,8 @@ irmxne               map      the same with 10 reweightings (sparse)
 lcmv                 map      :func:`mne.beamformer.make_lcmv` (beamformer)
 cmne                 map      ``cmne`` (optional package; trained) (cmne)
 sensor-net           points   this project's sensor network (trained) (learned)
+sensor-net-fit       points   its sources refined by a multi-dipole fit (learned)
+sensor-net-fit-mne   points   the same, MNE's orientation rule (learned)
 ==================== ======== ===================================================
 
 The estimators built on a trained network (its peaks moved to their centre
@@ -42,7 +44,7 @@ from .beamformer import Lcmv
 from .cmne import Cmne, cmne_installed
 from .dipole import CONDUCTORS, FIT_MODES, DipoleFit
 from .field import CandidateScan, DipoleField, refine_dipoles
-from .learned import SensorNet
+from .learned import SensorNet, SensorNetFit, SensorNetFitMNE, fixed_params
 from .music import RapMusic
 from .peaks import centre_of_mass, propose_peaks
 from .run import PeerRun, event_n_sources, iter_run_peer
@@ -56,7 +58,8 @@ PEERS = {
         DipoleFit("sphere", "peak"), DipoleFit("sphere", "window"),
         DipoleFit("bem", "peak"), DipoleFit("bem", "window"),
         RapMusic(given=True), RapMusic(given=False),
-        GammaMap(), MixedNorm(1), MixedNorm(10), Lcmv(), Cmne(), SensorNet(),
+        GammaMap(), MixedNorm(1), MixedNorm(10), Lcmv(), Cmne(), SensorNet(), SensorNetFit(),
+        SensorNetFitMNE(),
     )
 }  # fmt: skip
 if tuple(PEERS) != PEER_NAMES:  # pragma: no cover - a declaration out of step
@@ -111,11 +114,15 @@ __all__ = [
     "PeerState",
     "RapMusic",
     "SearchResult",
+    "SensorNet",
+    "SensorNetFit",
+    "SensorNetFitMNE",
     "blas_threads",
     "check_disjoint_from",
     "centre_of_mass",
     "cmne_installed",
     "event_n_sources",
+    "fixed_params",
     "get_peer",
     "iter_run_peer",
     "iter_search",

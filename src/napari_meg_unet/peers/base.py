@@ -132,13 +132,19 @@ class Peer:
         """Why the peer cannot run with ``hm`` (a missing package, no BEM), else None."""
         return None
 
-    def candidates(self) -> list[dict]:
-        """Every combination of the grid (the defaults when the grid is empty)."""
+    def candidates(self, fixed=None) -> list[dict]:
+        """Every combination of the grid (the defaults when the grid is empty).
+
+        ``fixed`` (``{name: value}``) replaces those of the peer's defaults
+        that it names (e.g. a trained peer's budget); others are ignored.
+        """
+        defaults = {**self.defaults, **{k: v for k, v in (fixed or {}).items()
+                                        if k in self.defaults}}  # fmt: skip
         if not self.grid:
-            return [dict(self.defaults)]
+            return [defaults]
         keys = list(self.grid)
         return [
-            {**self.defaults, **dict(zip(keys, values, strict=True))}
+            {**defaults, **dict(zip(keys, values, strict=True))}
             for values in itertools.product(*(self.grid[k] for k in keys))
         ]
 

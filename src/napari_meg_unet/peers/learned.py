@@ -1,63 +1,80 @@
-"""This project's sensor network as an estimator of the protocol (``sensor-net``).
+"""This project's sensor networks as estimators of the protocol (``sensor-net``, its fits).
 
-The network (:mod:`napari_meg_unet.models.sensor_dipole`) reads one source's
-position off the epoch's dominant whitened pattern, on no grid. It needs no
-inverse images, so it runs through the peer interface rather than the
-networks' engine: :meth:`SensorNet.prepare` trains it on events drawn on the
-fly by the torch simulation core with the *training* simulation's settings
-and seed (the kind's design, the preset's mixed training SNR; fresh blocks of
-the same stream, never a validation or test event), for a fixed budget of
+The networks (:mod:`napari_meg_unet.models.sensor_dipole`,
+:mod:`napari_meg_unet.models.sensor_sources`) read the sources' positions off
+the epoch's dominant whitened patterns, on no grid. They need no inverse
+images, so they run through the peer interface rather than the networks'
+engine: :meth:`SensorNet.prepare` trains one on events drawn on the fly by
+the torch simulation core with the *training* simulation's settings and seed
+(the kind's design, the preset's mixed training SNR; fresh blocks of the same
+stream, never a validation or test event), for a fixed budget of
 ``n_blocks`` blocks of ``block`` events (the recipe,
-:class:`~napari_meg_unet.configs.SensorNetConfig`); nothing
-is searched on the protocol's validation sets, the network keeps its state of
-the lowest distance on its own validation draw. A network trained once can be
-reused: ``checkpoint`` (a ``.pt`` path) is loaded when it exists and written
-after training otherwise.
+:class:`~napari_meg_unet.configs.SensorNetConfig`); the network keeps its
+state of the lowest distance on its own validation draw. On single-dipole
+and extended events that is the one-source network; on 2-5-dipole events the
+several-source network (a slot per source of the largest events), whose
+sources are its slots of probability at least 0.5 (at least one), most
+probable first. A network trained once is reused: by every peer and search
+candidate of the same training simulation, budget and seed in the process,
+and across runs through ``checkpoint`` (a ``.pt`` path, loaded when it exists
+and written after training otherwise).
 
-It is a single-source estimator (run on single-dipole and extended events,
-like the dipole fits). The position is the network's alone; the strength
-reported with it (mean absolute moment, A·m) is the least-squares moment of
-the dominant pattern on the nominal gain of the head model's source nearest
-to that position, scaled like the window dipole fit's.
+``sensor-net`` (label "sensor network (this project)")
+    The network's positions alone. The strength reported with each (mean
+    absolute moment, A·m) is the least-squares moment of the whitened data on
+    the nominal free gains of the head model's sources nearest to the
+    positions (for one source: of the dominant pattern, scaled like the window
+    dipole fit's).
+``sensor-net-fit`` (label "sensor network + dipole fit (this project)")
+    The network's sources start the multi-dipole nonlinear least-squares fit
+    of the U-Net hybrids (:func:`~napari_meg_unet.peers.field.refine_dipoles`,
+    free orientations, positions within 20 mm of the start, the BIC choosing
+    how many of the proposals to keep); the proposals' probability threshold
+    and the BIC's weight are searched on the validation sets only.
+``sensor-net-fit-mne`` (label "sensor network + dipole fit (MNE orientations, this project)")
+    The same with MNE's orientation rule (a dipole's weak third orientation
+    left out), more robust to a conductor-model error; a separate row, as for
+    the U-Net hybrids.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from .base import EventEstimate, Peer, whitener
+from .dipole import own_conductor
+from .field import DipoleField, refine_dipoles
 
 logger = logging.getLogger(__name__)
 #: Seconds between the training's log lines (the peer interface's prepare draws no bar).
 LOG_EVERY_S = 30.0
+#: Trained networks kept in the process, by what made them (head model, channels,
+#: training simulation, budget, seed): the last few.
+_TRAINED: OrderedDict = OrderedDict()
+_KEEP = 4
 
 
 class SensorNet(Peer):
-    """The sensor network: one position per event, regressed from the whitened data."""
+    """The sensor network: its sources' positions, regressed from the whitened data."""
 
     name = "sensor-net"
     label = "sensor network (this project)"
     family = "learned"
     output = "points"
-    kinds = ("single", "extended")
+    kinds = ("single", "extended", "multi")
     trainable = True
     learned = True
     # the training simulation only supplies the settings and seed of the stream: one event
     defaults = {"n_blocks": None, "block": None, "seed": 0, "max_train_events": 1,
-                "checkpoint": None}  # fmt: skip
+                "checkpoint": None, "threshold": 0.5}  # fmt: skip
     doc = __doc__
 
     def _prepare(self, hm, info, params, training):
-        from ..configs import SensorNetConfig
-        from ..models.sensor_dipole import (
-            iter_make_sensor_dipole_net,
-            load_sensor_dipole_net,
-            save_sensor_dipole_net,
-        )
-        from ..progress import every, run
+        from ..models.sensor_dipole import load_sensor_dipole_net
 
         checkpoint = params.get("checkpoint")
         if checkpoint is not None and Path(checkpoint).exists():
@@ -68,18 +85,8 @@ class SensorNet(Peer):
         if training is None:
             raise ValueError("The sensor network is trained: pass a training simulation "
                              "(training=...), whose settings and seed it draws from.")  # fmt: skip
-        # None: the recipe's own budget
-        recipe = SensorNetConfig.build(**{k: params[k] for k in ("n_blocks", "block")
-                                          if params.get(k) is not None})  # fmt: skip
-        seed = int(training.meta["seed"]) + int(params["seed"])
-        net, history = run(
-            iter_make_sensor_dipole_net(hm, _training_simulation(training), info=info,
-                                        recipe=recipe, seed=seed),
-            every(LOG_EVERY_S, logger.info),
-        )  # fmt: skip
-        if checkpoint is not None:
-            save_sensor_dipole_net(net, checkpoint)
-        return self._parts(hm, info, net.eval(), history=history)
+        net, history = _trained(hm, info, params, training)
+        return self._parts(hm, info, net, history=history)
 
     @staticmethod
     def _parts(hm, info, net, *, history) -> dict:
@@ -92,9 +99,24 @@ class SensorNet(Peer):
         return self.estimate_batch(state, np.asarray(data)[np.newaxis])[0]
 
     def estimate_batch(self, state, data, *, n_sources=None):
-        from ..models.sensor_dipole import whitened_svd
+        from ..models.sensor_sources import kept_slots
 
         data = np.asarray(data, np.float64)
+        net = state.parts["net"]
+        if net.n_sources == 1:
+            return self._single(state, data)
+        positions, probabilities = net.predict_slots(data)
+        w = whitener(state)
+        estimates = []
+        for pos, prob, d in zip(positions, probabilities, data, strict=True):
+            kept = kept_slots(pos, prob, state.params["threshold"])
+            strengths = state.parts["moments"].mean_strengths(kept, w @ d)
+            estimates.append(EventEstimate(positions=kept.astype(float), amplitudes=strengths))
+        return estimates
+
+    def _single(self, state, data):
+        from ..models.sensor_dipole import whitened_svd
+
         positions, _ = state.parts["net"].predict(data)
         u, s, vt = whitened_svd(whitener(state), data)
         moments, _ = state.parts["moments"](positions, s[:, :1] * u[:, :, 0])
@@ -102,6 +124,87 @@ class SensorNet(Peer):
         strengths = np.linalg.norm(moments, axis=1) * np.abs(vt[:, 0]).mean(axis=1)
         return [EventEstimate(positions=pos[np.newaxis].astype(float), amplitudes=np.array([a]))
                 for pos, a in zip(positions, strengths, strict=True)]  # fmt: skip
+
+
+class SensorNetFit(SensorNet):
+    """The sensor network's sources refined by the multi-dipole least-squares fit."""
+
+    name = "sensor-net-fit"
+    label = "sensor network + dipole fit (this project)"
+    family = "hybrid"
+    grid = {"threshold": (0.3, 0.5), "bic_weight": (0.5, 1.0)}
+    defaults = {**SensorNet.defaults, "max_shift_mm": 20.0, "max_nfev": 30,
+                "orientations": "free", "bic_weight": 1.0}  # fmt: skip
+
+    def unavailable(self, hm):
+        if hm.bem is None:
+            return "the head model has no conductor model (hm.bem)"
+        return None
+
+    def _prepare(self, hm, info, params, training):
+        parts = super()._prepare(hm, info, params, training)
+        return {**parts, "field": DipoleField(info, *own_conductor(hm))}
+
+    def estimate_batch(self, state, data, *, n_sources=None):
+        from ..models.sensor_sources import kept_slots
+
+        data = np.asarray(data, np.float64)
+        positions, probabilities = state.parts["net"].predict_slots(data)
+        p = state.params
+        estimates = []
+        for pos, prob, d in zip(positions, probabilities, data, strict=True):
+            initial = kept_slots(pos, prob, p["threshold"])
+            fit = refine_dipoles(
+                state.parts["field"], whitener(state), d, initial.astype(float), select=True,
+                max_shift_mm=float(p["max_shift_mm"]), max_nfev=int(p["max_nfev"]),
+                orientations=p["orientations"], bic_weight=float(p["bic_weight"]),
+            )  # fmt: skip
+            estimates.append(EventEstimate(positions=fit.positions, amplitudes=fit.amplitudes))
+        return estimates
+
+
+class SensorNetFitMNE(SensorNetFit):
+    """:class:`SensorNetFit` with MNE's orientation rule."""
+
+    name = "sensor-net-fit-mne"
+    label = "sensor network + dipole fit (MNE orientations, this project)"
+    defaults = {**SensorNetFit.defaults, "orientations": "mne"}
+
+
+def fixed_params(sensor_blocks=None) -> dict:
+    """The peers' fixed values of :class:`~napari_meg_unet.configs.PeerConfig`'s options.
+
+    ``sensor_blocks``: the sensor networks' budget (``n_blocks``; None: the recipe's).
+    """
+    return {} if sensor_blocks is None else {"n_blocks": int(sensor_blocks)}
+
+
+def _trained(hm, info, params, training):
+    """The network of ``params`` trained on ``training``'s stream (once per process)."""
+    from ..configs import SensorNetConfig
+    from ..models.sensor_dipole import iter_make_sensor_dipole_net, save_sensor_dipole_net
+    from ..progress import every, run
+
+    # None: the recipe's own budget
+    recipe = SensorNetConfig.build(**{k: params[k] for k in ("n_blocks", "block")
+                                      if params.get(k) is not None})  # fmt: skip
+    seed = int(training.meta["seed"]) + int(params["seed"])
+    key = (hm.fingerprint, tuple(info.ch_names), training.fingerprint, recipe.n_blocks,
+           recipe.block, seed)  # fmt: skip
+    if key not in _TRAINED:
+        net, history = run(
+            iter_make_sensor_dipole_net(hm, _training_simulation(training), info=info,
+                                        recipe=recipe, seed=seed),
+            every(LOG_EVERY_S, logger.info),
+        )  # fmt: skip
+        _TRAINED[key] = (net.eval(), history)
+        while len(_TRAINED) > _KEEP:
+            _TRAINED.popitem(last=False)
+    _TRAINED.move_to_end(key)
+    net, history = _TRAINED[key]
+    if params.get("checkpoint") is not None:
+        save_sensor_dipole_net(net, params["checkpoint"])
+    return net, history
 
 
 def _training_simulation(training):

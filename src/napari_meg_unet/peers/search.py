@@ -86,7 +86,7 @@ def _as_list(sims) -> list:
     return list(sims) if isinstance(sims, list | tuple) else [sims]
 
 
-def iter_search(peer, hm, validation, *, max_events=50, training=None, stage=None):
+def iter_search(peer, hm, validation, *, max_events=50, training=None, stage=None, fixed=None):
     """Choose ``peer``'s hyper-parameters on ``validation`` (generator of Progress).
 
     Parameters
@@ -103,6 +103,9 @@ def iter_search(peer, hm, validation, *, max_events=50, training=None, stage=Non
         Training simulation of a trainable peer (CMNE).
     stage : str | None
         Progress stage name.
+    fixed : dict | None
+        Values of the peer's defaults every candidate takes
+        (:meth:`~napari_meg_unet.peers.Peer.candidates`), e.g. ``n_blocks``.
 
     Returns
     -------
@@ -112,7 +115,7 @@ def iter_search(peer, hm, validation, *, max_events=50, training=None, stage=Non
     stage = stage or f"search {peer.name}"
     record = [{"simulation": s.fingerprint, "n_events": min(len(s), max_events)} for s in sims]
     train_fp = None if training is None else training.fingerprint
-    candidates = peer.candidates()
+    candidates = peer.candidates(fixed)
     if len(candidates) == 1:
         return SearchResult(peer.name, candidates[0], validation=[], training=None,
                             criterion="nothing to search (no hyper-parameter grid)")  # fmt: skip

@@ -31,6 +31,14 @@ TINY = SensorNetConfig(lr=3e-3, block=64, n_blocks=30, val_events=128, val_every
 MULTI = dict(design="multi", hemi="rh", snr=3.0, timecourse="realistic", n_dipoles=(2, 3))
 
 
+@pytest.fixture(autouse=True)
+def _no_shared_networks():
+    """Each test trains its own peers' networks (some tests rewrite a network's layers)."""
+    _TRAINED.clear()
+    yield
+    _TRAINED.clear()
+
+
 @pytest.fixture(scope="module")
 def core(template_hm):
     return TorchCore(template_hm, SimulationConfig(n_events=1, **MULTI),
@@ -146,7 +154,6 @@ def test_sensor_net_estimators_on_several_sources(template_hm, events, monkeypat
         return real(*args, **kwargs)
 
     monkeypatch.setattr(sensor_dipole, "iter_make_sensor_dipole_net", counted)
-    _TRAINED.clear()
     net_peer, fit_peer = peers.get_peer("sensor-net"), peers.get_peer("sensor-net-fit")
     assert fit_peer.learned and fit_peer.family == "hybrid" and "multi" in fit_peer.kinds
     params = {**net_peer.defaults, "n_blocks": 2, "block": 16}
@@ -233,7 +240,6 @@ def test_the_sensor_budget_reaches_every_candidate(template_hm, events):
                                         for c in candidates)  # fmt: skip
     assert peers.get_peer("lcmv").candidates({"n_blocks": 7}) == peers.get_peer("lcmv").candidates()
     assert peers.fixed_params(None) == {} and peers.fixed_params(3) == {"n_blocks": 3}
-    _TRAINED.clear()
     test = simulate(template_hm, n_events=3, seed=32, **MULTI)
     ev = evaluation.evaluate_peers(template_hm, test, validation=events, training=events,
                                    peers=("sensor-net",), peer_events=2, sensor_blocks=2,

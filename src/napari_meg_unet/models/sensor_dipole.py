@@ -189,7 +189,6 @@ class NearestSourceMoments:
             gof.append(100.0 * (1.0 - np.sum((pattern - gain @ q) ** 2) / np.sum(pattern**2)))
         return np.array(moments), np.array(gof)
 
-
     def joint(self, positions, whitened) -> tuple[np.ndarray, np.ndarray]:
         """Moments of dipoles at ``positions`` ``(m, 3)`` fitted together to one event.
 

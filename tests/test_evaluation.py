@@ -220,3 +220,17 @@ def test_evaluate_cli_with_peers_and_model_error(tmp_path, capsys, template_hm):
         main(["evaluate", "--peers", "dipole-fit"])
     assert exc.value.code == 2
     assert "expected 'all', 'none' or peers" in capsys.readouterr().err
+
+
+def test_peer_simulations_repeat_the_test_settings_on_other_events(template_hm, peer_sims):
+    test, _ = peer_sims
+    val, training = evaluation.peer_simulations(template_hm, test, ("rap-music",), seed=3)
+    assert training is None  # no peer to train
+    assert val.fingerprint != test.fingerprint
+    same = ("design", "hemi", "snr", "n_events", "n_dipoles", "timecourse", "off_grid")
+    assert {k: val.meta["params"][k] for k in same} == {k: test.meta["params"][k] for k in same}
+    assert not np.allclose(val.data, test.data, rtol=1e-3, atol=0)
+    val2, training = evaluation.peer_simulations(template_hm, test, ("lcmv", "sensor-net"), seed=3)
+    assert val2.fingerprint == val.fingerprint  # the seed is the caller's and the test's
+    assert training is not None and training.fingerprint not in (val.fingerprint,
+                                                                 test.fingerprint)  # fmt: skip

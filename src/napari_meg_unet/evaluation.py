@@ -53,6 +53,7 @@ __all__ = [
     "grid_floor",
     "iter_evaluate_linear",
     "iter_evaluate_peers",
+    "peer_simulations",
     "score_estimates",
     "summarise",
 ]
@@ -485,3 +486,29 @@ def iter_evaluate_peers(hm, sim, *, validation, training=None, n_boot=2000, seed
 
 
 evaluate_peers = plain(iter_evaluate_peers)
+
+
+def peer_simulations(hm, sim, peers, *, seed=0) -> tuple:
+    """The simulations the peers ``peers`` need beside the test simulation ``sim``.
+
+    A validation simulation for their searches and, when one of them is
+    trained (:attr:`~napari_meg_unet.peers.Peer.trainable`), a training one:
+    both repeat ``sim``'s settings (design, hemisphere, sources, SNR, time
+    courses, rate, length, nave) on ``hm`` with seeds of their own, derived
+    from ``seed`` and ``sim``'s fingerprint, so never ``sim``'s events.
+    Returns ``(validation, training)`` (``training`` None when not needed).
+    """
+    from .accuracy import derive_seed
+    from .configs import SimulationConfig
+    from .peers import get_peer
+    from .simulate import simulate
+
+    params = {k: v for k, v in sim.meta["params"].items()
+              if k in SimulationConfig.__dataclass_fields__}  # fmt: skip
+
+    def again(role):
+        return simulate(hm, **{**params, "seed": derive_seed(seed, role, sim.fingerprint)},
+                        verbose=False)  # fmt: skip
+
+    trained = any(get_peer(name).trainable for name in peers)
+    return again("peer-validation"), again("peer-training") if trained else None

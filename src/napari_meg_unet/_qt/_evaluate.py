@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, Select, SpinBox
 from qtpy.QtWidgets import QFileDialog, QLabel, QTableWidget, QTableWidgetItem
 
-from ..configs import EvaluationConfig
+from ..configs import PEERS, EvaluationConfig, PeerConfig
 from ..evaluation import TABLE_METRICS
 from ..layers import META_KEY, STACK_ORDER, stack_values
 from ..metrics import dle_density, dle_density_grid, format_aggregate, per_event_mean
@@ -31,13 +31,15 @@ def _is_simulation_layer(layer) -> bool:
 
 
 class EvaluateWidget(DockWidget):
-    """Score every estimator of a simulation: the linear methods and the predictions.
+    """Score every estimator of a simulation: the linear methods, the predictions, the peers.
 
     Linear methods are those with a stack layer on the chosen simulation
     (scored with their λ²/loose/depth by :func:`..evaluation.iter_evaluate_linear`;
     the Inverse widget defaults when there is none), networks are the
     ``prediction (...)`` layers of that simulation; a prediction made for
-    other rows (another hemisphere) or another simulation is refused.
+    other rows (another hemisphere) or another simulation is refused. The
+    peers chosen (:mod:`..peers`) are searched on a validation simulation of
+    the same settings and scored on the first ``peer events`` events.
     Aggregates are per event with bootstrap 95% CIs. The per-vertex mean DLE
     of the chosen estimator is drawn on a ``mean DLE (<estimator>)`` surface;
     with multi-dipole events each true source contributes its own distance.
@@ -56,9 +58,21 @@ class EvaluateWidget(DockWidget):
             tooltip=spec(EvaluationConfig, "n_boot")["help"],
         )  # fmt: skip
         self.seed = option_widget(EvaluationConfig, "seed")
+        self.peers = Select(
+            label="peers", choices=PEERS, value=list(d.peers),
+            tooltip="methods a researcher would use instead (dipole fits, RAP-MUSIC, "
+            "gamma-MAP, MxNE, LCMV, CMNE, this project's sensor networks): each searched on a "
+            "validation simulation of the same settings, then scored on the first 'peer "
+            "events' events (window protocol); the slow ones take seconds per event",
+        )  # fmt: skip
+        self.peer_events = SpinBox(
+            label="peer events", min=1, max=100_000, value=d.peer_events,
+            tooltip=spec(PeerConfig, "peer_events")["help"],
+        )  # fmt: skip
         self.form = Container(
-            widgets=[self.data_layer, *self.protocol_boxes.values(), self.n_boot, self.seed]
-        )
+            widgets=[self.data_layer, *self.protocol_boxes.values(), self.n_boot, self.seed,
+                     self.peers, self.peer_events]
+        )  # fmt: skip
         self.add(self.form)
         self.evaluate_button = self.button("Evaluate", self.evaluate)
         self.table = QTableWidget(0, 2 + len(TABLE_METRICS))
@@ -85,7 +99,8 @@ class EvaluateWidget(DockWidget):
     def inputs(self) -> EvaluateInputs:
         return EvaluateInputs(
             protocols=tuple(p for p, box in self.protocol_boxes.items() if box.value),
-            n_boot=self.n_boot.value, seed=self.seed.value,
+            n_boot=self.n_boot.value, seed=self.seed.value, peers=tuple(self.peers.value),
+            peer_events=self.peer_events.value,
         )  # fmt: skip
 
     def _estimators(self, sim):

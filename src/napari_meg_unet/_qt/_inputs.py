@@ -23,11 +23,13 @@ from ..configs import (
     METHODS,
     MODELS,
     NORMALISATIONS,
+    PEERS,
     PROTOCOLS,
     TIMECOURSES,
     DatasetConfig,
     EvaluationConfig,
     InverseConfig,
+    PeerConfig,
     SimulationConfig,
     TrainingConfig,
 )
@@ -365,11 +367,13 @@ class PredictInputs:
 
 @dataclass
 class EvaluateInputs:
-    """Evaluate widget: protocols, bootstrap resamples and seed."""
+    """Evaluate widget: protocols, bootstrap resamples, seed, and the peers scored."""
 
     protocols: tuple = ("window",)
     n_boot: int = _default(EvaluationConfig, "n_boot")
     seed: int = _default(EvaluationConfig, "seed")
+    peers: tuple = ()
+    peer_events: int = _default(PeerConfig, "peer_events")
 
     def validate(self) -> None:
         if not self.protocols:
@@ -378,6 +382,9 @@ class EvaluateInputs:
             _check_choice(protocol, "protocol", PROTOCOLS)
         _check_int(self.n_boot, "bootstrap resamples", 100)
         _check_int(self.seed, "seed", 0)
+        for peer in self.peers:
+            _check_choice(peer, "peer", PEERS)
+        _check_int(self.peer_events, "peer events", 1)
 
 
 def data_settings(sim=None, sdata=None) -> dict:

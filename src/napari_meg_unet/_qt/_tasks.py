@@ -340,9 +340,14 @@ def iter_evaluate_step(hm, sim, *, methods, inverse_params, networks, inputs):
     """Score linear inverses and network predictions on a simulation; per-source DLE maps.
 
     ``networks`` maps a prediction name to its probabilities on ``sim``'s rows.
+    The peers of ``inputs.peers`` are searched on a validation simulation of
+    ``sim``'s settings (trained ones on a training simulation,
+    :func:`..evaluation.peer_simulations`) and scored on ``sim``'s first
+    ``inputs.peer_events`` events (:func:`..evaluation.iter_evaluate_peers`).
     The returned step's value is ``(evaluation, maps)``: ``maps`` holds, per
     ``(estimator, protocol)``, the mean DLE per row (from every true source when
-    the simulation has multi-dipole events, see :func:`._prepare.per_source_dle`).
+    the simulation has multi-dipole events, see :func:`._prepare.per_source_dle`;
+    a peer's from its dipoles or map, as scored).
     """
     from ..evaluation import Evaluation, iter_evaluate_linear, score_estimates, summarise
 
@@ -370,18 +375,37 @@ def iter_evaluate_step(hm, sim, *, methods, inverse_params, networks, inputs):
             result.summary[(name, protocol)] = summary
             result.per_vertex_dle[(name, protocol)] = per_vertex
         yield Progress("evaluate networks", k + 1, len(networks), name)
-    maps = yield from _dle_maps(hm, sim, result, networks, inverse_params)
+    peer_keys = []
+    if inputs.peers:
+        from ..configs import PeerConfig
+        from ..evaluation import iter_evaluate_peers, peer_simulations
+
+        yield Progress("peers", 0, 1, "validation simulation")
+        validation, training = peer_simulations(hm, sim, inputs.peers, seed=inputs.seed)
+        config = PeerConfig(peers=tuple(inputs.peers), peer_events=inputs.peer_events,
+                            peer_events_slow=inputs.peer_events)  # fmt: skip
+        peers = yield from iter_evaluate_peers(
+            hm, sim, validation=validation, training=training, n_boot=inputs.n_boot,
+            seed=inputs.seed, config=config, verbose="error",
+        )  # fmt: skip
+        peer_keys = list(peers.summary)
+        result.merge(peers)
+    maps = yield from _dle_maps(hm, sim, result, networks, inverse_params, given=peer_keys)
     return Step((result, maps))
 
 
-def _dle_maps(hm, sim, result, networks, inverse_params):
-    """Per-row mean DLE of every estimator: the evaluation's, or per true source (multi)."""
+def _dle_maps(hm, sim, result, networks, inverse_params, *, given=()):
+    """Per-row mean DLE of every estimator: the evaluation's, or per true source (multi).
+
+    ``given``: the keys whose evaluation map is kept as it is (the peers').
+    """
     multi = np.diff(sim.event_indptr).max() > 1
     if not multi:
         return dict(result.per_vertex_dle)
     from ..inverse import inverse_stack
 
-    maps, keys = {}, list(result.per_vertex_dle)
+    maps = {key: result.per_vertex_dle[key] for key in given}
+    keys = [key for key in result.per_vertex_dle if key not in maps]
     linear = sorted({m for m, _ in keys if m not in networks})
     stacks = {}
     if linear:

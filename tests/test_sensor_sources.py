@@ -138,9 +138,11 @@ def test_a_multi_simulation_makes_the_several_source_network(template_hm):
     from napari_meg_unet.models.sensor_dipole import iter_make_sensor_dipole_net
 
     recipe = SensorNetConfig(block=8, n_blocks=1, val_events=8, val_every=1)
-    net, _ = plain(iter_make_sensor_dipole_net)(template_hm, SimulationConfig(n_events=1, **MULTI),
-                                                recipe=recipe, hidden=(8,))  # fmt: skip
+    sim = SimulationConfig(n_events=1, **MULTI)
+    net, _ = plain(iter_make_sensor_dipole_net)(template_hm, sim, recipe=recipe, hidden=(8,),
+                                                device="cpu")  # fmt: skip
     assert isinstance(net, SensorSourcesNet) and net.n_sources == 3
+    assert all(t.device.type == "cpu" for t in net.state_dict().values())  # where it predicts
 
 
 def test_sensor_net_estimators_on_several_sources(template_hm, events, monkeypatch):

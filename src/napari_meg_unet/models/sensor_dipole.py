@@ -419,7 +419,7 @@ def iter_train_sensor_dipole(net: SensorDipoleNet, core, *, seed: int,
 
 
 def iter_make_sensor_dipole_net(hm, simulation, *, info=None, recipe=None, hidden=HIDDEN,
-                                seed=0):  # fmt: skip
+                                seed=0, device="cpu"):  # fmt: skip
     """Generator: a network for ``hm`` trained on events drawn as ``simulation`` says.
 
     ``simulation`` is a :class:`~napari_meg_unet.configs.SimulationConfig` (its
@@ -430,16 +430,19 @@ def iter_make_sensor_dipole_net(hm, simulation, *, info=None, recipe=None, hidde
     :class:`~.sensor_sources.SensorSourcesNet` with a slot per source of its
     largest events (``n_dipoles``); the others a one-source network. Yields the
     training's :class:`~napari_meg_unet.progress.Progress`; returns ``(net, history)``.
+    ``device`` (e.g. ``"cuda"``) draws and trains there; the network is
+    returned on the CPU, where it predicts.
     """
     from ..configs import InverseConfig
     from ..simulate.torch_core import TorchCore
 
-    core = TorchCore(hm, simulation, InverseConfig(hemi=simulation.hemi), inputs=False)
+    core = TorchCore(hm, simulation, InverseConfig(hemi=simulation.hemi), inputs=False,
+                     device=device)  # fmt: skip
     n_sources = max(simulation.n_dipoles) if simulation.design == "multi" else 1
     net = make_sensor_dipole_net(hm, hm.info if info is None else info, hidden=hidden,
-                                 n_sources=n_sources)  # fmt: skip
+                                 n_sources=n_sources).to(core.device)  # fmt: skip
     history = yield from iter_train_sensor_dipole(net, core, seed=seed, recipe=recipe)
-    return net, history
+    return net.cpu(), history
 
 
 def _fit_block(net, opt, x, y, recipe) -> None:

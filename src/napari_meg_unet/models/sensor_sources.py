@@ -73,7 +73,8 @@ class SensorSourcesNet(SensorDipoleNet):
         positions, logits = self(features)
         event, source, slot = assignment(positions, true_positions, logits=logits)
         distance = (positions[event, slot] - true_positions[event, source]).norm(dim=1)
-        per_event = torch.zeros(len(positions)).index_add_(0, event, distance)
+        per_event = torch.zeros(len(positions), device=distance.device)
+        per_event.index_add_(0, event, distance)
         counts = torch.bincount(event, minlength=len(positions)).clamp_min(1)
         return float((per_event / counts).mean()) * 1000.0
 
@@ -124,4 +125,5 @@ def assignment(positions, true_positions, *, logits=None):
         events.append(np.full(len(rows), i))
         sources.append(present[rows])
         slots.append(candidates[cols])
-    return tuple(torch.from_numpy(np.concatenate(a)).long() for a in (events, sources, slots))
+    return tuple(torch.from_numpy(np.concatenate(a)).long().to(positions.device)
+                 for a in (events, sources, slots))  # fmt: skip

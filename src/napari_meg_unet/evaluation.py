@@ -499,15 +499,11 @@ def peer_simulations(hm, sim, peers, *, seed=0) -> tuple:
     Returns ``(validation, training)`` (``training`` None when not needed).
     """
     from .accuracy import derive_seed
-    from .configs import SimulationConfig
     from .peers import get_peer
     from .simulate import simulate
 
-    params = {k: v for k, v in sim.meta["params"].items()
-              if k in SimulationConfig.__dataclass_fields__}  # fmt: skip
-
     def again(role):
-        return simulate(hm, **{**params, "seed": derive_seed(seed, role, sim.fingerprint)},
+        return simulate(hm, config=sim.config, seed=derive_seed(seed, role, sim.fingerprint),
                         verbose=False)  # fmt: skip
 
     trained = any(get_peer(name).trainable for name in peers)

@@ -193,7 +193,7 @@ def _trained(hm, info, params, training):
            recipe.block, seed)  # fmt: skip
     if key not in _TRAINED:
         net, history = run(
-            iter_make_sensor_dipole_net(hm, _training_simulation(training), info=info,
+            iter_make_sensor_dipole_net(hm, training.config, info=info,
                                         recipe=recipe, seed=seed),
             every(LOG_EVERY_S, logger.info),
         )  # fmt: skip
@@ -205,12 +205,3 @@ def _trained(hm, info, params, training):
     if params.get("checkpoint") is not None:
         save_sensor_dipole_net(net, params["checkpoint"])
     return net, history
-
-
-def _training_simulation(training):
-    """The :class:`~napari_meg_unet.configs.SimulationConfig` of a training simulation."""
-    from ..configs import SimulationConfig
-
-    params = {k: v for k, v in training.meta["params"].items()
-              if k in SimulationConfig.__dataclass_fields__}  # fmt: skip
-    return SimulationConfig.from_dict(params)

@@ -135,6 +135,15 @@ class Simulation:
         return int(self.meta["headmodel"]["n_sources"])
 
     @property
+    def config(self):
+        """The :class:`~napari_meg_unet.configs.SimulationConfig` of its settings (``meta``)."""
+        from ..configs import SimulationConfig
+
+        params = {k: v for k, v in self.meta["params"].items()
+                  if k in SimulationConfig.__dataclass_fields__}  # fmt: skip
+        return SimulationConfig.from_dict(params)
+
+    @property
     def fingerprint(self) -> str:
         """Content fingerprint (see :func:`simulation_fingerprint`), computed once.
 

@@ -50,6 +50,12 @@ def test_results_table():
     )
     assert lines[3].endswith("| n/a |")
     assert len(lines) == 4
+    # the time-course error (dipoles' moments) is shown only when a row has it
+    with_tc = report.results_table([*rows, {**rows[0], "estimator": "fit",
+                                            "tc_error": _agg(0.4, 0.3, 0.5)}])  # fmt: skip
+    assert with_tc.splitlines()[0].endswith("| AUC | TC error |")
+    assert with_tc.splitlines()[2].endswith("| n/a |")
+    assert with_tc.splitlines()[4].endswith("| 0.400 [0.300, 0.500] |")
     only = report.results_table(rows, metrics=["dle_mm"], columns=["estimator"])
     assert only.splitlines()[0] == "| estimator | DLE (mm) |"
     with pytest.raises(ValueError, match="lacks the key"):

@@ -246,6 +246,12 @@ def test_sensor_network_for_the_evoked_then_its_dipoles(shared_data, tmp_path, c
     assert n_windows <= len(dip) <= net.n_sources * n_windows  # at least one dipole a window
     assert evoked.times[0] <= dip.times.min() and dip.times.max() <= evoked.times[-1]
     assert np.isfinite(dip.pos).all() and (np.abs(dip.pos) < 0.15).all()
+    # the dipoles' time courses (A·m) along the cortex's normals, over the whole evoked
+    assert cond["time_courses"] == [f"{cond['file'][:-4]}-sources-{h}.stc" for h in ("lh", "rh")]
+    stc = mne.read_source_estimate(pred / cond["time_courses"][0])
+    assert stc.data.shape == (cond["n_sources_with_time_courses"], len(evoked.times))
+    assert stc.tmin == pytest.approx(evoked.times[0]) and stc.subject == "sample"
+    assert 0 < np.abs(stc.data).max() < 1e-6  # A·m: below a microampere-metre
 
 
 @pytest.mark.slow

@@ -44,6 +44,7 @@ from .progress import Progress, plain
 
 __all__ = [
     "METHODS",
+    "OPTIONAL_METRICS",
     "PROTOCOLS",
     "TABLE_METRICS",
     "Evaluation",
@@ -55,7 +56,10 @@ __all__ = [
     "iter_evaluate_peers",
     "peer_simulations",
     "score_estimates",
+    "shown_metrics",
     "summarise",
+    "true_event_moments",
+    "visible_orientations",
 ]
 
 #: Metrics reported in tables: key in :func:`metrics.score_maps` -> column title.
@@ -64,7 +68,17 @@ TABLE_METRICS = {
     "sd_mm": "SD (mm)",
     "oa": "OA",
     "auc": "AUC",
+    "tc_error": "TC error",
 }
+#: Metrics only some estimators have (dipoles' moments): a table shows them when one does.
+OPTIONAL_METRICS = ("tc_error",)
+
+
+def shown_metrics(rows) -> list:
+    """The metrics a table of ``rows`` (dicts of aggregates) shows: each optional one only
+    when some row has it."""
+    return [m for m in TABLE_METRICS
+            if m not in OPTIONAL_METRICS or any(r.get(m) is not None for r in rows)]  # fmt: skip
 
 
 @dataclass
@@ -119,13 +133,13 @@ class Evaluation:
     def table(self, *, metrics_=None) -> str:
         """Markdown table: one row per estimator and protocol, events scored, seconds per
         event and mean [95% CI] per metric."""
-        cols = metrics_ or list(TABLE_METRICS)
+        cols = metrics_ or shown_metrics(list(self.summary.values()))
         head = ("| estimator | protocol | n | s/event | "
                 + " | ".join(TABLE_METRICS[c] for c in cols) + " |")  # fmt: skip
         lines = [head, "|" + "---|" * (4 + len(cols))]
         for (est, prot), res in self.summary.items():
             cells = [_count_text(res), _seconds_text(res.get("seconds_per_event"))]
-            cells += [metrics.format_aggregate(res[c]) for c in cols]
+            cells += [metrics.format_aggregate(res.get(c)) for c in cols]
             lines.append(f"| {est} | {prot} | " + " | ".join(cells) + " |")
         if self.grid_floor:
             g = self.grid_floor
@@ -151,6 +165,49 @@ def _seconds_text(seconds) -> str:
 def _event_true_positions(sim) -> list[np.ndarray]:
     pos = sim.sources["position"]
     return [pos[sim.event_sources(i)] for i in range(len(sim))]
+
+
+def true_event_moments(sim, i) -> np.ndarray | None:
+    """The true moments ``(k, 3, n_times)`` (A·m) of event ``i``'s dipoles; None for patches.
+
+    A dipole's moment is its normal times its time course. A patch has no one
+    moment its equivalent dipole could be compared with, so patch events have
+    no time-course error.
+    """
+    idx = sim.event_sources(i)
+    if np.any(np.diff(sim.member_indptr)[idx] != 1):
+        return None
+    normals = np.asarray(sim.sources["normal"][idx], float)
+    return normals[:, :, np.newaxis] * np.asarray(sim.timecourses[idx], float)[:, np.newaxis]
+
+
+#: The conductor fields and whiteners of the last head models scored (by fingerprint).
+_FIELDS: dict = {}
+
+
+def visible_orientations(hm, positions) -> np.ndarray:
+    """Projectors ``(k, 3, 3)`` onto the orientations ``hm``'s sensors see at ``positions``.
+
+    The time-course error's (:mod:`.metrics.timecourses`): MNE's orientation
+    rule on the noise-whitened gain of ``hm``'s own conductor
+    (:func:`~napari_meg_unet.peers.field.visible_projectors`); the identity
+    without a conductor model.
+    """
+    import mne
+
+    from .peers.dipole import own_conductor
+    from .peers.field import DipoleField, visible_projectors
+
+    positions = np.asarray(positions, float).reshape(-1, 3)
+    if hm.bem is None:
+        return np.broadcast_to(np.eye(3), (len(positions), 3, 3)).copy()
+    key = hm.fingerprint
+    if key not in _FIELDS:
+        _FIELDS.clear()  # one head model at a time: a conductor's set-up is large
+        w, _ = mne.cov.compute_whitener(hm.noise_cov, hm.info, pca=True, verbose=False)
+        _FIELDS[key] = (DipoleField(hm.info, *own_conductor(hm)), w)
+    field, w = _FIELDS[key]
+    return visible_projectors(field, w, positions)
 
 
 def _check_estimates(estimates, n_events, n_rows):
@@ -217,11 +274,17 @@ def score_estimates(
     row_of = np.full(hm.n_sources, -1)
     row_of[rows] = np.arange(len(rows))
     first_row = row_of[sim.sources["row"][sim.event_indptr[:-1]]]
+    points = isinstance(estimates, metrics.PointEstimates)
+    true_moments = None
+    if points and estimates.moments is not None:
+        true_moments = [true_event_moments(sim, int(i)) for i in events]
     scores = metrics.score_events(
         estimates, positions=hm.positions[rows], adjacency=hm.adjacency(sim.meta["params"]["hemi"]),
         true_positions=[true_positions[i] for i in events], protocol=protocol,
-        windows=[sim.window(int(i)) for i in events] if protocol == "samples" else None,
-        seed=seed,
+        windows=[sim.window(int(i)) for i in events] if protocol == "samples" or points else None,
+        seed=seed, true_moments=true_moments,
+        visible=None if true_moments is None else [
+            visible_orientations(hm, true_positions[i]) for i in events],
     )  # fmt: skip
     map_events = events[scores.pop("index")]
     scores["event"] = map_events
@@ -235,7 +298,7 @@ def summarise(scores: dict, *, n_rows: int, n_boot=2000, seed=0) -> tuple[dict, 
         key: metrics.aggregate(
             scores[key], scores["event"], n_boot=n_boot, seed=seed, nan_policy="omit"
         )
-        if np.isfinite(scores[key]).any()
+        if key in scores and np.isfinite(scores[key]).any()
         else None
         for key in TABLE_METRICS
     }

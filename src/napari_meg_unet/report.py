@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_path, check_output_path
-from .evaluation import TABLE_METRICS
+from .evaluation import OPTIONAL_METRICS, TABLE_METRICS, shown_metrics
 from .metrics import dle_density, dle_density_grid, format_aggregate
 
 #: Colours of the estimators in every figure (others cycle through the rest of ``tab10``).
@@ -45,7 +45,7 @@ _DPI = 120
 def results_table(
     results: Sequence[Mapping],
     *,
-    metrics=tuple(TABLE_METRICS),
+    metrics=None,
     columns=("estimator", "protocol"),
     headers: Mapping | None = None,
 ) -> str:
@@ -55,9 +55,12 @@ def results_table(
     ----------
     results : sequence of dict
         Result rows (see the module docstring); every key of ``columns`` and
-        ``metrics`` must be present (a metric may be None).
-    metrics : sequence of str
-        Metric keys, among :data:`~napari_meg_unet.evaluation.TABLE_METRICS`.
+        ``metrics`` must be present (a metric may be None), but an optional
+        metric (:data:`~napari_meg_unet.evaluation.OPTIONAL_METRICS`) not
+        measured in a row is "n/a".
+    metrics : sequence of str | None
+        Metric keys, among :data:`~napari_meg_unet.evaluation.TABLE_METRICS`;
+        None: :func:`~napari_meg_unet.evaluation.shown_metrics` of the rows.
     columns : sequence of str
         Leading label columns, taken verbatim from each row.
     headers : dict | None
@@ -69,21 +72,21 @@ def results_table(
     table : str
         The markdown table (no trailing newline).
     """
-    metrics = list(metrics)
+    if isinstance(results, Mapping) or not all(isinstance(r, Mapping) for r in results):
+        raise ValueError("results must be a sequence of dicts (result rows).")
+    metrics = shown_metrics(results) if metrics is None else list(metrics)
     unknown = [m for m in metrics if m not in TABLE_METRICS]
     if unknown:
         raise ValueError(f"metrics must be among {tuple(TABLE_METRICS)}, got {unknown}.")
-    if isinstance(results, Mapping) or not all(isinstance(r, Mapping) for r in results):
-        raise ValueError("results must be a sequence of dicts (result rows).")
     headers = dict(headers or {})
     for i, row in enumerate(results):
-        missing = [k for k in (*columns, *metrics) if k not in row]
+        missing = [k for k in (*columns, *metrics) if k not in row and k not in OPTIONAL_METRICS]
         if missing:
             raise ValueError(f"result row {i} lacks the key(s) {missing}.")
     titles = [headers.get(c, c) for c in columns] + [TABLE_METRICS[m] for m in metrics]
     lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for row in results:
-        cells = [str(row[c]) for c in columns] + [format_aggregate(row[m]) for m in metrics]
+        cells = [str(row[c]) for c in columns] + [format_aggregate(row.get(m)) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

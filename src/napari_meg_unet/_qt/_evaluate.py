@@ -7,7 +7,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Select, SpinBox
 from qtpy.QtWidgets import QFileDialog, QLabel, QTableWidget, QTableWidgetItem
 
 from ..configs import PEERS, EvaluationConfig, PeerConfig
-from ..evaluation import TABLE_METRICS
+from ..evaluation import TABLE_METRICS, shown_metrics
 from ..layers import META_KEY, STACK_ORDER, stack_values
 from ..metrics import dle_density, dle_density_grid, format_aggregate, per_event_mean
 from ._checks import prediction_problem
@@ -75,8 +75,10 @@ class EvaluateWidget(DockWidget):
         )  # fmt: skip
         self.add(self.form)
         self.evaluate_button = self.button("Evaluate", self.evaluate)
-        self.table = QTableWidget(0, 2 + len(TABLE_METRICS))
-        self.table.setHorizontalHeaderLabels(["estimator", "protocol", *TABLE_METRICS.values()])
+        shown = shown_metrics([])
+        self.table = QTableWidget(0, 2 + len(shown))
+        self.table.setHorizontalHeaderLabels(["estimator", "protocol",
+                                              *(TABLE_METRICS[m] for m in shown)])  # fmt: skip
         self.table.setMinimumHeight(140)
         self.add(self.table)
         definition = QLabel(DLE_DEFINITION)
@@ -159,11 +161,15 @@ class EvaluateWidget(DockWidget):
         self.evaluation, self.maps = step.value
         evaluation = self.evaluation
         keys = list(evaluation.summary)
+        shown = shown_metrics(list(evaluation.summary.values()))
+        self.table.setColumnCount(2 + len(shown))
+        self.table.setHorizontalHeaderLabels(["estimator", "protocol",
+                                              *(TABLE_METRICS[m] for m in shown)])  # fmt: skip
         self.table.setRowCount(len(keys))
         for i, (estimator, protocol) in enumerate(keys):
             cells = [estimator, protocol] + [
                 format_aggregate(evaluation.summary[(estimator, protocol)].get(metric))
-                for metric in TABLE_METRICS
+                for metric in shown
             ]
             for j, text in enumerate(cells):
                 self.table.setItem(i, j, QTableWidgetItem(text))

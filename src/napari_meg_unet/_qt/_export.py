@@ -7,11 +7,12 @@ import numpy as np
 
 def evaluation_rows(evaluation) -> list[dict]:
     """Flat rows (estimator, protocol, metric, mean, CI, counts) for tables and CSV."""
-    from ..evaluation import TABLE_METRICS
+    from ..evaluation import shown_metrics
 
     rows = []
+    shown = shown_metrics(list(evaluation.summary.values()))
     for (estimator, protocol), summary in evaluation.summary.items():
-        for metric in TABLE_METRICS:
+        for metric in shown:
             agg = summary.get(metric) or {}
             rows.append(
                 dict(

@@ -339,7 +339,8 @@ class NetworkDipoleFit(NetworkPeer):
             max_shift_mm=float(p["max_shift_mm"]), max_nfev=int(p["max_nfev"]),
             orientations=p["orientations"], **count,
         )  # fmt: skip
-        return EventEstimate(positions=fit.positions, amplitudes=fit.amplitudes)
+        return EventEstimate(positions=fit.positions, amplitudes=fit.amplitudes,
+                             moments=fit.moments)
 
 
 class NetworkDipoleFitMNE(NetworkDipoleFit):

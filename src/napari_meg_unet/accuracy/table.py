@@ -108,7 +108,9 @@ def _condition_section(name, cond) -> list:
         "per-event bootstrap 95% CIs; `window` = mean |estimate| (networks: mean "
         "probability) over the whole epoch, `samples` = every active sample scored; "
         "peers (dipoles) give one estimate per event; `n` = events scored (peers: the "
-        "first n test events), `s/event` = wall time per event.",
+        "first n test events), `s/event` = wall time per event; `TC error` (when shown) = "
+        "the dipoles' moment time courses against the true ones (A·m, the orientations the "
+        "sensors see; 0 perfect, 1 = no dipole), n/a for maps and patches.",
     ]
 
 

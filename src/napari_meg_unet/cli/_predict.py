@@ -193,12 +193,18 @@ def _is_sensor_net(path: str) -> bool:
 
 
 def _sensor_run(args) -> dict:
-    """The sensor network's dipoles of every condition: OUT/<condition>.dip and meta.json."""
+    """The sensor network's dipoles and time courses of every condition, and meta.json.
+
+    ``OUT/<condition>.dip`` (the dipoles of every window) and
+    ``OUT/<condition>-sources`` (their moment time courses: along the cortex's
+    normals as ``.stc``, the moment vectors as ``-stc.h5`` with ``--format h5``).
+    """
     import numpy as np
 
     from .._io import atomic_dir, write_json
     from ..headmodel import load_headmodel
     from ..models.sensor_dipole import load_sensor_dipole_net, predict_dipoles, window_starts
+    from ..models.sensor_timecourses import predict_source_estimate
 
     if not args.headmodel:
         raise ValueError("A sensor network needs --headmodel (the recording's head model, "
@@ -219,9 +225,16 @@ def _sensor_run(args) -> dict:
                                  f"network at {net.trained_on['sfreq']:g} Hz.")  # fmt: skip
             dip = predict_dipoles(net, data, hm, sfreq=seg.sfreq, tmin=seg.tmin, nave=seg.nave)
             dip.save(tmp / f"{name}.dip", overwrite=True, verbose=False)
+            # .stc holds one value per source: the moments along the cortex's normals
+            stc = predict_source_estimate(
+                net, data, hm, sfreq=seg.sfreq, tmin=seg.tmin, nave=seg.nave,
+                pick_ori="normal" if args.stc_format == "stc" else None,
+            )  # fmt: skip
+            courses = _recording.write_stc(stc, tmp, f"{name}-sources", args.stc_format)
             best = int(np.argmax(dip.gof))
             conditions.append({
                 "name": seg.name, "nave": seg.nave, "file": f"{name}.dip",
+                "time_courses": courses, "n_sources_with_time_courses": len(stc.data),
                 "n_windows": len(window_starts(data.shape[1], net.trained_on["n_times"])),
                 "n_dipoles": len(dip),
                 "best_window": {"time_s": float(dip.times[best]), "gof": float(dip.gof[best]),
@@ -239,7 +252,8 @@ def _sensor_run(args) -> dict:
     for cond in conditions:
         b = cond["best_window"]
         lines.append(f"  {cond['name']}: {cond['n_windows']} windows, {cond['n_dipoles']} "
-                     f"dipoles -> {cond['file']}; best fit "
+                     f"dipoles -> {cond['file']}, time courses (A·m) -> "
+                     f"{', '.join(cond['time_courses'])}; best fit "
                      f"at {b['time_s']:.3f} s, GOF {b['gof']:.0f}%, {b['amplitude_nAm']:.1f} nAm")
     lines.append(f"written to: {args.out}")
     return dict(meta, table="\n".join(lines))

@@ -38,7 +38,7 @@ def _maps_of(estimates, protocol, windows):
 
 def score_events(
     estimates, *, positions, true_positions, adjacency=None, protocol="window", windows=None,
-    seed=0,
+    seed=0, true_moments=None, visible=None,
 ) -> dict:  # fmt: skip
     """Per-map scores of one estimate per event.
 
@@ -59,9 +59,16 @@ def score_events(
         ``"window"``: one map per event, the mean ``|estimate|`` over the
         epoch; ``"samples"``: every sample of ``windows[k]`` is a map (no AUC).
     windows : list of (int, int) | None
-        The active window of each event (``"samples"`` only).
+        The active window of each event (``"samples"``; for point estimates,
+        the samples their time-course error compares).
     seed : int
         Seed of the AUC negative draws (see :func:`score_maps`).
+    true_moments : list of array, shape (k_i, 3, n_times) | None
+        The true sources' moments (A·m) of each event: point estimates with
+        moments get a time-course error (``tc_error``, :mod:`.timecourses`).
+    visible : list of array, shape (k_i, 3, 3) | None
+        Projectors onto the orientations seen at each true source of each
+        event (the time-course error's, :mod:`.timecourses`).
 
     Returns
     -------
@@ -78,7 +85,9 @@ def score_events(
     if isinstance(estimates, PointEstimates):
         if protocol != "window":
             raise ValueError('point estimates (dipoles) are scored with protocol="window" only.')
-        scores = score_points(estimates, true_positions_per_map=list(true_positions))
+        scores = score_points(estimates, true_positions_per_map=list(true_positions),
+                              true_moments_per_map=true_moments, windows=windows,
+                              visible=visible)  # fmt: skip
         scores["index"] = np.arange(n_events)
         return scores
     if protocol == "samples" and (windows is None or len(windows) != n_events):

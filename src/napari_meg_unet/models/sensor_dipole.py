@@ -189,6 +189,10 @@ class NearestSourceMoments:
             gof.append(100.0 * (1.0 - np.sum((pattern - gain @ q) ** 2) / np.sum(pattern**2)))
         return np.array(moments), np.array(gof)
 
+    def nearest(self, positions) -> np.ndarray:
+        """The head model's sources (rows) nearest to ``positions`` ``(m, 3)``."""
+        return np.atleast_1d(self._tree.query(np.asarray(positions).reshape(-1, 3))[1])
+
     def joint(self, positions, whitened) -> tuple[np.ndarray, np.ndarray]:
         """Moments of dipoles at ``positions`` ``(m, 3)`` fitted together to one event.
 
@@ -197,18 +201,13 @@ class NearestSourceMoments:
         positions. Returns the moments ``(m, 3, n_times)`` (A·m, head
         coordinates) and the fit's goodness ``(n_times,)`` (%).
         """
-        _, nearest = self._tree.query(np.asarray(positions).reshape(-1, 3))
+        nearest = self.nearest(positions)
         gain = np.concatenate([self._gain[:, 3 * i:3 * i + 3] for i in nearest], axis=1)
         q, *_ = np.linalg.lstsq(gain, whitened, rcond=None)
         residual = np.sum((whitened - gain @ q) ** 2, axis=0)
         gof = 100.0 * (1.0 - residual / np.maximum(np.sum(whitened**2, axis=0), 1e-300))
         moments = np.einsum("jkt,jkc->jct", q.reshape(len(nearest), 3, -1), self._axes[nearest])
         return moments, gof
-
-    def mean_strengths(self, positions, whitened) -> np.ndarray:
-        """Mean ``|moment|`` over time (A·m) of the dipoles of :meth:`joint`, ``(m,)``."""
-        moments, _ = self.joint(positions, whitened)
-        return np.linalg.norm(moments, axis=1).mean(axis=1)
 
 
 def whitened_svd(whitener, data):
@@ -293,16 +292,7 @@ def predict_dipoles(net: SensorDipoleNet, data, hm, *, sfreq, tmin=0.0, nave=1, 
     """
     import mne
 
-    if net.trained_on is None:
-        raise ValueError("The sensor network is untrained (it records no training window).")
-    n = net.trained_on["n_times"]
-    data = np.asarray(data, float)
-    if data.ndim != 2 or data.shape[0] != len(net.ch_names):
-        raise ValueError(f"data must be ({len(net.ch_names)} channels, n_times), got "
-                         f"{data.shape}.")  # fmt: skip
-    if data.shape[1] < n:
-        raise ValueError(f"The recording has {data.shape[1]} samples, fewer than the network's "
-                         f"window of {n}.")  # fmt: skip
+    data, n = recording_data(net, data)
     info = mne.create_info(net.ch_names, sfreq, "misc")
     starts = window_starts(data.shape[1], n, step)
     moments = NearestSourceMoments(hm, net.ch_names, net.whitener.numpy().astype(float))
@@ -315,6 +305,21 @@ def predict_dipoles(net: SensorDipoleNet, data, hm, *, sfreq, tmin=0.0, nave=1, 
         ori=np.concatenate([d.ori for d in dips]), gof=np.concatenate([d.gof for d in dips]),
         name="sensor network",
     )  # fmt: skip
+
+
+def recording_data(net: SensorDipoleNet, data) -> tuple[np.ndarray, int]:
+    """``data`` ``(n_channels, n_times)`` checked for the trained ``net``, and its window length."""
+    if net.trained_on is None:
+        raise ValueError("The sensor network is untrained (it records no training window).")
+    n = net.trained_on["n_times"]
+    data = np.asarray(data, float)
+    if data.ndim != 2 or data.shape[0] != len(net.ch_names):
+        raise ValueError(f"data must be ({len(net.ch_names)} channels, n_times), got "
+                         f"{data.shape}.")  # fmt: skip
+    if data.shape[1] < n:
+        raise ValueError(f"The recording has {data.shape[1]} samples, fewer than the network's "
+                         f"window of {n}.")  # fmt: skip
+    return data, n
 
 
 def window_starts(n_samples: int, n_times: int, step=None) -> range:

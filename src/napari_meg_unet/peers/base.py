@@ -37,7 +37,7 @@ class EventEstimate:
     """One event's estimate: time courses or one map on the head model's sources, or dipoles.
 
     Exactly one of ``time_courses``, ``map`` and ``positions`` (with
-    ``amplitudes``) is set.
+    ``amplitudes``, and ``moments`` when the estimator gives them) is set.
 
     Attributes
     ----------
@@ -51,12 +51,16 @@ class EventEstimate:
         Dipole positions, metres, head coordinates.
     amplitudes : array, shape (m,) | None
         A non-negative strength per dipole (mean absolute moment, A·m).
+    moments : array, shape (m, 3, n_times) | None
+        The dipoles' moment time courses (A·m, head coordinates), scored by the
+        time-course error (:mod:`napari_meg_unet.metrics.timecourses`).
     """
 
     time_courses: np.ndarray | None = None
     positions: np.ndarray | None = None
     amplitudes: np.ndarray | None = None
     map: np.ndarray | None = None
+    moments: np.ndarray | None = None
 
     def window_map(self, rows) -> np.ndarray:
         """The event's map on ``rows``: ``map``, or the mean ``|time course|`` over the epoch."""
@@ -67,8 +71,10 @@ class EventEstimate:
         return np.abs(np.asarray(self.time_courses)[rows]).mean(axis=-1)
 
     @classmethod
-    def empty_points(cls) -> EventEstimate:
-        return cls(positions=np.empty((0, 3)), amplitudes=np.empty(0))
+    def empty_points(cls, n_times=0) -> EventEstimate:
+        """No dipole (its moments: none, of ``n_times`` samples)."""
+        return cls(positions=np.empty((0, 3)), amplitudes=np.empty(0),
+                   moments=np.empty((0, 3, n_times)))  # fmt: skip
 
 
 @dataclass
@@ -200,16 +206,19 @@ def stc_time_courses(hm, stc) -> np.ndarray:
     return out
 
 
-def dipole_points(dipoles) -> EventEstimate:
-    """Dipoles (a list of :class:`mne.Dipole`, one position each) as points.
+def dipole_points(dipoles, n_times) -> EventEstimate:
+    """Dipoles (a list of :class:`mne.Dipole`, one position each, ``n_times`` times) as points.
 
-    A dipole's amplitude is its mean absolute moment over its times (A·m).
+    A dipole's amplitude is its mean absolute moment over its times (A·m); its
+    moments, its amplitude times its orientation at each time.
     """
     if not dipoles:
-        return EventEstimate.empty_points()
+        return EventEstimate.empty_points(n_times)
     positions = np.array([np.asarray(d.pos)[0] for d in dipoles])
     amplitudes = np.array([np.mean(np.abs(d.amplitude)) for d in dipoles])
-    return EventEstimate(positions=positions, amplitudes=amplitudes)
+    moments = np.stack([np.asarray(d.ori, float).T * np.asarray(d.amplitude, float)
+                        for d in dipoles])  # fmt: skip
+    return EventEstimate(positions=positions, amplitudes=amplitudes, moments=moments)
 
 
 def whitener(state: PeerState) -> np.ndarray:

@@ -20,7 +20,9 @@ an EEG template); ``bem`` — the head model's BEM (``hm.bem``). Nothing is
 searched: :func:`mne.fit_dipole` has no regularisation or source count (its
 defaults are kept: 5 mm minimum distance to the inner skull, normal accuracy).
 The fits are single-dipole estimators, run on single-dipole and extended
-(patch) events. They use MNE's ``accurate`` coil definitions, those of
+(patch) events. The dipole's moment time course is then fitted with its
+position fixed (:func:`.field.dipole_moments`, the same conductor), as a
+researcher reads it off a fit. They use MNE's ``accurate`` coil definitions, those of
 :func:`mne.make_forward_solution` that made the head model's gain (and the
 test data): with :func:`mne.fit_dipole`'s default ``normal`` the fits alone
 would carry a sensor-model error the other estimators do not.
@@ -32,6 +34,7 @@ import mne
 import numpy as np
 
 from .base import EventEstimate, Peer, evoked, whitener
+from .field import DipoleField, dipole_moments
 
 #: How one event becomes the data of one fit.
 FIT_MODES = ("peak", "window")
@@ -90,7 +93,7 @@ class DipoleFit(Peer):
 
     def _prepare(self, hm, info, params, training):
         bem, trans = fit_conductor(hm, self.conductor)
-        return {"bem": bem, "trans": trans}
+        return {"bem": bem, "trans": trans, "field": DipoleField(info, bem, trans)}
 
     def estimate(self, state, data, *, n_sources=None):
         sample, scale = _fit_data(state, np.asarray(data, np.float64), self.mode)
@@ -100,8 +103,9 @@ class DipoleFit(Peer):
             accuracy="accurate", verbose=False,
         )  # fmt: skip
         if not np.isfinite(dip.pos).all():
-            return EventEstimate.empty_points()
+            return EventEstimate.empty_points(np.shape(data)[1])
+        positions = np.asarray(dip.pos, float)[:1]
         return EventEstimate(
-            positions=np.asarray(dip.pos, float)[:1],
-            amplitudes=np.abs(np.asarray(dip.amplitude, float)[:1]) * scale,
+            positions=positions, amplitudes=np.abs(np.asarray(dip.amplitude, float)[:1]) * scale,
+            moments=dipole_moments(state.parts["field"], whitener(state), data, positions),
         )

@@ -110,8 +110,9 @@ class SensorNet(Peer):
         estimates = []
         for pos, prob, d in zip(positions, probabilities, data, strict=True):
             kept = kept_slots(pos, prob, state.params["threshold"])
-            strengths = state.parts["moments"].mean_strengths(kept, w @ d)
-            estimates.append(EventEstimate(positions=kept.astype(float), amplitudes=strengths))
+            moments, _ = state.parts["moments"].joint(kept, w @ d)
+            estimates.append(EventEstimate(positions=kept.astype(float), moments=moments,
+                                           amplitudes=np.linalg.norm(moments, axis=1).mean(1)))
         return estimates
 
     def _single(self, state, data):
@@ -120,10 +121,13 @@ class SensorNet(Peer):
         positions, _ = state.parts["net"].predict(data)
         u, s, vt = whitened_svd(whitener(state), data)
         moments, _ = state.parts["moments"](positions, s[:, :1] * u[:, :, 0])
+        # the epoch's dominant pattern's moment along its time course (rank one)
+        courses = moments[:, :, np.newaxis] * vt[:, 0][:, np.newaxis, :]
         # mean |moment| over the epoch, as the window dipole fit reports it
         strengths = np.linalg.norm(moments, axis=1) * np.abs(vt[:, 0]).mean(axis=1)
-        return [EventEstimate(positions=pos[np.newaxis].astype(float), amplitudes=np.array([a]))
-                for pos, a in zip(positions, strengths, strict=True)]  # fmt: skip
+        return [EventEstimate(positions=pos[np.newaxis].astype(float), amplitudes=np.array([a]),
+                              moments=course[np.newaxis])
+                for pos, a, course in zip(positions, strengths, courses, strict=True)]  # fmt: skip
 
 
 class SensorNetFit(SensorNet):
@@ -159,7 +163,8 @@ class SensorNetFit(SensorNet):
                 max_shift_mm=float(p["max_shift_mm"]), max_nfev=int(p["max_nfev"]),
                 orientations=p["orientations"], bic_weight=float(p["bic_weight"]),
             )  # fmt: skip
-            estimates.append(EventEstimate(positions=fit.positions, amplitudes=fit.amplitudes))
+            estimates.append(EventEstimate(positions=fit.positions, amplitudes=fit.amplitudes,
+                                           moments=fit.moments))
         return estimates
 
 

@@ -17,6 +17,7 @@ source-space positions), scored as points.
 from __future__ import annotations
 
 import mne
+import numpy as np
 
 from .base import Peer, dipole_points, evoked
 
@@ -47,4 +48,4 @@ class RapMusic(Peer):
             evoked(state, data), state.hm.fwd_fixed, state.hm.noise_cov, n_dipoles=k,
             verbose=False,
         )  # fmt: skip
-        return dipole_points(dipoles)
+        return dipole_points(dipoles, np.shape(data)[1])

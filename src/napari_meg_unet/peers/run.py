@@ -26,8 +26,8 @@ class PeerRun:
     events : ndarray of int
         The simulation events estimated (in order).
     estimates : PointEstimates | ndarray, shape (n_events, n_rows)
-        Dipoles, or the window map (mean ``|estimate|`` over the epoch) on the
-        simulation's rows.
+        Dipoles (with their moments when the peer gives them), or the window
+        map (mean ``|estimate|`` over the epoch) on the simulation's rows.
     seconds : ndarray, shape (n_events,)
         Wall time of each event's estimate (one BLAS thread).
     n_empty : int
@@ -80,7 +80,7 @@ def iter_run_peer(peer, state, sim, events, *, stage=None, batch=16):
     rows = np.asarray(sim.rows)
     counts = event_n_sources(sim, events) if peer.needs_n_sources else None
     stage = stage or f"peer {peer.name}"
-    positions, amplitudes, maps = [], [], []
+    positions, amplitudes, moments, maps = [], [], [], []
     seconds = np.empty(len(events))
     yield Progress(stage, 0, len(events), peer.label)
     with blas_threads(1):
@@ -102,11 +102,15 @@ def iter_run_peer(peer, state, sim, events, *, stage=None, batch=16):
                 if peer.output == "points":
                     positions.append(est.positions)
                     amplitudes.append(est.amplitudes)
+                    moments.append(est.moments)
                 else:
                     maps.append(est.window_map(rows))
             yield Progress(stage, sel.stop, len(events), peer.label)
     if peer.output == "points":
-        estimates = PointEstimates(positions, amplitudes)
+        # moments only when the estimator gives them for every event
+        if any(m is None for m in moments):
+            moments = None
+        estimates = PointEstimates(positions, amplitudes, moments)
         n_empty = sum(len(p) == 0 for p in estimates.positions)
     else:
         estimates = np.stack(maps)

@@ -93,11 +93,12 @@ def test_cli_peer_and_condition_options(bench_accuracy_options, capsys):
     seen = bench_accuracy_options
     rc = main(["bench", "accuracy", "--preset", "benchmark-model-error", "--networks", "none",
                "--peers", "lcmv,rap-music", "--conditions", "single-snr1-coreg,extended-snr1",
-               "--peer-events", "7", "--sensor-net-blocks", "9", "--no-progress"])  # fmt: skip
+               "--peer-events", "7", "--sensor-net-blocks", "9", "--sensor-net-file", "n.pt",
+               "--no-progress"])  # fmt: skip
     assert rc == 1 and "stop here" in capsys.readouterr().err
     p = seen["preset"]
     assert p.networks == () and p.peers == ("lcmv", "rap-music") and p.peer_events == 7
-    assert p.sensor_blocks == 9
+    assert p.sensor_blocks == 9 and p.sensor_net_file == "n.pt"
     assert p.peer_events_slow == get_preset("benchmark-model-error").peer_events_slow
     assert [c.name for c in p.conditions] == ["single-snr1-coreg", "extended-snr1"]
     rc = main(["bench", "accuracy", "--preset", "small", "--conditions", "nope", "--no-progress"])

@@ -60,6 +60,21 @@ def test_epoch_pattern_is_the_sign_free_whitened_dominant_pattern():
     assert x[0, 5].item() == pytest.approx(np.log(s1), rel=1e-5)
 
 
+def test_epoch_pattern_from_the_gram_matrix_is_the_svds():
+    rng = np.random.default_rng(1)
+    w = torch.tensor(rng.standard_normal((40, 50)), dtype=torch.float32)
+    data = torch.tensor(rng.standard_normal((30, 50, 32)), dtype=torch.float32)
+    got = epoch_pattern(w, data, 3)
+    u, s, _ = torch.linalg.svd(torch.einsum("rc,nct->nrt", w.double(), data.double()),
+                               full_matrices=False)  # fmt: skip
+    u = u[:, :, :3] * torch.sign(u[:, :, :3].gather(1, u[:, :, :3].abs().argmax(1, keepdim=True)))
+    expected = torch.cat([u.transpose(1, 2).reshape(30, -1), s[:, :3].log()], dim=1)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="at least 3 samples"):
+        epoch_pattern(w, data[:, :, :2], 3)
+
+
 def test_network_checks_its_inputs(template_hm):
     with pytest.raises(ValueError, match=r"whitener must be \(rank, 3\)"):
         SensorDipoleNet(np.ones((2, 4)), np.zeros(3), ["a", "b", "c"])

@@ -90,6 +90,27 @@ def test_assignment_matches_slots_to_sources_optimally():
         assignment(slots[:, :2], torch.zeros(1, 3, 3))
 
 
+def test_the_permuted_assignment_pairs_as_linear_sum_assignment():
+    from napari_meg_unet.models.sensor_sources import _host_assignment
+
+    rng = np.random.default_rng(3)
+    slots = torch.tensor(rng.standard_normal((300, 5, 3)))
+    truth = torch.tensor(rng.standard_normal((300, 5, 3)))
+    counts = rng.integers(1, 6, 300)
+    for i, c in enumerate(counts):
+        truth[i, c:] = float("nan")  # events of 1-5 sources, NaN-padded
+    fast = assignment(slots, truth)
+    host = _host_assignment(slots, truth, None)
+    assert len(fast[0]) == counts.sum()
+    def pairs(index_tensors):
+        return sorted(zip(*(t.tolist() for t in index_tensors), strict=True))
+
+    assert pairs(fast) == pairs(host)
+    slots[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="not finite"):
+        assignment(slots, truth)
+
+
 def test_set_loss_and_validation_distance(template_hm):
     net = make_sensor_dipole_net(template_hm, template_hm.info, hidden=(8,), n_sources=3)
     assert isinstance(net, SensorSourcesNet) and net.n_sources == 3
@@ -249,6 +270,40 @@ def test_the_sensor_budget_reaches_every_candidate(template_hm, events):
     assert ev.meta["peers"]["sensor-net"]["params"]["n_blocks"] == 2
     (key,) = _TRAINED
     assert key[3] == 2  # the network was trained for 2 blocks
+
+
+def test_a_given_network_file_replaces_the_training(template_hm, events, tmp_path):
+    from napari_meg_unet import evaluation
+    from napari_meg_unet.models.sensor_dipole import save_sensor_dipole_net
+
+    window = {"sfreq": float(events.sfreq), "n_times": int(events.data.shape[2]), "nave": 1}
+    several = make_sensor_dipole_net(template_hm, template_hm.info, hidden=(8,), n_sources=3)
+    several.trained_on = window
+    save_sensor_dipole_net(several, tmp_path / "multi.pt")
+    assert peers.fixed_params(None, tmp_path / "multi.pt") == {
+        "network_file": str(tmp_path / "multi.pt")}  # fmt: skip
+    test = simulate(template_hm, n_events=3, seed=33, **MULTI)
+    ev = evaluation.evaluate_peers(template_hm, test, validation=events, training=events,
+                                   peers=("sensor-net",), peer_events=2, n_boot=20,
+                                   sensor_net_file=str(tmp_path / "multi.pt"))  # fmt: skip
+    assert not _TRAINED  # nothing trained
+    assert ev.meta["peers"]["sensor-net"]["params"]["network_file"] == str(tmp_path / "multi.pt")
+    (row,) = [r for k, r in ev.summary.items() if k[0].startswith("sensor network")]
+    assert row["n_events"] == 2
+    # a file that does not fit the events is refused, naming what differs
+    one = make_sensor_dipole_net(template_hm, template_hm.info, hidden=(8,))
+    one.trained_on = window
+    save_sensor_dipole_net(one, tmp_path / "one.pt")
+    other_rate = make_sensor_dipole_net(template_hm, template_hm.info, hidden=(8,), n_sources=3)
+    other_rate.trained_on = {**window, "sfreq": 500.0}
+    save_sensor_dipole_net(other_rate, tmp_path / "rate.pt")
+    (tmp_path / "text.pt").write_text("not a network")
+    peer = peers.get_peer("sensor-net")
+    for name, match in (("one.pt", "places 1 source"), ("rate.pt", "sfreq 500.0"),
+                        ("text.pt", "not a sensor network")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            peer.prepare(template_hm, events.info, training=events,
+                         params={**peer.defaults, "network_file": str(tmp_path / name)})
 
 
 def test_targets_leave_ratios_to_a_perfect_peer_undefined():

@@ -462,3 +462,8 @@ class PeerConfig(ConfigBase):
         None, kind="int", minimum=1, flag="--sensor-net-blocks", help="blocks of new events "
         "the sensor-net peers train on (None: their recipe's, SensorNetConfig.n_blocks)",
     )  # fmt: skip
+    sensor_net_file: str | None = option(
+        None, kind="str", help="a trained sensor network (.pt of train --sensor-network or "
+        "benchmarks/sensor_net_device.py) the sensor-net peers use instead of training one; "
+        "it must fit the conditions (channels, window, one or several sources)",
+    )  # fmt: skip

@@ -464,7 +464,7 @@ def _iter_peer(peer, hm, sim, *, validation, training, config, n_boot, seed, res
     search = yield from iter_search(
         peer, hm, validation, training=training if peer.trainable else None,
         max_events=config.search_events_slow if peer.slow else config.search_events,
-        fixed=fixed_params(config.sensor_blocks),
+        fixed=fixed_params(config.sensor_blocks, config.sensor_net_file),
     )  # fmt: skip
     disjoint = check_disjoint_from(search, [sim.fingerprint])
     state = search.state or peer.prepare(hm, sim.info, params=search.params, training=training)

@@ -101,7 +101,7 @@ def iter_peer_setups(hm, p, *, kind, seed, verbose, skipped, networks=None, devi
         n_search = p.search_events_slow if peer.slow else p.search_events
         search = yield from iter_search(
             peer, hm, val, max_events=n_search, training=training if peer.trainable else None,
-            stage=f"search {name} ({kind})", fixed=fixed_params(p.sensor_blocks),
+            stage=f"search {name} ({kind})", fixed=fixed_params(p.sensor_blocks, p.sensor_net_file),
         )  # fmt: skip
         state = search.state
         if state is None:  # nothing was searched: prepare the defaults

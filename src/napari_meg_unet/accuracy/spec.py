@@ -123,6 +123,7 @@ class AccuracyPreset:
     search_events: int = option_spec(PeerConfig, "search_events")["default"]
     search_events_slow: int = option_spec(PeerConfig, "search_events_slow")["default"]
     sensor_blocks: int | None = option_spec(PeerConfig, "sensor_blocks")["default"]
+    sensor_net_file: str | None = option_spec(PeerConfig, "sensor_net_file")["default"]
 
     @property
     def kinds(self) -> tuple:

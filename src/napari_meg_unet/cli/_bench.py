@@ -137,7 +137,8 @@ def _peer_overrides(args) -> dict:
 
     out = {key: getattr(args, key) for key in ("peers", "hybrids", "peer_events",
                                                "peer_events_slow", "search_events",
-                                               "search_events_slow", "sensor_blocks")
+                                               "search_events_slow", "sensor_blocks",
+                                               "sensor_net_file")
            if getattr(args, key) is not None}  # fmt: skip
     if args.conditions:
         known = {c.name: c for c in PRESETS[args.preset].conditions}

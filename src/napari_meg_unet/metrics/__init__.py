@@ -27,7 +27,8 @@ distance).
 Layout: :mod:`.peaks` (peak finding, DLE), :mod:`.dispersion` (SD, OA),
 :mod:`.auc`, :mod:`.emd`, :mod:`.timing` (time courses to maps),
 :mod:`.scoring` (stacks of maps, events), :mod:`.points` (point estimates:
-dipoles at continuous positions, :class:`PointEstimates`), :mod:`.events`
+dipoles at continuous positions, :class:`PointEstimates`), :mod:`.timecourses`
+(the time-course error of dipoles' moments), :mod:`.events`
 (one estimate per event of any kind, with a protocol), :mod:`.aggregate`
 (per-event means, bootstrap CIs) and :mod:`.density` (the DLE density drawn by
 the report and the Evaluate widget).
@@ -52,6 +53,7 @@ from .events import score_events
 from .peaks import peak_localisation_error
 from .points import UNDEFINED_FOR_POINTS, PointEstimates, score_points
 from .scoring import score_event, score_maps
+from .timecourses import time_course_error
 from .timing import sample_maps, window_map
 
 __all__ = [
@@ -81,5 +83,6 @@ __all__ = [
     "score_maps",
     "score_points",
     "spatial_dispersion",
+    "time_course_error",
     "window_map",
 ]

@@ -94,6 +94,36 @@ class SensorSourcesNet(SensorDipoleNet):
         return positions[:, 0], np.exp(features[:, -1].numpy())
 
 
+#: The most slots :func:`assignment` assigns by trying every permutation (6! = 720).
+MAX_PERMUTED_SLOTS = 6
+_PERMUTATIONS: dict = {}
+
+
+def _permuted_assignment(positions, true_positions):
+    """:func:`assignment` (no logits) as the best of the ``m!`` slot permutations."""
+    import itertools
+
+    n, m, _ = positions.shape
+    k = true_positions.shape[1]
+    if not bool(torch.isfinite(positions).all()):
+        raise ValueError("The network's slot positions are not finite (training diverged).")
+    device = positions.device
+    key = (m, k, str(device))
+    if key not in _PERMUTATIONS:
+        perms = torch.tensor(list(itertools.permutations(range(m))), device=device)
+        _PERMUTATIONS[key] = perms[:, :k]  # the slots of sources 0..k-1 in each permutation
+    perms = _PERMUTATIONS[key]
+    truth = true_positions.detach().double()
+    present = ~torch.isnan(truth[..., 0])  # (n, k)
+    cost = torch.linalg.vector_norm(truth[:, :, None] - positions.detach().double()[:, None],
+                                    dim=-1)  # (n, k, m)  # fmt: skip
+    cost = torch.where(present[..., None], cost, 0.0)
+    sources = torch.arange(k, device=device)
+    slot = perms[cost[:, sources[None, :], perms].sum(dim=-1).argmin(dim=1)]  # (n, k)
+    event = torch.arange(n, device=device)[:, None].expand(n, k)
+    return event[present], sources[None, :].expand(n, k)[present], slot[present]
+
+
 def kept_slots(positions, probabilities, threshold=0.5) -> np.ndarray:
     """One event's sources: its slots (most probable first) of probability >= ``threshold``.
 
@@ -109,7 +139,21 @@ def assignment(positions, true_positions, *, logits=None):
     with ``logits`` ``(n, m)`` only each event's ``k_i`` most probable slots
     take part (``k_i`` its number of sources). Returns the index tensors
     ``(event, source, slot)`` of the assigned pairs.
+
+    Without ``logits`` and with at most :data:`MAX_PERMUTED_SLOTS` slots, the
+    assignment is the best of the slots' permutations, on the positions'
+    device for all events at once (:func:`linear_sum_assignment` per event on
+    the host otherwise: the same pairs, tested); a training step then waits
+    for no host loop.
     """
+    m, k = positions.shape[1], true_positions.shape[1]
+    if logits is None and k <= m <= MAX_PERMUTED_SLOTS:
+        return _permuted_assignment(positions, true_positions)
+    return _host_assignment(positions, true_positions, logits)
+
+
+def _host_assignment(positions, true_positions, logits):
+    """:func:`assignment` by :func:`linear_sum_assignment`, one event at a time."""
     pos = positions.detach().cpu().numpy()
     truth = true_positions.detach().cpu().numpy()
     ranks = None if logits is None else np.argsort(-logits.detach().cpu().numpy(), axis=1)

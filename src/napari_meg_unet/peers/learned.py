@@ -70,12 +70,15 @@ class SensorNet(Peer):
     learned = True
     # the training simulation only supplies the settings and seed of the stream: one event
     defaults = {"n_blocks": None, "block": None, "seed": 0, "max_train_events": 1,
-                "checkpoint": None, "threshold": 0.5}  # fmt: skip
+                "checkpoint": None, "network_file": None, "threshold": 0.5}  # fmt: skip
     doc = __doc__
 
     def _prepare(self, hm, info, params, training):
         from ..models.sensor_dipole import load_sensor_dipole_net
 
+        if params.get("network_file") is not None:
+            net = _given_network(params["network_file"], info, training)
+            return self._parts(hm, info, net, history=None)
         checkpoint = params.get("checkpoint")
         if checkpoint is not None and Path(checkpoint).exists():
             net = load_sensor_dipole_net(checkpoint)
@@ -176,12 +179,45 @@ class SensorNetFitMNE(SensorNetFit):
     defaults = {**SensorNetFit.defaults, "orientations": "mne"}
 
 
-def fixed_params(sensor_blocks=None) -> dict:
+def fixed_params(sensor_blocks=None, sensor_net_file=None) -> dict:
     """The peers' fixed values of :class:`~napari_meg_unet.configs.PeerConfig`'s options.
 
-    ``sensor_blocks``: the sensor networks' budget (``n_blocks``; None: the recipe's).
+    ``sensor_blocks``: the sensor networks' budget (``n_blocks``; None: the recipe's);
+    ``sensor_net_file``: a trained network they use instead (``network_file``).
     """
-    return {} if sensor_blocks is None else {"n_blocks": int(sensor_blocks)}
+    fixed = {} if sensor_blocks is None else {"n_blocks": int(sensor_blocks)}
+    if sensor_net_file is not None:
+        fixed["network_file"] = str(sensor_net_file)
+    return fixed
+
+
+def _given_network(path, info, training):
+    """The trained network in ``path``, checked against the data's channels and ``training``'s
+    events (its window, ``nave`` and whether they hold one source or several)."""
+    from ..models.sensor_dipole import is_sensor_dipole_file, load_sensor_dipole_net
+
+    if not is_sensor_dipole_file(path):
+        raise ValueError(f"sensor_net_file {path}: not a sensor network's file "
+                         "(save_sensor_dipole_net).")  # fmt: skip
+    net = load_sensor_dipole_net(path)
+    if net.ch_names != list(info.ch_names):
+        raise ValueError(f"sensor_net_file {path} was trained on other channels than the data's.")
+    if training is not None:
+        params = training.meta["params"]
+        want = {"sfreq": float(training.sfreq), "n_times": int(training.data.shape[2]),
+                "nave": int(params.get("nave", 1))}  # fmt: skip
+        got = net.trained_on or {}
+        differ = {k: (got.get(k), v) for k, v in want.items()
+                  if got.get(k) is None or not np.isclose(got[k], v)}  # fmt: skip
+        if differ:
+            listed = ", ".join(f"{k} {a} (the data: {b})" for k, (a, b) in differ.items())
+            raise ValueError(f"sensor_net_file {path} was trained on other events: {listed}.")
+        several = params.get("design") == "multi"
+        if several != (net.n_sources > 1):
+            raise ValueError(f"sensor_net_file {path} places {net.n_sources} source(s) per event "
+                             f"but the events are design {params.get('design')!r}: use a "
+                             f"{'several' if several else 'one'}-source network.")  # fmt: skip
+    return net.eval()
 
 
 def _trained(hm, info, params, training):

@@ -16,14 +16,12 @@ DESIGNS = {
 }
 
 
-def _simulate(hm, args, design, snr, seed, n_events=None):
+def _simulate(hm, args, design, snr, seed):
     from ..simulate import simulate
 
     sim_kwargs = dict(DESIGNS[design])
     if design == "multi":
-        sim_kwargs["n_events"] = args.n_events if n_events is None else n_events
-    elif n_events is not None:  # a sweep holding at least n_events
-        sim_kwargs["n_repeats"] = -(-n_events // len(hm.rows(args.hemi)))
+        sim_kwargs["n_events"] = args.n_events
     return simulate(hm, hemi=args.hemi, off_grid=not args.on_grid, timecourse=args.timecourse,
                     snr=snr, seed=seed, verbose=False, **sim_kwargs)  # fmt: skip
 
@@ -39,17 +37,16 @@ def _true_headmodel(hm, args):
     return make_perturbed_headmodel(hm, **MODEL_ERRORS[args.model_error], seed=seed)
 
 
-def _peer_evaluation(hm, sim, args, design, snr, peers):
-    """The peers on ``sim``: searched on a validation simulation (the trainable ones trained)."""
-    from ..accuracy import derive_seed
-    from ..evaluation import iter_evaluate_peers
-    from ..peers import get_peer
+def _peer_evaluation(hm, sim, args, peers):
+    """The peers on ``sim``: searched on a validation simulation (the trainable ones trained).
 
-    val = _simulate(hm, args, design, snr, derive_seed(args.seed, "val", design, f"{snr:g}"))
-    training = None
-    if any(get_peer(name).trainable for name in peers.peers or ()):
-        training = _simulate(hm, args, design, snr,
-                             derive_seed(args.seed, "train", design, f"{snr:g}"), n_events=1000)
+    The validation and training simulations repeat ``sim``'s settings on the nominal head
+    model with seeds of their own (:func:`~napari_meg_unet.evaluation.peer_simulations`,
+    as the Evaluate widget's).
+    """
+    from ..evaluation import iter_evaluate_peers, peer_simulations
+
+    val, training = peer_simulations(hm, sim, peers.peers or (), seed=args.seed)
     return drive(iter_evaluate_peers(hm, sim, validation=val, training=training,
                                      n_boot=args.n_boot, seed=args.seed, config=peers,
                                      verbose=False), args)  # fmt: skip
@@ -86,7 +83,7 @@ def _run(args):
                 args,
             )
             if peers.peers:
-                ev.merge(_peer_evaluation(hm, sim, args, design, snr, peers))
+                ev.merge(_peer_evaluation(hm, sim, args, peers))
             error = f", model error {args.model_error}" if args.model_error else ""
             title = f"{design}-dipole, whitened SNR {snr:g}, {len(sim)} events{error}"
             tables.append(f"### {title}\n\n{ev.table()}")

@@ -228,6 +228,13 @@ def _check_estimates(estimates, n_events, n_rows):
     return estimates
 
 
+def add_source_time_course_errors(scores, run, sim, hm) -> None:
+    """Put the time-course error of a sparse solver's active sources (``run.sources``) into
+    the ``scores`` of its maps (window protocol: one map per event, in ``run.events``'s order)."""
+    if run.sources is not None:
+        scores["tc_error"] = score_estimates(run.sources, sim, hm, events=run.events)["tc_error"]
+
+
 def score_estimates(
     estimates,
     sim,
@@ -472,6 +479,7 @@ def _iter_peer(peer, hm, sim, *, validation, training, config, n_boot, seed, res
     run = yield from iter_run_peer(peer, state, sim, np.arange(n))
     scores = score_estimates(run.estimates, sim, hm, protocol="window", events=run.events,
                              seed=seed)  # fmt: skip
+    add_source_time_course_errors(scores, run, sim, hm)
     extra = {"n_events": int(n), "n_empty": run.n_empty,
              "seconds_per_event": float(np.mean(run.seconds)), "params": run.params}
     summary, per_vertex = summarise(scores, n_rows=len(sim.rows), n_boot=n_boot, seed=seed)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..evaluation import add_source_time_course_errors
 from ..progress import Progress
 from .data import _score, _simulate_kind
 from .spec import derive_seed
@@ -128,6 +129,7 @@ def iter_score_peers(scores, sim, hm, setups, *, p, n_boot, seed, stage):
         run = yield from iter_run_peer(peer, setup.state, sim, np.arange(n),
                                        stage=f"{stage}: {peer.label}")  # fmt: skip
         s = _score(run.estimates, sim, hm, protocol="window", events=run.events, seed=seed)
+        add_source_time_course_errors(s, run, sim, hm)
         scores.add(peer.label, "window", s, label=f"{peer.label} (window)", n_rows=len(rows),
                    n_boot=n_boot, seed=seed, extra=peer_row_extra(peer, run))  # fmt: skip
     return checks

@@ -118,6 +118,10 @@ class Peer:
     learned : bool
         The estimator is one of this project's networks (counted with the
         networks, as the network alone, by the protocol's targets), not a peer.
+    sparse_sources : bool
+        A map estimator whose time courses are a few sources' moments along
+        their normals (A·m, a sparse solver): its runs also keep them as dipoles
+        (:attr:`.run.PeerRun.sources`) for the time-course error.
     """
 
     name = ""
@@ -131,6 +135,7 @@ class Peer:
     needs_n_sources = False
     trainable = False
     learned = False
+    sparse_sources = False
     #: Documentation of the peer: method, MNE function and the search.
     doc = ""
 

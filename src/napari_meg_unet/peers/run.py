@@ -32,6 +32,10 @@ class PeerRun:
         Wall time of each event's estimate (one BLAS thread).
     n_empty : int
         Events without any estimate (no dipole, or an all-zero map).
+    sources : PointEstimates | None
+        A sparse solver's active sources as dipoles (their positions and, as
+        moments, their time courses along the sources' normals, A·m), for the
+        time-course error (:attr:`~.base.Peer.sparse_sources`); None otherwise.
     """
 
     peer: str
@@ -40,6 +44,7 @@ class PeerRun:
     estimates: object
     seconds: np.ndarray
     n_empty: int
+    sources: PointEstimates | None = None
 
 
 def event_n_sources(sim, events) -> np.ndarray:
@@ -80,7 +85,7 @@ def iter_run_peer(peer, state, sim, events, *, stage=None, batch=16):
     rows = np.asarray(sim.rows)
     counts = event_n_sources(sim, events) if peer.needs_n_sources else None
     stage = stage or f"peer {peer.name}"
-    positions, amplitudes, moments, maps = [], [], [], []
+    positions, amplitudes, moments, maps, active = [], [], [], [], []
     seconds = np.empty(len(events))
     yield Progress(stage, 0, len(events), peer.label)
     with blas_threads(1):
@@ -105,6 +110,8 @@ def iter_run_peer(peer, state, sim, events, *, stage=None, batch=16):
                     moments.append(est.moments)
                 else:
                     maps.append(est.window_map(rows))
+                    if peer.sparse_sources:
+                        active.append(_active_sources(state.hm, est.time_courses))
             yield Progress(stage, sel.stop, len(events), peer.label)
     if peer.output == "points":
         # moments only when the estimator gives them for every event
@@ -115,7 +122,19 @@ def iter_run_peer(peer, state, sim, events, *, stage=None, batch=16):
     else:
         estimates = np.stack(maps)
         n_empty = int((~(estimates != 0).any(axis=1)).sum())
-    return PeerRun(peer.name, dict(state.params), events, estimates, seconds, int(n_empty))
+    sources = None
+    if active:  # (positions, amplitudes, moments) of each event
+        sources = PointEstimates(*(list(part) for part in zip(*active, strict=True)))
+    return PeerRun(peer.name, dict(state.params), events, estimates, seconds, int(n_empty),
+                   sources)  # fmt: skip
+
+
+def _active_sources(hm, time_courses) -> tuple:
+    """``(positions, amplitudes, moments)`` of the sources a sparse solution uses."""
+    courses = np.asarray(time_courses, float)
+    active = np.flatnonzero(np.any(courses != 0, axis=1))
+    moments = hm.normals[active][:, :, np.newaxis] * courses[active][:, np.newaxis, :]
+    return hm.positions[active], np.abs(courses[active]).mean(axis=1), moments
 
 
 def _count(counts, sel, k):

@@ -3,7 +3,9 @@
 Both solve for a few active sources of the head model (fixed orientation,
 ``loose=0``, depth weighting 0.8 as the linear inverses) over the whole epoch;
 their (sparse) time courses are scored as maps on the image rows, so DLE, SD,
-OA and AUC are defined as for the linear inverses.
+OA and AUC are defined as for the linear inverses; their active sources, as
+dipoles with those time courses (A·m along the normals), get the time-course
+error of the dipole estimators.
 
 ``gamma-map``
     :func:`mne.inverse_sparse.gamma_map` (sparse Bayesian learning, Wipf &
@@ -32,6 +34,7 @@ class GammaMap(Peer):
     name = "gamma-map"
     label = "gamma-MAP"
     family = "sparse"
+    sparse_sources = True
     slow = True
     grid = {"alpha": (0.2, 1.0, 4.0)}
     defaults = {"alpha": 1.0, "maxit": 1000, "tol": 1e-5}
@@ -50,6 +53,7 @@ class MixedNorm(Peer):
     """MxNE (one iteration) or irMxNE (``n_mxne_iter`` reweightings)."""
 
     family = "sparse"
+    sparse_sources = True
 
     def __init__(self, n_mxne_iter: int):
         self.n_mxne_iter = n_mxne_iter

@@ -36,6 +36,13 @@ def test_evaluate_widget_scores_peers(make_napari_viewer, qtbot, settle, templat
     assert widget.last_error is None and errors == []
     rows = [widget.table.item(i, 0).text() for i in range(widget.table.rowCount())]
     assert {"RAP-MUSIC (n given)", "LCMV", "dSPM"} <= set(rows)
+    # RAP-MUSIC's dipoles carry moments: the table shows their time-course error, n/a for maps
+    titles = [widget.table.horizontalHeaderItem(j).text()
+              for j in range(widget.table.columnCount())]  # fmt: skip
+    tc = titles.index("TC error")
+    cells = {rows[i]: widget.table.item(i, tc).text() for i in range(len(rows))}
+    assert cells["LCMV"] == "n/a" and cells["dSPM"] == "n/a"
+    assert cells["RAP-MUSIC (n given)"][0].isdigit()
     ev = widget.evaluation
     assert ev.summary[("RAP-MUSIC (n given)", "window")]["n_events"] == 3
     assert ev.summary[("dSPM", "window")]["dle_mm"]["n_events"] == 4

@@ -97,3 +97,26 @@ def bench_accuracy_options(monkeypatch) -> dict:
 
     monkeypatch.setattr(driver, "iter_run_accuracy", fake)
     return seen
+
+
+@pytest.fixture(scope="session")
+def seen_moment():
+    """What a noiseless source's reported moment is: the orientations the sensors see.
+
+    ``seen_moment(whitener, hm, row, moment)``: the moment ``(3,)`` or ``(3, n_times)``
+    (A·m, head coordinates) of a source at ``hm``'s ``row`` as the fits report it — its
+    component on the orientations MNE's rule keeps in the whitened free gain.
+    """
+    import numpy as np
+
+    from napari_meg_unet.models.sensor_dipole import NearestSourceMoments
+    from napari_meg_unet.peers.field import _kept
+
+    def seen(whitener, hm, row, moment):
+        fit = NearestSourceMoments(hm, hm.ch_names, np.asarray(whitener, float))
+        _, s, vt = np.linalg.svd(fit._gain[:, 3 * row:3 * row + 3], full_matrices=False)
+        kept = vt[_kept(s)]
+        axes = fit._axes[row]  # rows: the source's axes in head coordinates
+        return axes.T @ (kept.T @ (kept @ (axes @ np.asarray(moment, float))))
+
+    return seen

@@ -42,35 +42,42 @@ def test_windows_are_stitched_at_their_centres():
     np.testing.assert_array_equal(owners[64:], -1)  # after the last window: none
 
 
-def test_several_sources_get_their_moment_time_courses(template_hm):
+def test_several_sources_get_their_moment_time_courses(template_hm, seen_moment):
     hm = template_hm
     rows, courses, data = _two_sources(hm)
     net = _answering(make_sensor_dipole_net(hm, hm.info, hidden=(8,), n_sources=3),
                      np.vstack([hm.positions[rows], [[0.0, 0.0, 0.07]]]), [5.0, 5.0, -5.0])
     stc = predict_source_estimate(net, data, hm, sfreq=SFREQ, tmin=-0.1, pick_ori="normal")
+    # the moments as the fits report them: the orientations the sensors see
+    w = net.whitener.numpy()
+    seen = np.stack([seen_moment(w, hm, r, np.outer(hm.normals[r], c))
+                     for r, c in zip(rows, courses, strict=True)])  # fmt: skip
     assert isinstance(stc, mne.SourceEstimate) and stc.subject == hm.subject
     assert stc.tmin == pytest.approx(-0.1) and stc.tstep == pytest.approx(1 / SFREQ)
     np.testing.assert_array_equal(stc.vertices[0], [hm.vertno[0][30]])
     np.testing.assert_array_equal(stc.vertices[1], [hm.vertno[1][7]])
     covered = slice(0, 96)  # windows start every 16 samples up to 64: the last 4 are not covered
-    np.testing.assert_allclose(stc.data[:, covered], courses[:, covered], rtol=1e-6,
+    along = np.einsum("rk,rkt->rt", hm.normals[rows], seen)
+    np.testing.assert_allclose(stc.data[:, covered], along[:, covered], rtol=1e-6,
                                atol=1e-6 * np.abs(courses).max())  # fmt: skip
+    assert np.all(np.abs(along) <= np.abs(courses) * (1 + 1e-9))  # at most the true moment
     np.testing.assert_array_equal(stc.data[:, 96:], 0)
     vector = predict_source_estimate(net, data, hm, sfreq=SFREQ)
     assert isinstance(vector, mne.VectorSourceEstimate)
-    expected = hm.normals[rows][:, :, np.newaxis] * courses[:, np.newaxis, covered]
-    np.testing.assert_allclose(vector.data[..., covered], expected, rtol=1e-6,
+    np.testing.assert_allclose(vector.data[..., covered], seen[..., covered], rtol=1e-6,
                                atol=1e-6 * np.abs(courses).max())  # fmt: skip
 
 
-def test_one_source_and_checked_inputs(template_hm):
+def test_one_source_and_checked_inputs(template_hm, seen_moment):
     hm = template_hm
     rows, courses, data = _two_sources(hm)
     net = _answering(make_sensor_dipole_net(hm, hm.info, hidden=(8,)), hm.positions[rows[1]])
     single = hm.gain[:, rows[1:]] @ courses[1:]
     stc = predict_source_estimate(net, single, hm, sfreq=SFREQ, pick_ori="normal")
     assert [len(v) for v in stc.vertices] == [0, 1]
-    np.testing.assert_allclose(stc.data[0, :96], courses[1, :96], rtol=1e-6, atol=1e-15)
+    seen = seen_moment(net.whitener.numpy(), hm, rows[1], np.outer(hm.normals[rows[1]], courses[1]))
+    np.testing.assert_allclose(stc.data[0, :96], (hm.normals[rows[1]] @ seen)[:96], rtol=1e-6,
+                               atol=1e-15)  # fmt: skip
     with pytest.raises(ValueError, match="sampled at 500 Hz"):
         predict_source_estimate(net, data, hm, sfreq=500.0)
     with pytest.raises(ValueError, match="pick_ori"):

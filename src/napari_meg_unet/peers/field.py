@@ -71,6 +71,11 @@ from .._validation import check_choice, check_int, check_number
 THIRD_ORIENTATION_RATIO = 0.2
 #: Orientations a fitted dipole may take: all three, or MNE's rule (the weak third left out).
 ORIENTATIONS = ("free", "mne")
+#: The reported moments leave out the directions of the dipoles' joint whitened field
+#: weaker than this fraction of the strongest (nearly collinear dipoles, whose exact
+#: least-squares moments are large and opposite: noise, see :func:`reported_moments`);
+#: chosen on a validation simulation (``benchmarks/moment_rcond.py``).
+MOMENT_RCOND = 0.1
 
 
 class DipoleField:
@@ -258,12 +263,25 @@ def _fit(field, whitener, y, vt, initial, *, max_shift_mm, max_nfev, orientation
     residual = y - b @ c
     energy = float(np.sum(y**2))
     gof = 1.0 - float(np.sum(residual**2)) / energy if energy > 0 else 0.0
-    return DipoleFit(result.x.reshape(-1, 3) / 1e3, _moments(parts, c) @ vt, gof,
+    return DipoleFit(result.x.reshape(-1, 3) / 1e3, reported_moments(parts, y) @ vt, gof,
                      int(result.nfev), residual)  # fmt: skip
 
 
-def _moments(parts, c) -> np.ndarray:
-    """The moments ``(m, 3, k)`` of the coefficients ``c`` on the dipoles' bases ``parts``."""
+def reported_moments(parts, y) -> np.ndarray:
+    """The moments ``(m, 3, k)`` (A·m) of dipoles with bases ``parts`` fitted to ``y`` (n, k).
+
+    ``parts`` are the dipoles' :func:`_dipole_basis` (orthonormal whitened
+    field columns, map to moments). The coefficients are the least squares on
+    the joint basis with its directions weaker than :data:`MOMENT_RCOND` of
+    the strongest left out: two dipoles a few millimetres apart have nearly
+    the same field, and their exact moments are large, opposite and mostly
+    noise (mean time-course errors of 0.7–3.9 — up to four times the truth's
+    norm — on 2–5 dipoles at SNR 1 without it, 0.39–0.87 with it,
+    ``benchmarks/moment_rcond.py``). The fit itself (positions, residual)
+    uses the full projection.
+    """
+    b = np.concatenate([u for u, _ in parts], axis=1)
+    c = np.linalg.pinv(b, rcond=MOMENT_RCOND) @ y
     moments, start = [], 0
     for u, to_moment in parts:
         moments.append(to_moment @ c[start : start + u.shape[1]])
@@ -276,19 +294,19 @@ def dipole_moments(field, whitener, data, positions) -> np.ndarray:
 
     The least-squares fit of the dipoles together to every sample of the
     whitened ``data`` (n_channels, n_times): what a researcher reads off
-    dipoles once they are placed. All three orientations take part in the fit
-    (fitting only two would push the weak third's field into them: 7% of the
-    moment of noiseless off-grid pairs); the moments *reported* leave
-    the weak third out (MNE's rule, :data:`THIRD_ORIENTATION_RATIO`), which the
-    sensors barely see and noise would dominate.
+    dipoles once they are placed (:func:`reported_moments`). All three
+    orientations take part in the fit (fitting only two would push the weak
+    third's field into them: 7% of the moment of noiseless off-grid pairs);
+    the moments *reported* leave the weak third out (MNE's rule,
+    :data:`THIRD_ORIENTATION_RATIO`), which the sensors barely see and noise
+    would dominate.
     """
     positions = np.asarray(positions, np.float64).reshape(-1, 3)
     data = np.asarray(data, np.float64)
     if not len(positions):
         return np.empty((0, 3, data.shape[1]))
     problem = _Problem(field, whitener, whitener @ data, "free")
-    parts, _, c = problem.coefficients(positions * 1e3)
-    return _moments(parts, c)
+    return reported_moments(problem.basis(positions * 1e3), problem.y)
 
 
 def refine_dipoles(

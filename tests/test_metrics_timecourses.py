@@ -157,3 +157,23 @@ def test_point_peers_give_moments_scored_by_the_time_course_error(template_hm, n
     # at SNR 10 every estimate is better than estimating nothing (1), some nearly exact
     assert np.isfinite(scores["tc_error"]).all() and (scores["tc_error"] < 1).all()
     assert scores["tc_error"].min() < 0.1
+
+
+def test_nearly_collinear_dipoles_do_not_report_large_opposite_moments(template_hm, monkeypatch):
+    from napari_meg_unet.peers import field as field_module
+
+    hm = template_hm
+    row = int(hm.rows("rh")[100])
+    course = 20e-9 * np.sin(np.linspace(0, 3 * np.pi, 32))
+    rng = np.random.default_rng(0)
+    sim_w = peers.base.whitener(peers.get_peer("rap-music").prepare(hm, hm.info, params={}))
+    noise = np.linalg.pinv(sim_w) @ rng.standard_normal((sim_w.shape[0], 32))
+    data = np.outer(hm.gain[:, row], course) + noise
+    pair = hm.positions[[row, row]] + np.array([[0, 0, 0], [0.001, 0, 0]])  # 1 mm apart
+    field = DipoleField(hm.info, *own_conductor(hm))
+    reported = dipole_moments(field, sim_w, data, pair)
+    # the pair shares the one source's moment; neither dipole takes a large moment of its own
+    assert np.linalg.norm(reported, axis=(1, 2)).max() < 2 * np.linalg.norm(course)
+    monkeypatch.setattr(field_module, "MOMENT_RCOND", 1e-12)  # the exact least squares
+    exact = dipole_moments(field, sim_w, data, pair)
+    assert np.linalg.norm(exact, axis=(1, 2)).max() > 3 * np.linalg.norm(course)

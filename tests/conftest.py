@@ -110,12 +110,12 @@ def seen_moment():
     import numpy as np
 
     from napari_meg_unet.models.sensor_dipole import NearestSourceMoments
-    from napari_meg_unet.peers.field import _kept
+    from napari_meg_unet.peers.field import kept_orientations
 
     def seen(whitener, hm, row, moment):
         fit = NearestSourceMoments(hm, hm.ch_names, np.asarray(whitener, float))
         _, s, vt = np.linalg.svd(fit._gain[:, 3 * row:3 * row + 3], full_matrices=False)
-        kept = vt[_kept(s)]
+        kept = vt[kept_orientations(s)]
         axes = fit._axes[row]  # rows: the source's axes in head coordinates
         return axes.T @ (kept.T @ (kept @ (axes @ np.asarray(moment, float))))
 

@@ -23,7 +23,7 @@ from napari_meg_unet.peers import (
     validation_dle,
 )
 from napari_meg_unet.peers.dipole import fit_conductor
-from napari_meg_unet.peers.field import THIRD_ORIENTATION_RATIO, CandidateScan, _dipole_basis
+from napari_meg_unet.peers.field import THIRD_ORIENTATION_RATIO, CandidateScan, dipole_basis
 from napari_meg_unet.progress import plain
 from napari_meg_unet.simulate import simulate
 
@@ -168,8 +168,8 @@ def test_mne_orientations_leave_out_the_weak_third(template_hm, field, whitener)
     gw = whitener @ field.gain(template_hm.positions[[700]])
     s = np.linalg.svd(gw, compute_uv=False)
     assert s[2] / s[0] < THIRD_ORIENTATION_RATIO  # a cortical dipole: the radial one is weak
-    u_free, m_free = _dipole_basis(gw, "free")
-    u_mne, m_mne = _dipole_basis(gw, "mne")
+    u_free, m_free = dipole_basis(gw, "free")
+    u_mne, m_mne = dipole_basis(gw, "mne")
     assert u_free.shape[1] == 3 and u_mne.shape[1] == 2 and m_mne.shape == (3, 2)
     np.testing.assert_allclose(u_mne, u_free[:, :2])
     # both still find a noiseless off-grid dipole with the exact forward

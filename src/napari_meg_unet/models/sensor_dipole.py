@@ -212,7 +212,7 @@ class NearestSourceMoments:
         weak, nearly radial orientation left out, as :func:`mne.fit_dipole`
         does) and the fit's goodness ``(n_times,)`` (%).
         """
-        from ..peers.field import _dipole_basis, reported_moments
+        from ..peers.field import dipole_basis, reported_moments
 
         nearest = self.nearest(positions)
         gain = np.concatenate([self._gain[:, 3 * i:3 * i + 3] for i in nearest], axis=1)
@@ -223,7 +223,7 @@ class NearestSourceMoments:
         # weak third orientation left out, and the collinear directions of nearby sources
         # (a moment fitted to the noise there is 2-3 times the truth's norm,
         # benchmarks/moment_rcond.py)
-        parts = [_dipole_basis(self._gain[:, 3 * i:3 * i + 3]) for i in nearest]
+        parts = [dipole_basis(self._gain[:, 3 * i:3 * i + 3]) for i in nearest]
         q = reported_moments(parts, np.asarray(whitened, float))
         moments = np.einsum("jkt,jkc->jct", q, self._axes[nearest])
         return moments, gof

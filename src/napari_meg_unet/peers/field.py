@@ -159,7 +159,7 @@ class DipoleFit:
         return np.linalg.norm(self.moments, axis=1).mean(axis=-1)
 
 
-def _dipole_basis(gw, orientations="free"):
+def dipole_basis(gw, orientations="free"):
     """Orthonormal columns of one dipole's whitened gain (n, 3) and their map to moments.
 
     The moment of coefficients ``c`` is ``to_moment @ c``: ``V / s`` on the
@@ -167,14 +167,14 @@ def _dipole_basis(gw, orientations="free"):
     ``orientations="free"``: three columns; ``"mne"``: only the kept ones.
     """
     u, s, vt = np.linalg.svd(gw, full_matrices=False)
-    keep = _kept(s)
+    keep = kept_orientations(s)
     to_moment = np.where(keep, vt.T / np.where(keep, s, 1.0), 0.0)
     if orientations == "mne":
         return u[:, keep], to_moment[:, keep]
     return u, to_moment
 
 
-def _kept(s) -> np.ndarray:
+def kept_orientations(s) -> np.ndarray:
     """Which of a dipole's orientations (singular values ``s``, descending) MNE's rule keeps."""
     keep = s > 0
     if s[0] > 0 and s[2] / s[0] <= THIRD_ORIENTATION_RATIO:
@@ -193,7 +193,7 @@ def visible_projectors(field, whitener, positions) -> np.ndarray:
     out = np.empty((len(positions), 3, 3))
     for i in range(len(positions)):
         _, s, vt = np.linalg.svd(gw[:, i], full_matrices=False)
-        kept = vt[_kept(s)]
+        kept = vt[kept_orientations(s)]
         out[i] = kept.T @ kept
     return out
 
@@ -212,7 +212,7 @@ class _Problem:
             if key not in self._cache:
                 if len(self._cache) > 256:
                     self._cache.clear()
-                self._cache[key] = _dipole_basis(self.w @ self.field.gain(r[None] / 1e3),
+                self._cache[key] = dipole_basis(self.w @ self.field.gain(r[None] / 1e3),
                                                  self.orientations)
             parts.append(self._cache[key])
         return parts
@@ -270,7 +270,7 @@ def _fit(field, whitener, y, vt, initial, *, max_shift_mm, max_nfev, orientation
 def reported_moments(parts, y) -> np.ndarray:
     """The moments ``(m, 3, k)`` (A·m) of dipoles with bases ``parts`` fitted to ``y`` (n, k).
 
-    ``parts`` are the dipoles' :func:`_dipole_basis` (orthonormal whitened
+    ``parts`` are the dipoles' :func:`dipole_basis` (orthonormal whitened
     field columns, map to moments). The coefficients are the least squares on
     the joint basis with its directions weaker than :data:`MOMENT_RCOND` of
     the strongest left out: two dipoles a few millimetres apart have nearly
@@ -439,7 +439,7 @@ class CandidateScan:
         self.positions = positions
         self.min_distance = check_number(min_distance_mm, "min_distance_mm", minimum=0) / 1e3
         gw = (whitener @ field.gain(positions)).reshape(whitener.shape[0], -1, 3)
-        self.bases = np.stack([_dipole_basis(gw[:, i])[0] for i in range(len(positions))])
+        self.bases = np.stack([dipole_basis(gw[:, i])[0] for i in range(len(positions))])
 
     def best_start(self, residual, fitted) -> np.ndarray | None:
         """The candidate position (3,) explaining most of a fit's whitened ``residual`` (n, k),

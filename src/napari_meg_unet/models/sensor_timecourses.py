@@ -30,11 +30,9 @@ def _window_sources(net, window, scale, moments, threshold):
     """The rows ``(m,)`` and moments ``(m, 3, n)`` (A·m) of one window's sources."""
     from .sensor_sources import kept_slots
 
-    if net.n_sources == 1:
-        positions, _ = net.predict(window[np.newaxis] * scale)
-    else:
-        slots, probabilities = net.predict_slots(window[np.newaxis] * scale)
-        positions = kept_slots(slots[0], probabilities[0], threshold)
+    # a one-source network answers one slot of probability 1
+    slots, probabilities = net.predict_slots(window[np.newaxis] * scale)
+    positions = kept_slots(slots[0], probabilities[0], threshold)
     w = net.whitener.numpy().astype(float)
     courses, _ = moments.joint(positions, w @ window)
     return moments.nearest(positions), courses

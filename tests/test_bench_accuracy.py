@@ -73,14 +73,14 @@ def test_presets_with_peers_and_model_error():
     names = {c.name for c in p.conditions}
     assert {"extended-snr1", "single-snr1-coreg", "multi-snr0.5-conductor",
             "extended-snr3-pial"} <= names  # fmt: skip
-    assert {c.model_error for c in p.conditions} == {None, "coreg", "conductor", "pial"}
-    assert len(names) == 3 + 3 * 3 * 3
+    assert {c.model_error for c in p.conditions} == {None, "coreg", "conductor", "skull", "pial"}
+    assert len(names) == 3 + 4 * 3 * 3
     assert "also with model error" in p.describe() and "20 mm patches" in p.describe()
     assert get_preset("small", networks=()).networks == ()  # linear inverses and peers only
     with pytest.raises(ValueError, match="peers must be one of"):
         get_preset("small", peers=("music",))
     with pytest.raises(ValueError, match="model_error must be one of"):
-        get_preset("small", conditions=(accuracy.Condition("x", "single", 1.0, "skull"),))
+        get_preset("small", conditions=(accuracy.Condition("x", "single", 1.0, "skin"),))
     with pytest.raises(ValueError, match="distinct names"):
         get_preset("small", conditions=(accuracy.Condition("x", "single", 1.0),) * 2)
     # the extended kind simulates patches on the grid
@@ -365,7 +365,7 @@ def peer_run(template_hm):
 
     conditions = (Condition("single-snr3", "single", 3.0),
                   Condition("single-snr3-pial", "single", 3.0, model_error="pial"),
-                  Condition("extended-snr3-conductor", "extended", 3.0, model_error="conductor"))
+                  Condition("extended-snr3-skull", "extended", 3.0, model_error="skull"))
     return accuracy.bench_accuracy(
         "small", seed=1, n_boot=100, networks=(), n_val=8, n_test=6, off_grid=False,
         conditions=conditions,
@@ -395,11 +395,12 @@ def test_peers_and_model_error_in_the_protocol(peer_run, template_hm, tmp_path):
     fit = rows["dipole fit (sphere, peak GFP)"]
     assert fit["n_events"] == 3 and fit["auc"] is None and fit["seconds_per_event"] > 0
     assert rows["MxNE"]["auc"] is not None and rows["dSPM"]["n_events"] == 6
-    conductor = s["conditions"]["extended-snr3-conductor"]
-    assert conductor["model_error"]["kind"] == "conductor"
-    assert "RAP-MUSIC (n fixed)" in {r["estimator"] for r in conductor["results"]}
+    skull = s["conditions"]["extended-snr3-skull"]
+    assert skull["model_error"]["kind"] == "skull" and skull["model_error"]["draws"] >= 1
+    assert "RAP-MUSIC (n fixed)" in {r["estimator"] for r in skull["results"]}
     md = peer_run.table()
     assert "model error: sources simulated on the pial surface" in md
+    assert "model error: simulated with the BEM reshaped by 3 mm RMS (at most" in md
     assert "### Peers: hyper-parameters chosen on the validation sets" in md
     assert "| dipole fit (sphere, peak GFP) | window | 3 |" in md
     files = peer_run.save(tmp_path / "report")

@@ -222,6 +222,16 @@ def test_evaluate_cli_with_peers_and_model_error(tmp_path, capsys, template_hm):
     assert "expected 'all', 'none' or peers" in capsys.readouterr().err
 
 
+def test_evaluate_cli_offers_every_model_error():
+    from napari_meg_unet.accuracy import MODEL_ERRORS
+    from napari_meg_unet.cli import build_parser
+
+    parser = build_parser()
+    evaluate = parser._subparsers._group_actions[0].choices["evaluate"]
+    (action,) = [a for a in evaluate._actions if a.dest == "model_error"]
+    assert tuple(action.choices) == tuple(MODEL_ERRORS)
+
+
 def test_peer_simulations_repeat_the_test_settings_on_other_events(template_hm, peer_sims):
     test, _ = peer_sims
     val, training = evaluation.peer_simulations(template_hm, test, ("rap-music",), seed=3)

@@ -12,7 +12,16 @@ from napari_meg_unet.headmodel import (
     make_perturbed_headmodel,
     perturbation_record,
 )
-from napari_meg_unet.headmodel.perturb import _fit_sphere, random_rigid_transform
+from napari_meg_unet.headmodel.perturb import (
+    SKULL_MARGIN_MM,
+    _fit_sphere,
+    _all_inside,
+    _real_harmonics,
+    _skull_shape,
+    _solid_angles,
+    _source_surface_mri,
+    random_rigid_transform,
+)
 from napari_meg_unet.simulate import simulate
 
 
@@ -79,13 +88,113 @@ def test_conductor_kind_is_a_sphere_with_the_same_sources(template_hm, sphere_hm
     assert true.provenance["perturbation"]["nominal_conductor"] == hm.conductor
 
 
-def test_perturbing_twice_and_bad_arguments(template_hm, sphere_hm):
+@pytest.fixture(scope="module")
+def skull_hm(template_hm):
+    return make_perturbed_headmodel(template_hm, kind="skull", seed=3)
+
+
+def _unit_vectors(n, seed=0):
+    v = np.random.default_rng(seed).standard_normal((n, 3))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_real_harmonics_are_orthonormal_and_without_shift_or_scale():
+    u = _unit_vectors(200_000)
+    y = _real_harmonics(u, (2, 3, 4))
+    assert y.shape == (len(u), 5 + 7 + 9)
+    gram = 4 * np.pi * (y.T @ y) / len(u)  # Monte Carlo integral over the sphere
+    assert_allclose(gram, np.eye(21), atol=0.03)
+    # degree >= 2: orthogonal to the constant (scaling) and to x, y, z (a shift)
+    low = np.column_stack([np.ones(len(u)), u])
+    assert np.abs(4 * np.pi * (low.T @ y) / len(u)).max() < 0.03
+
+
+def test_solid_angles_tell_inside_from_outside(template_hm):
+    surf = template_hm.bem["surfs"][0]
+    centre, radius = _fit_sphere(surf["rr"])
+    inside = centre + 0.5 * radius * _unit_vectors(20, 1)
+    outside = centre + 1.5 * radius * _unit_vectors(20, 2)
+    angles = _solid_angles(surf["rr"], surf["tris"], np.vstack([inside, outside]))
+    assert_allclose(angles[:20], 4 * np.pi, rtol=1e-9)
+    assert_allclose(angles[20:], 0, atol=1e-9)
+
+
+def test_skull_kind_reshapes_the_bem_and_keeps_the_sources_inside(template_hm, skull_hm):
+    hm, true = template_hm, skull_hm
+    assert not true.bem["is_sphere"] and true.ch_names == hm.ch_names
+    assert_allclose(true.positions, hm.positions)
+    nominal, reshaped = hm.bem["surfs"][0]["rr"], true.bem["surfs"][0]["rr"]
+    moved = np.linalg.norm(reshaped - nominal, axis=1)
+    assert np.sqrt(np.mean(moved**2)) * 1e3 == pytest.approx(3.0)
+    # moved along the rays from the inner skull's centre (no tangential slip)
+    centre, _ = _fit_sphere(nominal)
+    rays = nominal - centre
+    assert_allclose(np.linalg.norm(np.cross(reshaped - nominal, rays), axis=1), 0, atol=1e-12)
+    # no overall shift: the fitted centre stays within a fraction of a millimetre
+    assert np.linalg.norm(_fit_sphere(reshaped)[0] - centre) * 1e3 < 1.0
+    # every source-surface vertex, moved out by the margin, is inside the reshaped skull
+    sources = _source_surface_mri(hm)
+    out = sources - centre
+    guarded = sources + SKULL_MARGIN_MM * 1e-3 * out / np.linalg.norm(out, axis=1, keepdims=True)
+    assert _all_inside(true.bem["surfs"][0], guarded)
+    assert not _all_inside(true.bem["surfs"][0], guarded + (guarded - centre))  # twice as far
+    rel = np.linalg.norm(true.gain - hm.gain) / np.linalg.norm(hm.gain)
+    assert 0.05 < rel < 0.4  # about the size of the coregistration error's (0.13)
+    record = true.provenance["perturbation"]
+    # seed 3's first draws come too close to the sources: they were replaced
+    assert record["kind"] == "skull" and record["seed"] == 3 and record["draws"] > 1
+    assert record["max_displacement_mm"] == pytest.approx(moved.max() * 1e3)
+    assert true.provenance["nominal_fingerprint"] == hm.fingerprint
+
+
+def test_skull_kind_is_drawn_from_its_seed(template_hm, skull_hm, monkeypatch):
+    from napari_meg_unet.headmodel import perturb
+
+    inner = template_hm.bem["surfs"][0]
+    centre, _ = _fit_sphere(inner["rr"])
+    record = skull_hm.provenance["perturbation"]
+    coef, draws = _skull_shape(template_hm, inner, centre, 3.0, 3)
+    assert_allclose(coef * 1e3, record["harmonic_coefficients_mm"])
+    assert draws == record["draws"]
+    other, _ = _skull_shape(template_hm, inner, centre, 3.0, 4)
+    assert not np.allclose(other, coef)
+    monkeypatch.setattr(perturb, "_SKULL_DRAWS", 3)
+    with pytest.raises(ValueError, match="smaller skull_shape_mm"):
+        make_perturbed_headmodel(template_hm, kind="skull", skull_shape_mm=40.0)
+
+
+@pytest.mark.slow
+def test_off_grid_data_on_the_reshaped_skull_come_from_its_bem(template_hm, skull_hm):
+    from napari_meg_unet.peers.dipole import own_conductor
+    from napari_meg_unet.peers.field import DipoleField
+
+    sim = simulate(skull_hm, design="multi", n_events=3, n_dipoles=(1, 1), hemi="rh",
+                   off_grid=True, noise=None, seed=2)  # fmt: skip
+    assert sim.meta["headmodel"]["perturbation"]["kind"] == "skull"
+
+    def misfit(hm):  # relative residual of the best dipole at the true position
+        field = DipoleField(hm.info, *own_conductor(hm))
+        out = []
+        for i in range(len(sim)):
+            gain = field.gain(sim.sources["position"][sim.event_sources(i)])
+            data = sim.data[i]
+            fit = gain @ np.linalg.lstsq(gain, data, rcond=None)[0]
+            out.append(np.linalg.norm(data - fit) / np.linalg.norm(data))
+        return np.array(out)
+
+    assert misfit(skull_hm).max() < 1e-4
+    assert misfit(template_hm).min() > 1e-3
+
+
+def test_perturbing_twice_and_bad_arguments(template_hm, template_hm_megeeg, sphere_hm):
     with pytest.raises(ValueError, match="already a perturbed"):
         make_perturbed_headmodel(sphere_hm, kind="coreg")
     with pytest.raises(ValueError, match="kind must be one of"):
-        make_perturbed_headmodel(template_hm, kind="skull")
+        make_perturbed_headmodel(template_hm, kind="skin")
     with pytest.raises(ValueError, match="rotation_deg"):
         make_perturbed_headmodel(template_hm, kind="coreg", rotation_deg=-1)
+    with pytest.raises(ValueError, match="reshapes a BEM"):
+        make_perturbed_headmodel(template_hm_megeeg, kind="skull")
 
 
 def test_simulation_records_the_perturbation(template_hm, template_hm_megeeg, pial_hm):

@@ -20,10 +20,11 @@ INPUT_METHODS = ("MNE", "dSPM", "sLORETA")
 KINDS = ("single", "multi", "extended")
 #: Model errors of test conditions: name -> keyword arguments of
 #: :func:`~napari_meg_unet.headmodel.make_perturbed_headmodel` (the seed of a coregistration
-#: error is drawn per condition, see :func:`model_error_seed`).
+#: error and skull shape are drawn per condition, see :func:`model_error_seed`).
 MODEL_ERRORS = {
     "coreg": {"kind": "coreg", "translation_mm": 5.0, "rotation_deg": 3.0},
     "conductor": {"kind": "conductor"},
+    "skull": {"kind": "skull", "skull_shape_mm": 3.0},
     "pial": {"kind": "surface"},
 }
 

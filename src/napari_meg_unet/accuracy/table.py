@@ -91,6 +91,10 @@ def _model_error_text(error) -> str:
                 f"{error['rotation_deg']:g} deg (seed {error['seed']})")  # fmt: skip
     if error.get("kind") == "conductor":
         return f", model error: simulated with {error['true_conductor']}"
+    if error.get("kind") == "skull":
+        shape, most = error["skull_shape_mm"], error["max_displacement_mm"]
+        return (f", model error: simulated with the BEM reshaped by {shape:g} mm RMS (at most "
+                f"{most:.1f} mm, seed {error['seed']})")  # fmt: skip
     return ", model error: sources simulated on the pial surface"
 
 

@@ -150,10 +150,10 @@ def add_parser(subparsers) -> None:
     add_peers_option(peers)
     add_cli_options(peers, PeerConfig)
     parser.add_argument(
-        "--model-error", choices=("coreg", "conductor", "pial"),
+        "--model-error", choices=("coreg", "conductor", "skull", "pial"),
         help="simulate the test data on a perturbed head model (5 mm / 3 deg coregistration "
-        "error, a sphere instead of the BEM, or sources on the pial surface) and invert "
-        "with the nominal one",
+        "error, a sphere instead of the BEM, the BEM reshaped by 3 mm RMS, or sources on the "
+        "pial surface) and invert with the nominal one",
     )  # fmt: skip
     parser.add_argument(
         "--snr",

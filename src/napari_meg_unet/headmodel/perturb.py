@@ -48,7 +48,13 @@ from .forward import _describe_conductor, _headmodel_from_forward, compute_forwa
 from .model import HeadModel, check_modality
 
 #: Kinds of model error of :func:`make_perturbed_headmodel`.
-PERTURBATION_KINDS = ("coreg", "conductor", "surface")
+PERTURBATION_KINDS = ("coreg", "conductor", "skull", "surface")
+#: ``kind="skull"``: the smallest distance (mm) kept between the reshaped inner skull and
+#: every vertex of the source surface.
+SKULL_MARGIN_MM = 2.0
+#: ``kind="skull"``: degrees of the spherical harmonics of the shape change.
+SKULL_DEGREES = (2, 3, 4)
+_SKULL_DRAWS = 50
 _BUILDER = "make_perturbed_headmodel"
 
 
@@ -157,6 +163,109 @@ def _perturbed_sphere(bem, factor):
     )  # fmt: skip
 
 
+# =========================================================================== skull
+def _real_harmonics(directions: np.ndarray, degrees) -> np.ndarray:
+    """Orthonormal real spherical harmonics of ``degrees`` at unit ``directions`` (n, k)."""
+    from scipy.special import sph_harm_y
+
+    theta = np.arccos(np.clip(directions[:, 2], -1.0, 1.0))
+    phi = np.arctan2(directions[:, 1], directions[:, 0])
+    columns = []
+    for n in degrees:
+        for m in range(-n, n + 1):
+            y = sph_harm_y(n, abs(m), theta, phi)
+            columns.append(y.real if m == 0 else np.sqrt(2) * (y.imag if m < 0 else y.real))
+    return np.column_stack(columns)
+
+
+def _solid_angles(rr: np.ndarray, tris: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Total solid angle of the closed surface ``(rr, tris)`` seen from each point
+    (4 pi inside, 0 outside; Van Oosterom & Strackee 1983)."""
+    a, b, c = (rr[tris[:, k]][None] - points[:, None] for k in range(3))
+    la, lb, lc = (np.linalg.norm(v, axis=2) for v in (a, b, c))
+    triple = np.einsum("ptk,ptk->pt", a, np.cross(b, c))
+    dots = lc * np.einsum("ptk,ptk->pt", a, b) + lb * np.einsum("ptk,ptk->pt", a, c)
+    denom = la * lb * lc + dots + la * np.einsum("ptk,ptk->pt", b, c)
+    return np.abs(2 * np.arctan2(triple, denom).sum(axis=1))
+
+
+def _all_inside(surf, points, chunk=512) -> bool:
+    """Whether every point is inside the closed ``surf`` (checked in order, stopping early)."""
+    for start in range(0, len(points), chunk):
+        if np.any(_solid_angles(surf["rr"], surf["tris"], points[start:start + chunk]) < 2 * np.pi):
+            return False
+    return True
+
+
+def _reshaped_surface(surf, centre, coef):
+    """``surf`` (MRI frame) with each vertex moved along its ray from ``centre`` by the field."""
+    offset = surf["rr"] - centre
+    directions = offset / np.linalg.norm(offset, axis=1, keepdims=True)
+    rr = surf["rr"] + directions * (_real_harmonics(directions, SKULL_DEGREES) @ coef)[:, None]
+    new = {k: surf[k] for k in ("id", "sigma", "tris", "ntri", "np", "coord_frame")}
+    return mne.surface.complete_surface_info(dict(new, rr=rr), verbose=False)
+
+
+def _source_surface_mri(hm) -> np.ndarray:
+    """Every vertex of ``hm``'s source surfaces (used or not), MRI frame."""
+    rr = np.concatenate([s["rr"] for s in hm.src])
+    if hm.src[0]["coord_frame"] == mne.io.constants.FIFF.FIFFV_COORD_HEAD:
+        rr = apply_trans(hm.trans, rr)
+    return rr
+
+
+def _guarded_sources(hm, inner, centre):
+    """The source-surface vertices moved :data:`SKULL_MARGIN_MM` out along their rays, and a
+    lower bound of their distance to the nominal inner skull (vertex distance minus the
+    largest triangle's circumradius)."""
+    from scipy.spatial import cKDTree
+
+    sources = _source_surface_mri(hm)
+    outward = sources - centre
+    guarded = sources + SKULL_MARGIN_MM * 1e-3 * outward / np.linalg.norm(
+        outward, axis=1, keepdims=True
+    )
+    corners = inner["rr"][inner["tris"]]
+    edges = np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=2)
+    clearance = cKDTree(inner["rr"]).query(guarded)[0] - edges.max() / np.sqrt(3)
+    order = np.argsort(clearance)  # the nearest first: a bad draw is rejected early
+    return guarded[order], clearance[order]
+
+
+def _skull_shape(hm, inner, centre, shape_mm, seed):
+    """``(coefficients (m), draws)``: the first shape of ``seed`` that keeps the margin."""
+    offset = inner["rr"] - centre
+    basis = _real_harmonics(offset / np.linalg.norm(offset, axis=1, keepdims=True), SKULL_DEGREES)
+    guarded, clearance = _guarded_sources(hm, inner, centre)
+    rng = np.random.default_rng(seed)
+    for draw in range(1, _SKULL_DRAWS + 1):
+        coef = rng.standard_normal(basis.shape[1])
+        coef *= shape_mm * 1e-3 / np.sqrt(np.mean((basis @ coef) ** 2))
+        # a point further from the surface than its vertices move cannot end up outside
+        near = clearance <= np.abs(basis @ coef).max()
+        if _all_inside(_reshaped_surface(inner, centre, coef), guarded[near]):
+            return coef, draw
+    raise ValueError(
+        f"No skull shape change of {shape_mm:g} mm RMS in {_SKULL_DRAWS} draws keeps the "
+        f"inner skull {SKULL_MARGIN_MM:g} mm outside the source surface; use a smaller "
+        "skull_shape_mm."
+    )
+
+
+def _reshaped_bem(hm, shape_mm, seed):
+    """``(bem, record)``: ``hm``'s BEM with reshaped surfaces (see the module docstring)."""
+    brain = mne.io.constants.FIFF.FIFFV_BEM_SURF_ID_BRAIN
+    inner = next(s for s in hm.bem["surfs"] if s["id"] == brain)
+    centre, _ = _fit_sphere(inner["rr"])
+    coef, draws = _skull_shape(hm, inner, centre, shape_mm, seed)
+    surfs = [_reshaped_surface(s, centre, coef) for s in hm.bem["surfs"]]
+    moved = np.linalg.norm(surfs[[s["id"] for s in surfs].index(brain)]["rr"] - inner["rr"], axis=1)
+    record = dict(skull_shape_mm=shape_mm, seed=seed, draws=draws, degrees=list(SKULL_DEGREES),
+                  max_displacement_mm=float(1e3 * moved.max()),
+                  harmonic_coefficients_mm=(coef * 1e3).tolist())  # fmt: skip
+    return mne.make_bem_solution(surfs, verbose=False), record
+
+
 # =========================================================================== surface
 def _pial_src(hm: HeadModel) -> mne.SourceSpaces:
     """``hm``'s source space (same used vertices) on its pial surface, with pial normals."""
@@ -181,7 +290,7 @@ def _pial_src(hm: HeadModel) -> mne.SourceSpaces:
 
 
 # =========================================================================== builder
-def _perturbed_parts(hm, kind, *, translation_mm, rotation_deg, seed, skull_factor):
+def _perturbed_parts(hm, kind, *, translation_mm, rotation_deg, seed, skull_factor, shape_mm):
     """``(info, src, bem, record)`` of the true model of ``kind``."""
     info, src, bem = hm.info, hm.src, hm.bem
     record: dict = {"kind": kind}
@@ -199,6 +308,12 @@ def _perturbed_parts(hm, kind, *, translation_mm, rotation_deg, seed, skull_fact
         else:
             bem = inner_skull_sphere(hm)
         record.update(true_conductor=_describe(bem), nominal_conductor=hm.conductor)
+    elif kind == "skull":
+        if bem["is_sphere"]:
+            raise ValueError("kind='skull' reshapes a BEM; hm's conductor is a sphere model.")
+        bem, shape = _reshaped_bem(hm, shape_mm, seed)
+        record.update(shape, true_conductor=f"{hm.conductor}, surfaces reshaped",
+                      nominal_conductor=hm.conductor)  # fmt: skip
     else:
         src = _pial_src(hm)
         record.update(true_surface="pial", nominal_surface="the head model's source surface")
@@ -208,8 +323,8 @@ def _perturbed_parts(hm, kind, *, translation_mm, rotation_deg, seed, skull_fact
 @verbose
 @fill_doc
 def make_perturbed_headmodel(
-    hm, *, kind, translation_mm=5.0, rotation_deg=3.0, skull_conductivity_factor=3.0, seed=0,
-    verbose=None,
+    hm, *, kind, translation_mm=5.0, rotation_deg=3.0, skull_conductivity_factor=3.0,
+    skull_shape_mm=3.0, seed=0, verbose=None,
 ):  # fmt: skip
     """A *true* head model differing from ``hm`` by a realistic model error.
 
@@ -222,13 +337,16 @@ def make_perturbed_headmodel(
     Parameters
     ----------
     %(hm)s
-    kind : "coreg" | "conductor" | "surface"
+    kind : "coreg" | "conductor" | "skull" | "surface"
         The model error.
     translation_mm, rotation_deg : float
         ``kind="coreg"``: size of the sensor displacement (exact; random directions).
     skull_conductivity_factor : float
         ``kind="conductor"`` on a sphere-model head (EEG): factor on the skull
         conductivity of the true model.
+    skull_shape_mm : float
+        ``kind="skull"``: root-mean-square displacement of the inner-skull
+        vertices (mm).
     %(seed)s
     %(verbose)s
 
@@ -244,6 +362,7 @@ def make_perturbed_headmodel(
     rotation_deg = check_number(rotation_deg, "rotation_deg", minimum=0, maximum=180,
                                 strict=False)  # fmt: skip
     skull_factor = check_number(skull_conductivity_factor, "skull_conductivity_factor", minimum=0)
+    shape_mm = check_number(skull_shape_mm, "skull_shape_mm", minimum=0)
     seed = check_int(seed, "seed", minimum=0)
     if hm.provenance.get("perturbation") is not None:
         raise ValueError("hm is already a perturbed head model; perturb its nominal model.")
@@ -252,7 +371,7 @@ def make_perturbed_headmodel(
                          "make_template_headmodel or make_headmodel.")  # fmt: skip
     info, src, bem, record = _perturbed_parts(
         hm, kind, translation_mm=translation_mm, rotation_deg=rotation_deg, seed=seed,
-        skull_factor=skull_factor,
+        skull_factor=skull_factor, shape_mm=shape_mm,
     )  # fmt: skip
     meg, eeg = check_modality(hm.modality)
     fwd = compute_forward(info, src, bem, hm.trans, meg=meg, eeg=eeg,

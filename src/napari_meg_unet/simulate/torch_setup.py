@@ -124,7 +124,7 @@ def _check_same_space(model: HeadModel, nominal: HeadModel) -> None:
 
 
 #: Perturbations that keep every source where the nominal head model has it.
-_SAME_POSITIONS = ("coreg", "conductor")
+_SAME_POSITIONS = ("coreg", "conductor", "skull")
 
 
 def _gain_at_nominal_sources(model: HeadModel, dense) -> np.ndarray:

@@ -17,7 +17,7 @@ Presets:
 ``benchmark-model-error``
     The benchmark's extended patches (20 mm) and every kind (single, 2-5
     dipoles, extended) at every SNR with each model error of
-    :data:`~napari_meg_unet.accuracy.MODEL_ERRORS` (coregistration, conductor,
+    :data:`~napari_meg_unet.accuracy.MODEL_ERRORS` (coregistration, conductor, skull shape,
     pial sources): simulated on the perturbed head model, inverted with the
     nominal one; the mesh U-Net and every peer.
 ``small``

@@ -14,8 +14,8 @@ from napari_meg_unet.headmodel import (
 )
 from napari_meg_unet.headmodel.perturb import (
     SKULL_MARGIN_MM,
-    _fit_sphere,
     _all_inside,
+    _fit_sphere,
     _real_harmonics,
     _skull_shape,
     _solid_angles,

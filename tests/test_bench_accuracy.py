@@ -405,3 +405,14 @@ def test_peers_and_model_error_in_the_protocol(peer_run, template_hm, tmp_path):
     assert "| dipole fit (sphere, peak GFP) | window | 3 |" in md
     files = peer_run.save(tmp_path / "report")
     assert (tmp_path / "report" / "results.json").is_file() and files["plots"]
+
+
+def test_model_error_lines_say_when_a_peer_has_the_true_model():
+    from napari_meg_unet.accuracy.table import _model_error_text
+
+    note = "the sphere dipole fit's own model: no model error for that peer"
+    sphere = {"kind": "conductor", "true_conductor": "sphere model (MEG)", "note": note}
+    assert _model_error_text(sphere) == f", model error: simulated with sphere model (MEG) ({note})"
+    skull = {"kind": "skull", "skull_shape_mm": 3.0, "max_displacement_mm": 8.04, "seed": 7}
+    assert _model_error_text(skull) == (", model error: simulated with the BEM reshaped by 3 mm "
+                                        "RMS (at most 8.0 mm, seed 7)")  # fmt: skip

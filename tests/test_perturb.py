@@ -86,6 +86,11 @@ def test_conductor_kind_is_a_sphere_with_the_same_sources(template_hm, sphere_hm
     rel = np.linalg.norm(true.gain - hm.gain, axis=0) / np.linalg.norm(hm.gain, axis=0)
     assert 0.01 < np.median(rel) < 0.6  # a model error, not another head
     assert true.provenance["perturbation"]["nominal_conductor"] == hm.conductor
+    # ... and it is the sphere the sphere dipole fit inverts with: said in the record
+    from napari_meg_unet.peers.dipole import fit_conductor
+
+    assert_allclose(fit_conductor(hm, "sphere")[0]["r0"], r0)
+    assert "no model error for that peer" in true.provenance["perturbation"]["note"]
 
 
 @pytest.fixture(scope="module")

@@ -90,7 +90,8 @@ def _model_error_text(error) -> str:
         return (f", model error: sensors moved by {error['translation_mm']:g} mm and "
                 f"{error['rotation_deg']:g} deg (seed {error['seed']})")  # fmt: skip
     if error.get("kind") == "conductor":
-        return f", model error: simulated with {error['true_conductor']}"
+        note = f" ({error['note']})" if error.get("note") else ""
+        return f", model error: simulated with {error['true_conductor']}{note}"
     if error.get("kind") == "skull":
         shape, most = error["skull_shape_mm"], error["max_displacement_mm"]
         return (f", model error: simulated with the BEM reshaped by {shape:g} mm RMS (at most "

@@ -307,6 +307,7 @@ def _perturbed_parts(hm, kind, *, translation_mm, rotation_deg, seed, skull_fact
             record.update(skull_conductivity_factor=skull_factor)
         else:
             bem = inner_skull_sphere(hm)
+            record.update(note="the sphere dipole fit's own model: no model error for that peer")
         record.update(true_conductor=_describe(bem), nominal_conductor=hm.conductor)
     elif kind == "skull":
         if bem["is_sphere"]:

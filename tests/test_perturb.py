@@ -141,8 +141,9 @@ def test_skull_kind_reshapes_the_bem_and_keeps_the_sources_inside(template_hm, s
     sources = _source_surface_mri(hm)
     out = sources - centre
     guarded = sources + SKULL_MARGIN_MM * 1e-3 * out / np.linalg.norm(out, axis=1, keepdims=True)
-    assert _all_inside(true.bem["surfs"][0], guarded)
-    assert not _all_inside(true.bem["surfs"][0], guarded + (guarded - centre))  # twice as far
+    tris = true.bem["surfs"][0]["tris"]
+    assert _all_inside(reshaped, tris, guarded)
+    assert not _all_inside(reshaped, tris, guarded + (guarded - centre))  # twice as far
     rel = np.linalg.norm(true.gain - hm.gain) / np.linalg.norm(hm.gain)
     assert 0.05 < rel < 0.4  # about the size of the coregistration error's (0.13)
     record = true.provenance["perturbation"]

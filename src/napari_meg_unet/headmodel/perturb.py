@@ -189,21 +189,26 @@ def _solid_angles(rr: np.ndarray, tris: np.ndarray, points: np.ndarray) -> np.nd
     return np.abs(2 * np.arctan2(triple, denom).sum(axis=1))
 
 
-def _all_inside(surf, points, chunk=512) -> bool:
-    """Whether every point is inside the closed ``surf`` (checked in order, stopping early)."""
+def _all_inside(rr, tris, points, chunk=512) -> bool:
+    """Whether every point is inside the closed surface (checked in order, stopping early)."""
     for start in range(0, len(points), chunk):
-        if np.any(_solid_angles(surf["rr"], surf["tris"], points[start:start + chunk]) < 2 * np.pi):
+        if np.any(_solid_angles(rr, tris, points[start:start + chunk]) < 2 * np.pi):
             return False
     return True
 
 
-def _reshaped_surface(surf, centre, coef):
-    """``surf`` (MRI frame) with each vertex moved along its ray from ``centre`` by the field."""
-    offset = surf["rr"] - centre
+def _moved_along_rays(rr, centre, coef) -> np.ndarray:
+    """``rr`` with each point moved along its ray from ``centre`` by the field of ``coef``."""
+    offset = rr - centre
     directions = offset / np.linalg.norm(offset, axis=1, keepdims=True)
-    rr = surf["rr"] + directions * (_real_harmonics(directions, SKULL_DEGREES) @ coef)[:, None]
+    return rr + directions * (_real_harmonics(directions, SKULL_DEGREES) @ coef)[:, None]
+
+
+def _reshaped_surface(surf, centre, coef):
+    """The BEM surface ``surf`` (MRI frame) moved along its rays by the field of ``coef``."""
     new = {k: surf[k] for k in ("id", "sigma", "tris", "ntri", "np", "coord_frame")}
-    return mne.surface.complete_surface_info(dict(new, rr=rr), verbose=False)
+    new["rr"] = _moved_along_rays(surf["rr"], centre, coef)
+    return mne.surface.complete_surface_info(new, verbose=False)
 
 
 def _source_surface_mri(hm) -> np.ndarray:
@@ -243,7 +248,7 @@ def _skull_shape(hm, inner, centre, shape_mm, seed):
         coef *= shape_mm * 1e-3 / np.sqrt(np.mean((basis @ coef) ** 2))
         # a point further from the surface than its vertices move cannot end up outside
         near = clearance <= np.abs(basis @ coef).max()
-        if _all_inside(_reshaped_surface(inner, centre, coef), guarded[near]):
+        if _all_inside(_moved_along_rays(inner["rr"], centre, coef), inner["tris"], guarded[near]):
             return coef, draw
     raise ValueError(
         f"No skull shape change of {shape_mm:g} mm RMS in {_SKULL_DRAWS} draws keeps the "
@@ -259,7 +264,8 @@ def _reshaped_bem(hm, shape_mm, seed):
     centre, _ = _fit_sphere(inner["rr"])
     coef, draws = _skull_shape(hm, inner, centre, shape_mm, seed)
     surfs = [_reshaped_surface(s, centre, coef) for s in hm.bem["surfs"]]
-    moved = np.linalg.norm(surfs[[s["id"] for s in surfs].index(brain)]["rr"] - inner["rr"], axis=1)
+    new_inner = next(s for s in surfs if s["id"] == brain)
+    moved = np.linalg.norm(new_inner["rr"] - inner["rr"], axis=1)
     record = dict(skull_shape_mm=shape_mm, seed=seed, draws=draws, degrees=list(SKULL_DEGREES),
                   max_displacement_mm=float(1e3 * moved.max()),
                   harmonic_coefficients_mm=(coef * 1e3).tolist())  # fmt: skip

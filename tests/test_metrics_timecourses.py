@@ -177,3 +177,25 @@ def test_nearly_collinear_dipoles_do_not_report_large_opposite_moments(template_
     monkeypatch.setattr(field_module, "MOMENT_RCOND", 1e-12)  # the exact least squares
     exact = dipole_moments(field, sim_w, data, pair)
     assert np.linalg.norm(exact, axis=(1, 2)).max() > 3 * np.linalg.norm(course)
+
+
+def test_reported_fit_residual_is_the_full_least_squares_one(template_hm):
+    from napari_meg_unet.peers.field import MOMENT_RCOND, dipole_basis, reported_fit
+
+    rng = np.random.default_rng(1)
+    rows = template_hm.rows("rh")[[100, 100, 300]]
+    # the first two columns' sources 1 mm apart: a joint direction far weaker than the rest
+    gains = [template_hm.fwd["sol"]["data"][:, 3 * r:3 * r + 3] for r in rows]
+    gains[1] = gains[0] + 0.01 * rng.standard_normal(gains[0].shape) * np.abs(gains[0]).max()
+    parts = [dipole_basis(g) for g in gains]
+    y = rng.standard_normal((gains[0].shape[0], 5))
+    moments, residual = reported_fit(parts, y)
+    b = np.concatenate([u for u, _ in parts], axis=1)
+    exact, *_ = np.linalg.lstsq(b, y, rcond=None)
+    np.testing.assert_allclose(residual, np.sum((y - b @ exact) ** 2, axis=0), rtol=1e-9)
+    s = np.linalg.svd(b, compute_uv=False)
+    assert s.min() < MOMENT_RCOND * s.max()  # a direction the moments leave out
+    truncated = np.linalg.pinv(b, rcond=MOMENT_RCOND) @ y
+    expected = [to_moment @ truncated[3 * k:3 * k + 3] for k, (_, to_moment) in enumerate(parts)]
+    np.testing.assert_allclose(moments, np.stack(expected), rtol=1e-9,
+                               atol=1e-12 * np.abs(moments).max())  # fmt: skip

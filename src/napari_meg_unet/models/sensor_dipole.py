@@ -22,7 +22,8 @@ Only the whitener and the head model's source centroid are stored with the
 network: the position needs no forward model. :func:`predict_dipole` returns
 it as an :class:`mne.Dipole`, its moment (orientation, A·m) the least-squares
 fit of the pattern on the free-orientation gain of the head model's source
-nearest to the position.
+nearest to the position, reported as the dipole fits report theirs (the weak,
+nearly radial orientation left out).
 """
 
 from __future__ import annotations
@@ -187,15 +188,16 @@ class NearestSourceMoments:
         self._tree = cKDTree(hm.positions)
 
     def __call__(self, positions, patterns) -> tuple[np.ndarray, np.ndarray]:
-        """Moments ``(n, 3)`` (A·m, head coordinates) and goodness of fit ``(n,)`` (%)."""
-        _, nearest = self._tree.query(np.asarray(positions).reshape(-1, 3))
-        moments, gof = [], []
-        for i, pattern in zip(nearest, np.asarray(patterns), strict=True):
-            gain = self._gain[:, 3 * i:3 * i + 3]
-            q, *_ = np.linalg.lstsq(gain, pattern, rcond=None)
-            moments.append(q @ self._axes[i])
-            gof.append(100.0 * (1.0 - np.sum((pattern - gain @ q) ** 2) / np.sum(pattern**2)))
-        return np.array(moments), np.array(gof)
+        """Moments ``(n, 3)`` (A·m, head coordinates) and goodness of fit ``(n,)`` (%).
+
+        One moment per position and pattern, reported as :meth:`joint` reports
+        them (the source's weak, nearly radial orientation left out).
+        """
+        nearest = self.nearest(positions)
+        patterns = np.asarray(patterns, float).reshape(len(nearest), -1)
+        fits = [self._fit([i], pattern[:, np.newaxis])
+                for i, pattern in zip(nearest, patterns, strict=True)]  # fmt: skip
+        return np.array([m[0, :, 0] for m, _ in fits]), np.array([g[0] for _, g in fits])
 
     def nearest(self, positions) -> np.ndarray:
         """The head model's sources (rows) nearest to ``positions`` ``(m, 3)``."""
@@ -210,23 +212,21 @@ class NearestSourceMoments:
         coordinates) as the dipole fits report them
         (:func:`~napari_meg_unet.peers.field.reported_moments`: each source's
         weak, nearly radial orientation left out, as :func:`mne.fit_dipole`
-        does) and the fit's goodness ``(n_times,)`` (%).
+        does, and the collinear directions of nearby sources) and the fit's
+        goodness ``(n_times,)`` (%), all orientations fitted.
         """
-        from ..peers.field import dipole_basis, reported_moments
+        return self._fit(self.nearest(positions), np.asarray(whitened, float))
 
-        nearest = self.nearest(positions)
-        gain = np.concatenate([self._gain[:, 3 * i:3 * i + 3] for i in nearest], axis=1)
-        q, *_ = np.linalg.lstsq(gain, whitened, rcond=None)
-        residual = np.sum((whitened - gain @ q) ** 2, axis=0)
-        gof = 100.0 * (1.0 - residual / np.maximum(np.sum(whitened**2, axis=0), 1e-300))
-        # the moments as the dipole fits (and mne.fit_dipole) report them: each source's
-        # weak third orientation left out, and the collinear directions of nearby sources
-        # (a moment fitted to the noise there is 2-3 times the truth's norm,
-        # benchmarks/moment_rcond.py)
-        parts = [dipole_basis(self._gain[:, 3 * i:3 * i + 3]) for i in nearest]
-        q = reported_moments(parts, np.asarray(whitened, float))
-        moments = np.einsum("jkt,jkc->jct", q, self._axes[nearest])
-        return moments, gof
+    def _fit(self, rows, whitened) -> tuple[np.ndarray, np.ndarray]:
+        from ..peers.field import dipole_basis, reported_fit
+
+        parts = [dipole_basis(self._gain[:, 3 * i:3 * i + 3]) for i in rows]
+        q, residual = reported_fit(parts, whitened)
+        energy = np.sum(whitened**2, axis=0)
+        # no data: nothing explained (not 100%)
+        explained = 1.0 - residual / np.where(energy > 0, energy, 1.0)
+        gof = np.where(energy > 0, 100.0 * explained, 0.0)
+        return np.einsum("jkt,jkc->jct", q, self._axes[rows]), gof
 
 
 def whitened_svd(whitener, data):
@@ -239,8 +239,8 @@ def predict_dipole(net: SensorDipoleNet, evoked, hm, *, moments=None, threshold=
 
     One source (:class:`SensorDipoleNet`): the position is the network's; the
     moment is the least-squares fit of the epoch's dominant whitened pattern
-    on the free gain of ``hm``'s source nearest to it
-    (:class:`NearestSourceMoments`), given at the sample where the pattern's
+    on the free gain of ``hm``'s source nearest to it, its weak orientation
+    left out (:class:`NearestSourceMoments`), given at the sample where the pattern's
     time course peaks. Several (:class:`~.sensor_sources.SensorSourcesNet`):
     an entry per slot of probability at least ``threshold`` (at least one),
     most probable first, their moments fitted together over the window

@@ -280,13 +280,29 @@ def reported_moments(parts, y) -> np.ndarray:
     ``benchmarks/moment_rcond.py``). The fit itself (positions, residual)
     uses the full projection.
     """
+    return reported_fit(parts, y)[0]
+
+
+def reported_fit(parts, y) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`reported_moments` and the residual energy ``(k,)`` of the full projection.
+
+    One SVD of the joint basis gives both: the moments from its directions
+    stronger than :data:`MOMENT_RCOND` of the strongest, the residual (what
+    the dipoles, all their orientations fitted, leave of each column of
+    ``y``) from all of them.
+    """
     b = np.concatenate([u for u, _ in parts], axis=1)
-    c = np.linalg.pinv(b, rcond=MOMENT_RCOND) @ y
+    u, s, vt = np.linalg.svd(b, full_matrices=False)
+    spanned = s > s[0] * max(b.shape) * np.finfo(float).eps
+    kept = s > s[0] * MOMENT_RCOND
+    projected = u.T @ y
+    c = vt[kept].T @ (projected[kept] / s[kept, np.newaxis])
+    residual = np.sum(y**2, axis=0) - np.sum(projected[spanned] ** 2, axis=0)
     moments, start = [], 0
-    for u, to_moment in parts:
-        moments.append(to_moment @ c[start : start + u.shape[1]])
-        start += u.shape[1]
-    return np.stack(moments)
+    for basis, to_moment in parts:
+        moments.append(to_moment @ c[start : start + basis.shape[1]])
+        start += basis.shape[1]
+    return np.stack(moments), np.maximum(residual, 0.0)
 
 
 def dipole_moments(field, whitener, data, positions) -> np.ndarray:

@@ -1,0 +1,126 @@
+"""Who wins each model-error condition, across every recorded run on its test events.
+
+Usage::
+
+    python benchmarks/model_error_tally.py [--results benchmarks/results] \
+        [--out TALLY.md] [--json TALLY.json]
+
+Reads the same runs as ``condition_tables.py`` (``bench accuracy``, presets
+``benchmark`` and ``benchmark-model-error``, the same 321 test events) and,
+for every condition with a model error, takes each estimator at the most
+events it was scored on (a peer scored on 30 events and again on 321 counts
+with 321). Learned estimators are the networks and the estimators built on
+them (rows marked ``learned`` or of the ``hybrid`` family, and the network
+rows); the others are the peers and the linear inverses. The verdict:
+
+- ``win``: a learned estimator's 95% CI lies below every other estimator's;
+- ``lead``: the lowest mean is learned, but the CIs overlap;
+- ``loss``: an estimator that is not learned has the lowest mean.
+
+Among rows of one label at the same number of events (e.g. a network trained
+in two runs, or a peer re-run) a learned label counts with its row of highest
+upper CI bound, another with its row of lowest lower bound: ties go against
+the networks, and no network is picked for its luck on the test events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from condition_tables import _n_events, _runs, collect
+
+LINEAR = ("MNE", "dSPM", "sLORETA", "eLORETA")
+
+
+def learned_rows(rows) -> list:
+    """The rows of networks and of estimators built on them (not peers, not linear inverses).
+
+    Networks are the rows that are neither a peer nor a linear inverse; an
+    estimator built on one is marked ``learned`` or of the ``hybrid`` family, or
+    (older runs) is labelled ``"<network> + ..."``, as ``accuracy.targets`` counts them.
+    """
+    networks = {r["estimator"] for r in rows if "peer" not in r and r["estimator"] not in LINEAR}
+    return [r for r in rows
+            if r["estimator"] in networks or r.get("learned") or r.get("family") == "hybrid"
+            or any(r["estimator"].startswith(f"{n} + ") for n in networks)]  # fmt: skip
+
+
+def _most_events(rows, learned) -> dict:
+    """Each label's row of the most events (ties: see the module docstring)."""
+    best = {}
+    for r in rows:
+        d = r["dle_mm"]
+        key = (_n_events(r) or 0, d["ci_high"] if learned else -d["ci_low"])
+        label = r["estimator"]
+        if label not in best or key > best[label][0]:
+            best[label] = (key, r)
+    return {label: r for label, (_, r) in best.items()}
+
+
+def tally(tables) -> dict:
+    """``{condition: entry}`` for the model-error conditions of ``collect``'s tables."""
+    out = {}
+    for name, table in tables.items():
+        if not table["model_error"]:
+            continue
+        rows = [e["row"] for e in table["rows"]]
+        ours = learned_rows(rows)
+        learned = _most_events(ours, True)
+        others = _most_events([r for r in rows if not any(r is o for o in ours)], False)
+        if not learned or not others:
+            continue
+        first = min(learned.values(), key=lambda r: r["dle_mm"]["mean"])
+        tightest = min(learned.values(), key=lambda r: r["dle_mm"]["ci_high"])
+        best_other = min(others.values(), key=lambda r: r["dle_mm"]["mean"])
+        lowest_bound = min(r["dle_mm"]["ci_low"] for r in others.values())
+        if tightest["dle_mm"]["ci_high"] < lowest_bound:
+            verdict, learned_row = "win", tightest
+        else:
+            verdict = "lead" if first["dle_mm"]["mean"] < best_other["dle_mm"]["mean"] else "loss"
+            learned_row = first
+        out[name] = {"model_error": table["model_error"].get("kind"), "snr": table["snr"],
+                     "verdict": verdict, "learned": _summary(learned_row),
+                     "other": _summary(best_other)}  # fmt: skip
+    return out
+
+
+def _summary(row) -> dict:
+    d = row["dle_mm"]
+    return {"estimator": row["estimator"], "n": _n_events(row), "mean": d["mean"],
+            "ci_low": d["ci_low"], "ci_high": d["ci_high"]}  # fmt: skip
+
+
+def markdown(entries) -> str:
+    def cell(s):
+        return (f"{s['estimator']} ({s['n']}): {s['mean']:.2f} "
+                f"[{s['ci_low']:.2f}, {s['ci_high']:.2f}]")  # fmt: skip
+
+    lines = ["| condition | model error | verdict | learned: estimator (events): mean DLE mm "
+             "[95% CI] | best other by mean |", "|---|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {name} | {e['model_error']} | {e['verdict']} | {cell(e['learned'])} | "
+              f"{cell(e['other'])} |" for name, e in entries.items()]  # fmt: skip
+    counts = {v: sum(e["verdict"] == v for e in entries.values()) for v in ("win", "lead", "loss")}
+    lines += ["", f"{len(entries)} conditions: {counts['win']} win, {counts['lead']} lead, "
+              f"{counts['loss']} loss."]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--out", type=Path, default=None, help="also write the markdown here")
+    parser.add_argument("--json", type=Path, default=None, help="write the entries as JSON")
+    args = parser.parse_args(argv)
+    entries = tally(collect(_runs(args.results)))
+    text = markdown(entries)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+    if args.json is not None:
+        args.json.write_text(json.dumps(entries, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -17,10 +17,13 @@ rows); the others are the peers and the linear inverses. The verdict:
 - ``lead``: the lowest mean is learned, but the CIs overlap;
 - ``loss``: an estimator that is not learned has the lowest mean.
 
+A learned row of a run given a network file (``--sensor-net-file``) is
+labelled with that file: networks trained apart are different estimators.
 Among rows of one label at the same number of events (e.g. a network trained
-in two runs, or a peer re-run) a learned label counts with its row of highest
-upper CI bound, another with its row of lowest lower bound: ties go against
-the networks, and no network is picked for its luck on the test events.
+in two runs by the same recipe, or a peer re-run) a learned label counts with
+its row of highest upper CI bound, another with its row of lowest lower bound:
+ties go against the networks, and no training run is picked for its luck on
+the test events.
 """
 
 from __future__ import annotations
@@ -59,13 +62,25 @@ def _most_events(rows, learned) -> dict:
     return {label: r for label, (_, r) in best.items()}
 
 
-def tally(tables) -> dict:
-    """``{condition: entry}`` for the model-error conditions of ``collect``'s tables."""
+def _labelled(entry, files) -> dict:
+    """The row of a ``collect`` entry, labelled with its runs' network file if any."""
+    row = entry["row"]
+    given = sorted({Path(files[run]).name for run in entry["runs"] if files.get(run)})
+    if not given or not (row.get("learned") or row.get("family") == "hybrid"):
+        return row
+    return {**row, "estimator": f"{row['estimator']} [{', '.join(given)}]"}
+
+
+def tally(tables, files=None) -> dict:
+    """``{condition: entry}`` for the model-error conditions of ``collect``'s tables.
+
+    ``files``: ``{run: network file}`` of the runs given one (see the module docstring).
+    """
     out = {}
     for name, table in tables.items():
         if not table["model_error"]:
             continue
-        rows = [e["row"] for e in table["rows"]]
+        rows = [_labelled(e, files or {}) for e in table["rows"]]
         ours = learned_rows(rows)
         learned = _most_events(ours, True)
         others = _most_events([r for r in rows if not any(r is o for o in ours)], False)
@@ -113,7 +128,9 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown here")
     parser.add_argument("--json", type=Path, default=None, help="write the entries as JSON")
     args = parser.parse_args(argv)
-    entries = tally(collect(_runs(args.results)))
+    runs = _runs(args.results)
+    files = {run: summary.get("config", {}).get("sensor_net_file") for run, summary in runs}
+    entries = tally(collect(runs), files)
     text = markdown(entries)
     print(text)
     if args.out is not None:

@@ -32,11 +32,12 @@ def _row(estimator, mean, n=30, half=1.0, **extra):
 DSPM = _row("dSPM", 30.0, n=321)
 
 
-def _run(results, name, conditions):
+def _run(results, name, conditions, network_file=None):
     folder = results / name
     folder.mkdir(parents=True)
     (folder / "results.json").write_text(json.dumps({
-        "preset": "benchmark-model-error", "seed": 0, "config": {"n_test": 321},
+        "preset": "benchmark-model-error", "seed": 0,
+        "config": {"n_test": 321, "sensor_net_file": network_file},
         "conditions": {c: {"snr": 1.0, "model_error": error, "results": [DSPM, *rows]}
                        for c, (error, rows) in conditions.items()}}))  # fmt: skip
 
@@ -87,3 +88,18 @@ def test_ties_go_against_the_networks(tmp_path):
     entry = tally.tally(tally.collect(tally._runs(tmp_path)))["single-snr1-coreg"]
     assert entry["verdict"] == "lead"
     assert (entry["learned"]["mean"], entry["other"]["mean"]) == (4.1, 6.3)
+
+
+def test_networks_given_as_files_are_estimators_of_their_own(tmp_path, capsys):
+    tally = _script()
+    error = {"kind": "skull"}
+    fit = _row("fit", 6.0, peer="dipole-bem-window", half=0.5)
+    net = {"peer": "sensor-net", "learned": True}
+    # the same label, two networks: the better one's win is not undone by the other's CI
+    _run(tmp_path, "a", {"single-snr1-skull": (error, [fit, _row("net", 4.0, **net, half=0.5)])},
+         network_file="/somewhere/long.pt")  # fmt: skip
+    _run(tmp_path, "b", {"single-snr1-skull": (error, [fit, _row("net", 5.0, **net, half=1.0)])},
+         network_file="short.pt")  # fmt: skip
+    tally.main(["--results", str(tmp_path), "--json", str(tmp_path / "t.json")])
+    entry = json.loads((tmp_path / "t.json").read_text())["single-snr1-skull"]
+    assert entry["verdict"] == "win" and entry["learned"]["estimator"] == "net [long.pt]"

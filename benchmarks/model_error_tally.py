@@ -10,8 +10,8 @@ Reads the same runs as ``condition_tables.py`` (``bench accuracy``, presets
 for every condition with a model error, takes each estimator at the most
 events it was scored on (a peer scored on 30 events and again on 321 counts
 with 321). Learned estimators are the networks and the estimators built on
-them (rows marked ``learned`` or of the ``hybrid`` family, and the network
-rows); the others are the peers and the linear inverses. The verdict:
+them (rows marked ``learned``, the network rows and the hybrids labelled
+after them); the others are the peers and the linear inverses. The verdict:
 
 - ``win``: a learned estimator's 95% CI lies below every other estimator's;
 - ``lead``: the lowest mean is learned, but the CIs overlap;
@@ -34,20 +34,20 @@ from pathlib import Path
 
 from condition_tables import _n_events, _runs, collect
 
+from napari_meg_unet.accuracy.targets import is_learned
+
 LINEAR = ("MNE", "dSPM", "sLORETA", "eLORETA")
 
 
 def learned_rows(rows) -> list:
     """The rows of networks and of estimators built on them (not peers, not linear inverses).
 
-    Networks are the rows that are neither a peer nor a linear inverse; an
-    estimator built on one is marked ``learned`` or of the ``hybrid`` family, or
-    (older runs) is labelled ``"<network> + ..."``, as ``accuracy.targets`` counts them.
+    Networks are the rows that are neither a peer nor a linear inverse; the rest
+    as ``accuracy.targets`` counts them (rows marked ``learned``, or labelled
+    ``"<network> + ..."`` as the hybrids are).
     """
     networks = {r["estimator"] for r in rows if "peer" not in r and r["estimator"] not in LINEAR}
-    return [r for r in rows
-            if r["estimator"] in networks or r.get("learned") or r.get("family") == "hybrid"
-            or any(r["estimator"].startswith(f"{n} + ") for n in networks)]  # fmt: skip
+    return [r for r in rows if is_learned(r, networks)]
 
 
 def _most_events(rows, learned) -> dict:
@@ -66,7 +66,7 @@ def _labelled(entry, files) -> dict:
     """The row of a ``collect`` entry, labelled with its runs' network file if any."""
     row = entry["row"]
     given = sorted({Path(files[run]).name for run in entry["runs"] if files.get(run)})
-    if not given or not (row.get("learned") or row.get("family") == "hybrid"):
+    if not given or not row.get("learned"):
         return row
     return {**row, "estimator": f"{row['estimator']} [{', '.join(given)}]"}
 

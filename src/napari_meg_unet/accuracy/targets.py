@@ -122,7 +122,8 @@ def _condition_entry(cond: dict, networks) -> dict:
     return entry
 
 
-def _is_learned(row, networks) -> bool:
+def is_learned(row, networks) -> bool:
+    """Whether a result row is a network (one of ``networks``' labels) or built on one."""
     return bool(row.get("learned")) or row["estimator"] in networks or any(
         row["estimator"].startswith(f"{n} + ") for n in networks
     )
@@ -131,10 +132,10 @@ def _is_learned(row, networks) -> bool:
 def _peer_entry(res, networks) -> dict:
     """The best learned estimator (network or hybrid) against the best peer of one condition."""
     scored = [r for r in res if r["dle_mm"] is not None]
-    learned = _best(scored, [r["estimator"] for r in scored if _is_learned(r, networks)],
+    learned = _best(scored, [r["estimator"] for r in scored if is_learned(r, networks)],
                     "window")  # fmt: skip
     peer = _best(scored, [r["estimator"] for r in scored
-                          if "peer" in r and not _is_learned(r, networks)], "window")  # fmt: skip
+                          if "peer" in r and not is_learned(r, networks)], "window")  # fmt: skip
     entry = {
         "best_learned": None if learned is None else learned["estimator"],
         "best_learned_dle_mm": None if learned is None else learned["dle_mm"]["mean"],
@@ -149,7 +150,7 @@ def _peer_entry(res, networks) -> dict:
         entry["learned_peer_ci_separated"] = bool(
             learned["dle_mm"]["ci_high"] < peer["dle_mm"]["ci_low"]
         )
-        others = [r["dle_mm"]["mean"] for r in scored if not _is_learned(r, networks)]
+        others = [r["dle_mm"]["mean"] for r in scored if not is_learned(r, networks)]
         entry["learned_lowest"] = bool(learned["dle_mm"]["mean"] < min(others))
     # the network alone: its grid argmax, its own centre head's positions, or a network of
     # the peer interface (the sensor network): no head model at inference

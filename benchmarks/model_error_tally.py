@@ -34,20 +34,22 @@ from pathlib import Path
 
 from condition_tables import _n_events, _runs, collect
 
+from napari_meg_unet.accuracy.spec import LINEAR_METHODS
 from napari_meg_unet.accuracy.targets import is_learned
 
-LINEAR = ("MNE", "dSPM", "sLORETA", "eLORETA")
 
-
-def learned_rows(rows) -> list:
-    """The rows of networks and of estimators built on them (not peers, not linear inverses).
+def split_learned(rows) -> tuple[list, list]:
+    """The rows of networks and of estimators built on them, and the others.
 
     Networks are the rows that are neither a peer nor a linear inverse; the rest
     as ``accuracy.targets`` counts them (rows marked ``learned``, or labelled
     ``"<network> + ..."`` as the hybrids are).
     """
-    networks = {r["estimator"] for r in rows if "peer" not in r and r["estimator"] not in LINEAR}
-    return [r for r in rows if is_learned(r, networks)]
+    networks = {r["estimator"] for r in rows
+                if "peer" not in r and r["estimator"] not in LINEAR_METHODS}  # fmt: skip
+    learned = [is_learned(r, networks) for r in rows]
+    return ([r for r, own in zip(rows, learned, strict=True) if own],
+            [r for r, own in zip(rows, learned, strict=True) if not own])  # fmt: skip
 
 
 def _most_events(rows, learned) -> dict:
@@ -81,9 +83,8 @@ def tally(tables, files=None) -> dict:
         if not table["model_error"]:
             continue
         rows = [_labelled(e, files or {}) for e in table["rows"]]
-        ours = learned_rows(rows)
-        learned = _most_events(ours, True)
-        others = _most_events([r for r in rows if not any(r is o for o in ours)], False)
+        ours, theirs = split_learned(rows)
+        learned, others = _most_events(ours, True), _most_events(theirs, False)
         if not learned or not others:
             continue
         first = min(learned.values(), key=lambda r: r["dle_mm"]["mean"])
